@@ -1,0 +1,83 @@
+"""The ``nurture`` command group and what every command shares: settings, errors, output.
+
+The CLI is a thin adapter: commands call the library and turn :class:`NurtureError`
+into a message on stderr and exit code 1 (2 for usage errors). Never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from nurture import __version__
+from nurture.config import Settings, load_settings
+from nurture.errors import CampaignErrors, NurtureError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class State:
+    """Per-invocation state: the config path, and the settings read from it once."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="FILE", envvar="NURTURE_CONFIG",
+              help="Config file (default: ./config.yaml; also NURTURE_CONFIG).")
+@click.version_option(__version__, prog_name="nurture")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """nurture: email nurturing campaigns as code, with click-triggered follow-up.
+
+    Marketers write campaigns in campaigns/*.yaml and templates/; nurture sends them,
+    tracks clicks, and turns real interest into "call now" tasks for reps.
+    """
+    ctx.obj = State(config)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    return ctx.find_object(State).settings
+
+
+def handle_errors(fn: F) -> F:
+    """Turn nurture's errors into a message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CampaignErrors as e:
+            for err in e.errors:
+                err_console.print(f"[red]error[/red] {_escape(str(err))}")
+            sys.exit(1)
+        except NurtureError as e:
+            err_console.print(f"[red]error[/red] {_escape(str(e))}")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,166 @@
+"""The exceptions nurture raises. Every one derives from :class:`NurtureError`.
+
+Errors carry structured attributes (file, line, field, code, recipient) so that the
+CLI and the web apps can turn them into precise messages without parsing strings.
+"""
+
+from __future__ import annotations
+
+
+class NurtureError(Exception):
+    """Root of every error nurture raises on purpose."""
+
+
+class ConfigError(NurtureError):
+    """config.yaml or the environment holds a bad value.
+
+    ``file``/``line``/``column`` point at the offending key when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return _located(self.file, self.line, self.column, self.field, self.message)
+
+
+class CampaignError(NurtureError):
+    """One problem in a campaign file: ``file:line:col: field: message``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return _located(self.file, self.line, self.column, self.field, self.message)
+
+
+class CampaignErrors(NurtureError):
+    """Several :class:`CampaignError` found in one validation run."""
+
+    def __init__(self, errors: list[NurtureError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class TemplateError(NurtureError):
+    """A template is missing, does not compile, or uses an undefined variable."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str | None = None,
+        line: int | None = None,
+        variable: str | None = None,
+    ) -> None:
+        self.message = message
+        self.template = template
+        self.line = line
+        self.variable = variable
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return _located(self.template, self.line, None, None, self.message)
+
+
+class TokenError(NurtureError):
+    """A tracking token is forged, damaged, expired or from another namespace."""
+
+
+class CsvRowError(NurtureError):
+    """A row of an imported CSV file is bad; ``row`` is its 1-based data row number."""
+
+    def __init__(self, message: str, *, file: str, row: int, field: str | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.row = row
+        self.field = field
+        super().__init__(f"{file}: row {row}: {field + ': ' if field else ''}{message}")
+
+
+class NotFound(NurtureError):
+    """A campaign, step, contact, task or rep that was asked for does not exist."""
+
+
+class PermissionDenied(NurtureError):
+    """The caller may not see or change this object (e.g. another rep's task)."""
+
+
+class SendError(NurtureError):
+    """Delivery of one message failed.
+
+    ``code`` is the SMTP reply code (None for network errors and timeouts);
+    ``transient`` says whether a later retry may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: str | None = None,
+        transient: bool,
+        enhanced: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.recipient = recipient
+        self.transient = transient
+        self.enhanced = enhanced
+        super().__init__(message)
+
+    @property
+    def hard_bounce(self) -> bool:
+        """A permanent failure that says the mailbox does not exist (5.1.x / 550)."""
+        if self.transient:
+            return False
+        if self.enhanced:
+            return self.enhanced.startswith("5.1.")
+        return self.code in (550, 551, 553)
+
+    @property
+    def policy_block(self) -> bool:
+        """A permanent refusal for policy reasons (5.7.x): not the recipient's fault."""
+        return bool(self.enhanced and self.enhanced.startswith("5.7."))
+
+
+def _located(
+    file: str | None, line: int | None, column: int | None, field: str | None, message: str
+) -> str:
+    where = ""
+    if file:
+        where = file
+        if line:
+            where += f":{line}"
+            if column:
+                where += f":{column}"
+        where += ": "
+    if field:
+        where += f"{field}: "
+    return where + message

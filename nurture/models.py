@@ -1,0 +1,226 @@
+"""Plain data: frozen dataclasses shared by every part of nurture.
+
+Times are timezone-aware ``datetime`` in UTC unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from nurture.timeutil import Hours, Rate, Window
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+#: Task priorities, most urgent first. Stored as integers (lower is more urgent).
+PRIORITIES = ("urgent", "high", "normal", "low")
+TASK_KINDS = ("call_now", "call", "email")
+OUTCOMES = ("connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified")
+#: Outcomes that end the contact's enrollment in the task's campaign.
+EXIT_OUTCOMES = frozenset({"not_interested", "qualified"})
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``{clicked: pricing}`` or ``{clicked: any, step: case-study}``: a human click happened."""
+
+    clicked: str = "any"
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str
+    subject: str
+    template: str
+    wait: timedelta
+    text_template: str | None = None
+    unless: Condition | None = None
+    only_if: Condition | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpRule:
+    """A human click matching ``when`` raises a task for a rep."""
+
+    when: Condition
+    task: str = "call"
+    priority: str = "normal"
+    due: timedelta = timedelta(days=1)
+    note: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRule:
+    when: Condition
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    rules: tuple[ScoreRule, ...] = ()
+    half_life: timedelta = timedelta(days=14)
+    hot_threshold: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """An exit condition: ``unsubscribed``, ``bounced``, ``replied`` or ``outcome`` (with ``value``)."""
+
+    kind: str
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: str
+    name: str
+    path: str
+    timezone: str
+    steps: tuple[Step, ...]
+    send_window: Window = Window()
+    sender: str | None = None
+    reply_to: str | None = None
+    rate: Rate | None = None
+    follow_up: tuple[FollowUpRule, ...] = ()
+    exits: tuple[Exit, ...] = ()
+    scoring: Scoring = Scoring()
+    samples: tuple[Mapping[str, Any], ...] = ()
+    content_hash: str = ""
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def next_step(self, step_id: str | None) -> Step | None:
+        """The step after ``step_id`` (the first step for None), or None at the end."""
+        if step_id is None:
+            return self.steps[0] if self.steps else None
+        ids = [s.id for s in self.steps]
+        i = ids.index(step_id)
+        return self.steps[i + 1] if i + 1 < len(self.steps) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    industry: str = ""
+    phone: str = ""
+    timezone: str | None = None
+    owner: str | None = None
+    territory: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    score: float = 0.0
+    hot: bool = False
+    status: str = "active"
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
+
+    def as_template_vars(self) -> dict[str, Any]:
+        """What templates see as ``contact``: the fields plus extra CSV columns."""
+        data = dict(self.attributes)
+        data.update(
+            id=self.id, email=self.email, first_name=self.first_name, last_name=self.last_name,
+            name=self.name, company=self.company, industry=self.industry, phone=self.phone,
+            timezone=self.timezone, owner=self.owner, territory=self.territory,
+        )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    id: int
+    campaign_id: str
+    contact_id: int
+    state: str  # active | completed | exited
+    next_step: str | None
+    next_at: datetime | None
+    last_sent_at: datetime | None = None
+    exit_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One row of the outbox / ledger: one enrollment and step."""
+
+    id: int
+    enrollment_id: int
+    campaign_id: str
+    step_id: str
+    contact_id: int
+    status: str  # queued | sending | sent | retry | failed | skipped | suppressed
+    attempts: int = 0
+    message_id: str | None = None
+    queued_at: datetime | None = None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    error_code: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: int
+    campaign_id: str
+    step_id: str
+    name: str
+    url: str
+    honeypot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    id: int
+    send_id: int
+    link_id: int
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+    method: str
+    verdict: str = "pending"  # pending | human | scanner
+    score: float = 0.0
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    contact_id: int
+    campaign_id: str
+    kind: str
+    priority: str
+    status: str  # open | done
+    due_at: datetime
+    created_at: datetime
+    rep_id: str | None = None
+    reason: str = ""
+    context: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    outcome: str | None = None
+    notes: str | None = None
+    snooze_until: datetime | None = None
+    escalated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rep:
+    id: str
+    name: str
+    email: str
+    timezone: str = "UTC"
+    hours: Hours | None = None
+    days: frozenset[int] = frozenset(range(5))
+    territory: tuple[str, ...] = ()
+    capacity: int = 16

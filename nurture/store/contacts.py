@@ -1,0 +1,7 @@
+"""Store: contacts. (Placeholder; filled in by its issue.)"""
+
+from __future__ import annotations
+
+
+class ContactsMixin:
+    pass

@@ -1,0 +1,183 @@
+"""The database schema, as sqlite-utils migrations. Times are REAL seconds since the epoch (UTC).
+
+The same tables serve the PostgreSQL backend; keep the DDL portable (no SQLite-only types).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("nurture")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE contacts (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,      -- lower(email): upserts are case-insensitive
+            first_name TEXT NOT NULL DEFAULT '',
+            last_name TEXT NOT NULL DEFAULT '',
+            company TEXT NOT NULL DEFAULT '',
+            industry TEXT NOT NULL DEFAULT '',
+            phone TEXT NOT NULL DEFAULT '',
+            timezone TEXT,
+            owner TEXT,
+            territory TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}',   -- JSON: extra CSV columns
+            status TEXT NOT NULL DEFAULT 'active',   -- active | unsubscribed | bounced
+            score REAL NOT NULL DEFAULT 0,
+            score_at REAL,
+            hot INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX contacts_owner ON contacts(owner);
+
+        CREATE TABLE campaigns (
+            id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,        -- the YAML as applied
+            steps TEXT NOT NULL,         -- JSON list of step ids, in order
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE enrollments (
+            id INTEGER PRIMARY KEY,
+            campaign_id TEXT NOT NULL,
+            contact_id INTEGER NOT NULL REFERENCES contacts(id),
+            state TEXT NOT NULL DEFAULT 'active',   -- active | completed | exited
+            next_step TEXT,
+            next_at REAL,
+            last_sent_at REAL,
+            exit_reason TEXT,
+            campaign_version INTEGER,
+            enrolled_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (campaign_id, contact_id)
+        );
+        CREATE INDEX enrollments_due ON enrollments(state, next_at);
+        CREATE INDEX enrollments_contact ON enrollments(contact_id);
+
+        CREATE TABLE sends (
+            id INTEGER PRIMARY KEY,
+            enrollment_id INTEGER NOT NULL REFERENCES enrollments(id),
+            campaign_id TEXT NOT NULL,
+            step_id TEXT NOT NULL,
+            contact_id INTEGER NOT NULL REFERENCES contacts(id),
+            status TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | sent | retry | failed | skipped | suppressed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            lease_owner TEXT,
+            lease_until REAL,
+            message_id TEXT,
+            queued_at REAL NOT NULL,
+            sent_at REAL,                           -- the SMTP server's 250: delivery time
+            error_code INTEGER,
+            error_enhanced TEXT,
+            last_error TEXT,
+            UNIQUE (enrollment_id, step_id)
+        );
+        CREATE INDEX sends_claim ON sends(status, next_attempt_at);
+        CREATE INDEX sends_contact ON sends(contact_id);
+        CREATE INDEX sends_campaign ON sends(campaign_id, step_id, status);
+
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY,
+            campaign_id TEXT NOT NULL,
+            step_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            url TEXT NOT NULL,
+            honeypot INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (campaign_id, step_id, name, url)
+        );
+
+        CREATE TABLE clicks (
+            id INTEGER PRIMARY KEY,
+            send_id INTEGER NOT NULL,
+            link_id INTEGER,                        -- NULL for opens
+            kind TEXT NOT NULL DEFAULT 'click',     -- click | open
+            at REAL NOT NULL,
+            ip TEXT,
+            user_agent TEXT,
+            method TEXT NOT NULL,
+            verdict TEXT NOT NULL DEFAULT 'pending', -- pending | human | scanner
+            score REAL NOT NULL DEFAULT 0,
+            reasons TEXT NOT NULL DEFAULT '[]',      -- JSON list of strings
+            settled_at REAL,
+            handled INTEGER NOT NULL DEFAULT 0       -- follow-up rules applied
+        );
+        CREATE INDEX clicks_send ON clicks(send_id, at);
+        CREATE INDEX clicks_verdict ON clicks(verdict, at);
+        CREATE INDEX clicks_ip ON clicks(ip, at);
+        CREATE INDEX clicks_unhandled ON clicks(handled, verdict);
+
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            contact_id INTEGER NOT NULL REFERENCES contacts(id),
+            campaign_id TEXT NOT NULL,
+            rep_id TEXT,
+            kind TEXT NOT NULL,                     -- call_now | call | email
+            priority INTEGER NOT NULL,              -- 0 urgent, 1 high, 2 normal, 3 low
+            status TEXT NOT NULL DEFAULT 'open',    -- open | done
+            due_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            context TEXT NOT NULL DEFAULT '{}',     -- JSON: clicks timeline, step, links
+            outcome TEXT,
+            notes TEXT,
+            bant TEXT NOT NULL DEFAULT '{}',
+            snooze_until REAL,
+            escalated_at REAL,
+            done_at REAL
+        );
+        CREATE INDEX tasks_rep ON tasks(rep_id, status, priority, due_at);
+        CREATE INDEX tasks_contact ON tasks(contact_id, campaign_id, status);
+        CREATE INDEX tasks_due ON tasks(status, due_at);
+
+        CREATE TABLE suppressions (
+            email_key TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,                   -- unsubscribed | bounced | complaint | manual
+            at REAL NOT NULL
+        );
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_kind ON events(kind, at);
+
+        CREATE TABLE webhook_deliveries (
+            event_id INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            last_error TEXT,
+            PRIMARY KEY (event_id, url)
+        );
+        CREATE INDEX webhook_pending ON webhook_deliveries(status, next_at);
+
+        CREATE TABLE rep_tokens (
+            token_hash TEXT PRIMARY KEY,
+            rep_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        );
+
+        CREATE TABLE rate_state (
+            name TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            slow_until REAL
+        );
+        """
+    )
