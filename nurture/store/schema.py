@@ -53,7 +53,8 @@ def m001_initial(db: Database) -> None:
             contact_id INTEGER NOT NULL REFERENCES contacts(id),
             state TEXT NOT NULL DEFAULT 'active',   -- active | completed | exited
             next_step TEXT,
-            next_at REAL,
+            next_at REAL,                 -- when next_step is due; NULL while a send is in flight
+            next_wait REAL,               -- seconds from the in-flight send's delivery to next_step
             last_sent_at REAL,
             exit_reason TEXT,
             campaign_version INTEGER,
