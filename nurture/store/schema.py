@@ -182,3 +182,26 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m005_followup(db: Database) -> None:
+    """Reps' sessions, one open task per contact and campaign, webhook fan-out cursors."""
+    db.executescript(
+        """
+        CREATE TABLE rep_sessions (
+            session_hash TEXT PRIMARY KEY,          -- sha256 of the cookie value
+            rep_id TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX tasks_one_open ON tasks(contact_id, campaign_id) WHERE status = 'open';
+        CREATE INDEX tasks_created ON tasks(rep_id, created_at);
+
+        CREATE TABLE webhook_cursor (
+            url TEXT PRIMARY KEY,
+            last_event_id INTEGER NOT NULL           -- events up to here are queued for url
+        );
+        """
+    )
