@@ -92,6 +92,24 @@ class Campaign:
     scoring: Scoring = Scoring()
     samples: tuple[Mapping[str, Any], ...] = ()
     content_hash: str = ""
+    #: Template variables a contact lacks fall back to these (``defaults:`` in the YAML).
+    defaults: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    #: The YAML text as loaded (stored with each campaign version).
+    source: str = field(default="", repr=False, compare=False)
+    #: ``"steps[1].template"`` → (line, column) in the YAML, for precise error messages.
+    positions: Mapping[str, tuple[int, int]] = field(default_factory=lambda: EMPTY, repr=False,
+                                                    compare=False)
+
+    def where(self, field_path: str) -> tuple[int | None, int | None]:
+        """(line, column) of a field such as ``"follow_up[0].when.clicked"``, or of its
+        nearest parent that has one; (None, None) when nothing is known."""
+        p = field_path
+        while p:
+            if p in self.positions:
+                return self.positions[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return self.positions.get("", (None, None))
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
