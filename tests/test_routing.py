@@ -1,0 +1,102 @@
+"""Routing: owner → territory → round robin among reps on shift with capacity; off-shift waits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from nurture.models import Contact, Rep
+from nurture.routing import local_day_start, on_shift, route, shift_start
+from nurture.timeutil import parse_hours
+
+# Tuesday 2026-11-24 10:00 UTC = 19:00 Tokyo (off), 10:00 London (on), 05:00 New York (off).
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+AOKI = Rep(id="aoki", name="Aoki", email="a@x", timezone="Asia/Tokyo",
+           hours=parse_hours("09:00-18:00"), territory=("JP",))
+BAKER = Rep(id="baker", name="Baker", email="b@x", timezone="Europe/London",
+            hours=parse_hours("09:00-17:30"), territory=("GB",))
+CLARK = Rep(id="clark", name="Clark", email="c@x", timezone="Europe/London",
+            hours=parse_hours("09:00-17:30"), capacity=2)
+GARCIA = Rep(id="garcia", name="Garcia", email="g@x", timezone="America/New_York",
+             hours=parse_hours("08:30-17:00"), territory=("US",))
+REPS = (AOKI, BAKER, CLARK, GARCIA)
+
+
+def contact(**kw) -> Contact:
+    return Contact(id=1, email="x@shop.example", **kw)
+
+
+def go(c: Contact, *, kind="call", due=timedelta(hours=1), assigned=None, last=None,
+       now=NOW, reps=REPS, territories=None):
+    return route(contact=c, reps=reps, territories=territories or {}, kind=kind, due=due,
+                 assigned_today=assigned or {}, last_rep=last, now=now)
+
+
+def test_shift_helpers():
+    assert on_shift(BAKER, NOW) and not on_shift(AOKI, NOW) and not on_shift(GARCIA, NOW)
+    # Aoki's next shift: Wednesday 09:00 Tokyo = 00:00 UTC.
+    assert shift_start(AOKI, NOW) == datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    assert shift_start(BAKER, NOW) == NOW
+    assert local_day_start(AOKI, NOW) == datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+    # Weekend: Saturday noon London is off for a mon-fri rep; next shift is Monday 09:00.
+    sat = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert not on_shift(BAKER, sat)
+    assert shift_start(BAKER, sat) == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def test_owner_wins_even_over_territory():
+    r = go(contact(owner="garcia", territory="GB"))
+    assert r.rep_id == "garcia" and r.due_at == NOW + timedelta(hours=1)
+    assert "owner" in r.reason
+
+
+def test_owner_off_shift_call_now_is_due_from_shift_start():
+    r = go(contact(owner="aoki"), kind="call_now")
+    assert r.rep_id == "aoki"
+    assert r.due_at == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+
+
+def test_unknown_owner_falls_through_to_territory():
+    r = go(contact(owner="nobody", territory="JP"))
+    assert r.rep_id == "aoki" and r.reason.startswith("territory")
+
+
+def test_territory_from_settings_map_and_country_attribute():
+    r = go(contact(attributes={"country": "us"}))
+    assert r.rep_id == "garcia"
+    r = go(contact(territory="AU"), territories={"AU": "clark"})
+    assert r.rep_id == "clark"
+
+
+def test_round_robin_among_reps_on_shift():
+    # On shift at 10:00 UTC: baker and clark (London). Aoki and Garcia are off.
+    picks = []
+    last = None
+    for _ in range(4):
+        r = go(contact(), last=last)
+        picks.append(r.rep_id)
+        last = r.rep_id
+    assert picks == ["baker", "clark", "baker", "clark"]
+
+
+def test_capacity_left_today_is_respected():
+    r = go(contact(), assigned={"clark": 2}, last="baker")
+    assert r.rep_id == "baker"  # clark (capacity 2) is full, so baker again
+    r = go(contact(), assigned={"clark": 2, "baker": 16}, kind="call")
+    # Everyone on shift is full: a plain call still goes to someone with capacity.
+    assert r.rep_id in {"aoki", "garcia"} and "nobody on shift" in r.reason
+
+
+def test_call_now_outside_every_shift_waits_for_the_first_shift():
+    # Tuesday 23:00 UTC: Tokyo 08:00 (starts 09:00 = 00:00 UTC), London 23:00, New York 18:00.
+    late = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)
+    assert not any(on_shift(r, late) for r in REPS)
+    r = go(contact(), kind="call_now", now=late, due=timedelta(minutes=30))
+    assert r.rep_id == "aoki"
+    assert r.due_at == datetime(2026, 11, 25, 0, 30, tzinfo=UTC)
+    assert "waits" in r.reason
+
+
+def test_no_reps_means_unassigned():
+    r = go(contact(), reps=())
+    assert r.rep_id is None and r.due_at == NOW + timedelta(hours=1)
