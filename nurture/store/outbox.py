@@ -1,7 +1,300 @@
-"""Store: outbox. (Placeholder; filled in by its issue.)"""
+"""Store: the outbox / ledger (``sends``) and the links table.
+
+A send row moves ``queued → sending → sent`` (or ``retry`` / ``failed``), or is set aside at
+claim time as ``suppressed`` / ``skipped``. ``sending`` rows carry a lease (owner and expiry):
+a sender that dies holding a lease loses it when it expires and the row is claimed again.
+The Message-ID is stored before the first attempt and reused on every retry, so the only
+mails that can reach a recipient twice are those in flight when a sender was killed, and
+they carry the same Message-ID.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from nurture.models import Contact, Send
+from nurture.store.base import dt, ts
+
+SENDABLE = ("queued", "retry")
+#: Statuses a send ends in.
+FINAL = ("sent", "failed", "suppressed", "skipped")
+
+
+def _send(row: dict[str, Any]) -> Send:
+    return Send(
+        id=row["id"], enrollment_id=row["enrollment_id"], campaign_id=row["campaign_id"],
+        step_id=row["step_id"], contact_id=row["contact_id"], status=row["status"],
+        attempts=row["attempts"], message_id=row["message_id"], queued_at=dt(row["queued_at"]),
+        sent_at=dt(row["sent_at"]), next_attempt_at=dt(row["next_attempt_at"]),
+        error_code=row["error_code"], last_error=row["last_error"],
+    )
+
+
+def _contact(row: dict[str, Any]) -> Contact:
+    return Contact(
+        id=row["id"], email=row["email"], first_name=row["first_name"], last_name=row["last_name"],
+        company=row["company"], industry=row["industry"], phone=row["phone"],
+        timezone=row["timezone"], owner=row["owner"], territory=row["territory"],
+        attributes=json.loads(row["attributes"] or "{}"), score=row["score"], hot=bool(row["hot"]),
+        status=row["status"],
+    )
+
+
+def is_hard_bounce(code: int | None, enhanced: str | None) -> bool:
+    """The mailbox does not exist: enhanced 5.1.x, or 550/551/553 without an enhanced code.
+    Same rule as :attr:`nurture.errors.SendError.hard_bounce`."""
+    if code is None or code < 500:
+        return False
+    if enhanced:
+        return enhanced.startswith("5.1.")
+    return code in (550, 551, 553)
+
 
 class OutboxMixin:
-    pass
+    """Claiming, marking and reading outbox rows; get-or-create of tracked links."""
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim_sends(self, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Send]:
+        """Claim up to ``limit`` due rows for ``owner`` in one IMMEDIATE transaction.
+
+        Due rows are ``queued``/``retry`` rows whose ``next_attempt_at <= now``, and
+        ``sending`` rows whose lease has expired (a crashed sender's). Claimed rows become
+        ``sending`` with ``lease_until = now + lease``. Suppression is checked again here:
+        a row whose contact is suppressed (or no longer active) becomes ``suppressed``, a
+        row whose enrollment has exited becomes ``skipped``; both are returned with that
+        status so callers can count them, and only ``sending`` rows are to be delivered.
+        Rows come back oldest due first.
+        """
+        t, until = ts(now), ts(now + lease)
+        with self.transaction():  # type: ignore[attr-defined]
+            rows = self.query(  # type: ignore[attr-defined]
+                """
+                UPDATE sends SET status = 'sending', lease_owner = :owner, lease_until = :until
+                WHERE id IN (
+                    SELECT id FROM sends
+                    WHERE (status IN ('queued', 'retry') AND next_attempt_at <= :now)
+                       OR (status = 'sending' AND lease_until < :now)
+                    ORDER BY next_attempt_at, id
+                    LIMIT :limit)
+                RETURNING *
+                """,
+                {"owner": owner, "until": until, "now": t, "limit": int(limit)},
+            )
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            marks = ",".join("?" * len(ids))
+            blocked = self.query(  # type: ignore[attr-defined]
+                f"""
+                SELECT s.id,
+                       CASE WHEN e.state = 'exited' THEN 'skipped' ELSE 'suppressed' END AS why
+                FROM sends s
+                JOIN contacts c ON c.id = s.contact_id
+                JOIN enrollments e ON e.id = s.enrollment_id
+                WHERE s.id IN ({marks})
+                  AND (c.status != 'active' OR e.state = 'exited'
+                       OR c.email_key IN (SELECT email_key FROM suppressions))
+                """,
+                ids,
+            )
+            why = {b["id"]: b["why"] for b in blocked}
+            for send_id, status in why.items():
+                self.conn.execute(  # type: ignore[attr-defined]
+                    "UPDATE sends SET status = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                    (status, send_id),
+                )
+            for r in rows:
+                if r["id"] in why:
+                    r["status"] = why[r["id"]]
+                    self.append_event(  # type: ignore[attr-defined]
+                        f"send.{why[r['id']]}",
+                        {"send_id": r["id"], "campaign_id": r["campaign_id"], "step_id": r["step_id"],
+                         "contact_id": r["contact_id"]}, now=now)
+        rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
+        return [_send(r) for r in rows]
+
+    def release_sends(self, send_ids: Iterable[int], *, owner: str) -> int:
+        """Give claimed rows that were never attempted back to the queue (graceful stop).
+
+        Only rows still leased by ``owner`` are released; returns how many were.
+        """
+        ids = list(send_ids)
+        if not ids:
+            return 0
+        with self.transaction():  # type: ignore[attr-defined]
+            cur = self.conn.execute(  # type: ignore[attr-defined]
+                f"""
+                UPDATE sends SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'queued' END,
+                                 lease_owner = NULL, lease_until = NULL
+                WHERE status = 'sending' AND lease_owner = ? AND id IN ({",".join("?" * len(ids))})
+                """,
+                [owner, *ids],
+            )
+            return cur.rowcount
+
+    def outbox_contacts(self, contact_ids: Iterable[int]) -> dict[int, Contact]:
+        """The contacts of claimed rows, by id (one query for a batch)."""
+        ids = sorted(set(contact_ids))
+        out: dict[int, Contact] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in self.query(  # type: ignore[attr-defined]
+                f"SELECT * FROM contacts WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                out[row["id"]] = _contact(row)
+        return out
+
+    # -- marking ----------------------------------------------------------------------------
+
+    def set_message_id(self, send_id: int, mid: str) -> None:
+        """Record the Message-ID before the first attempt; every retry reuses it."""
+        self.conn.execute("UPDATE sends SET message_id = ? WHERE id = ?", (mid, send_id))  # type: ignore[attr-defined]
+
+    def mark_sent(self, send_id: int, *, now: datetime) -> bool:
+        """The server answered 250: ``sent_at = now`` (the delivery time clicks are judged
+        against). In the same transaction the enrollment gets ``last_sent_at = now`` and,
+        when ``next_wait`` is set, ``next_at = now + next_wait``. Idempotent: returns False
+        when the row was already sent."""
+        t = ts(now)
+        with self.transaction():  # type: ignore[attr-defined]
+            row = self.query_one(  # type: ignore[attr-defined]
+                """
+                UPDATE sends SET status = 'sent', sent_at = ?, attempts = attempts + 1,
+                                 lease_owner = NULL, lease_until = NULL
+                WHERE id = ? AND status != 'sent'
+                RETURNING enrollment_id, campaign_id, step_id, contact_id, message_id
+                """,
+                (t, send_id),
+            )
+            if row is None:
+                return False
+            self.conn.execute(  # type: ignore[attr-defined]
+                """
+                UPDATE enrollments SET last_sent_at = :t, updated_at = :t,
+                    next_at = CASE WHEN next_wait IS NOT NULL AND state = 'active'
+                                   THEN :t + next_wait ELSE next_at END
+                WHERE id = :e
+                """,
+                {"t": t, "e": row["enrollment_id"]},
+            )
+            self.append_event("send.sent", {"send_id": send_id, **row}, now=now)  # type: ignore[attr-defined]
+        return True
+
+    def mark_retry(self, send_id: int, *, next_at: datetime, code: int | None, error: str,
+                   enhanced: str | None = None) -> None:
+        """A transient failure: try again at ``next_at`` (same Message-ID)."""
+        with self.transaction():  # type: ignore[attr-defined]
+            self.conn.execute(  # type: ignore[attr-defined]
+                """
+                UPDATE sends SET status = 'retry', attempts = attempts + 1, next_attempt_at = ?,
+                                 error_code = ?, error_enhanced = ?, last_error = ?,
+                                 lease_owner = NULL, lease_until = NULL
+                WHERE id = ? AND status != 'sent'
+                """,
+                (ts(next_at), code, enhanced, error[:1000], send_id),
+            )
+
+    def mark_failed(self, send_id: int, *, now: datetime, code: int | None, enhanced: str | None,
+                    error: str, bounce: bool | None = None) -> str:
+        """A permanent failure. Returns what it was: ``"bounced"``, ``"blocked"`` or ``"failed"``.
+
+        A hard bounce (550 / 5.1.x; ``bounce`` overrides the rule) suppresses the address
+        and exits the contact's active enrollments. A policy block (5.7.x) is recorded with
+        its enhanced code and reported, and does not touch the recipient.
+        """
+        if bounce is None:
+            bounce = is_hard_bounce(code, enhanced)
+        kind = "bounced" if bounce else ("blocked" if enhanced and enhanced.startswith("5.7.") else "failed")
+        with self.transaction():  # type: ignore[attr-defined]
+            row = self.query_one(  # type: ignore[attr-defined]
+                """
+                UPDATE sends SET status = 'failed', attempts = attempts + 1, error_code = ?,
+                                 error_enhanced = ?, last_error = ?, lease_owner = NULL, lease_until = NULL
+                WHERE id = ? AND status != 'sent'
+                RETURNING campaign_id, step_id, contact_id, message_id
+                """,
+                (code, enhanced, error[:1000], send_id),
+            )
+            if row is None:
+                return "sent"
+            payload = {"send_id": send_id, "code": code, "enhanced": enhanced, "error": error[:300],
+                       "policy": kind == "blocked", **row}
+            if bounce:
+                self._bounce_contact(row["contact_id"], now=now)
+            self.append_event("send.bounced" if bounce else "send.failed", payload, now=now)  # type: ignore[attr-defined]
+        return kind
+
+    def _bounce_contact(self, contact_id: int, *, now: datetime) -> None:
+        contact = self.query_one("SELECT email FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
+        if contact is None:
+            return
+        suppress = getattr(self, "suppress", None)
+        exit_enrollments = getattr(self, "exit_enrollments", None)
+        if suppress is not None:
+            suppress(contact["email"], "bounced", now=now)
+        else:  # the contacts area is not built yet: the same effect, here
+            self.conn.execute(  # type: ignore[attr-defined]
+                "INSERT OR IGNORE INTO suppressions (email_key, reason, at) VALUES (?, 'bounced', ?)",
+                (contact["email"].lower(), ts(now)),
+            )
+        self.conn.execute(  # type: ignore[attr-defined]
+            "UPDATE contacts SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'",
+            (ts(now), contact_id),
+        )
+        if exit_enrollments is not None:
+            exit_enrollments(contact_id, reason="bounced", now=now)
+        else:
+            self.conn.execute(  # type: ignore[attr-defined]
+                """UPDATE enrollments SET state = 'exited', exit_reason = 'bounced', next_at = NULL,
+                   updated_at = ? WHERE contact_id = ? AND state = 'active'""",
+                (ts(now), contact_id),
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_send(self, send_id: int) -> Send | None:
+        row = self.query_one("SELECT * FROM sends WHERE id = ?", (send_id,))  # type: ignore[attr-defined]
+        return None if row is None else _send(row)
+
+    def outbox_counts(self, *, campaign_id: str | None = None) -> dict[str, int]:
+        """Rows per status (all campaigns, or one)."""
+        sql = "SELECT status, count(*) AS n FROM sends"
+        params: list[Any] = []
+        if campaign_id is not None:
+            sql += " WHERE campaign_id = ?"
+            params.append(campaign_id)
+        return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}  # type: ignore[attr-defined]
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest waiting row becomes due (None when nothing waits)."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT min(next_attempt_at) AS t FROM sends WHERE status IN ('queued', 'retry')")
+        return dt(row["t"]) if row else None
+
+    # -- links ------------------------------------------------------------------------------
+
+    def link_id(self, campaign_id: str, step_id: str, name: str, url: str, honeypot: bool = False) -> int:
+        """The id of the tracked link (campaign, step, name, url), created on first use.
+
+        Cached in memory: links are never changed or deleted, so the cache cannot go stale.
+        """
+        cache: dict[tuple[str, str, str, str], int] = self.__dict__.setdefault("_link_cache", {})
+        key = (campaign_id, step_id, name, url)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        params = (campaign_id, step_id, name, url)
+        self.conn.execute(  # type: ignore[attr-defined]
+            "INSERT OR IGNORE INTO links (campaign_id, step_id, name, url, honeypot) VALUES (?, ?, ?, ?, ?)",
+            (*params, int(bool(honeypot))),
+        )
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT id FROM links WHERE campaign_id = ? AND step_id = ? AND name = ? AND url = ?", params)
+        assert row is not None
+        cache[key] = int(row["id"])
+        return cache[key]
+

@@ -1,0 +1,328 @@
+"""The sender: claims due outbox rows, renders them, delivers them over a pool of reused SMTP
+connections under one global rate limit, and records what happened.
+
+One batch at a time is claimed (with a lease), rendered and given its Message-ID in a single
+hop to the store thread; ``pool_size`` workers each own one SMTP connection and mark every
+result before taking the next message, so at most ``pool_size`` mails are ever delivered but
+not yet marked. That bounds what a kill -9 can double, and those carry the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any, Protocol
+
+from nurture.config import Settings
+from nurture.errors import NurtureError, SendError
+from nurture.models import Contact, Send
+from nurture.ratelimit import RateLimiter
+from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
+from nurture.timeutil import utcnow
+
+log = logging.getLogger("nurture.sender")
+
+#: ``(link name, url, is_honeypot) -> link id`` for the send's campaign and step.
+LinkIds = Callable[[str, str, bool], int]
+
+
+class Outgoing(Protocol):
+    """What a builder returns; :class:`nurture.render.RenderedMessage` is one."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+    def to_bytes(self) -> bytes: ...
+
+
+class Build(Protocol):
+    """Renders one send. Runs on the store thread; ``message_id`` is the stored one (reuse
+    it when not None)."""
+
+    def __call__(self, send: Send, contact: Contact, *, link_ids: LinkIds, now: datetime,
+                 message_id: str | None) -> Outgoing: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, capped, times 0.5–1.5."""
+
+    base: timedelta = timedelta(minutes=1)
+    cap: timedelta = timedelta(hours=2)
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        r = (rng or random).random()
+        raw = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** max(0, attempt - 1))
+        return timedelta(seconds=raw * (1 - self.jitter + 2 * self.jitter * r))
+
+
+@dataclass
+class SendSummary:
+    """Counters for one run; ``errors`` keeps the last few failure texts."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    bounced: int = 0
+    blocked: int = 0
+    suppressed: int = 0
+    skipped: int = 0
+    released: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.retried + self.failed + self.bounced + self.blocked
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in
+                ("sent", "retried", "failed", "bounced", "blocked", "suppressed", "skipped", "released")}
+
+    def _note(self, text: str) -> None:
+        self.errors.append(text)
+        del self.errors[:-20]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    send: Send
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOptions:
+    """Knobs with sensible defaults; tests and the bench shorten them."""
+
+    lease: timedelta = timedelta(minutes=10)
+    backoff: Backoff = Backoff()
+    batch: int = 64
+    idle: float = 1.0  # seconds between polls when nothing is due (loop mode)
+    slow_factor: float = 0.5
+    slow_seconds: float = 60.0
+
+
+def sender_owner() -> str:
+    """A lease owner name unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+async def run_sender(
+    *,
+    store: Any,
+    settings: Settings,
+    build: Build,
+    now: Callable[[], datetime] = utcnow,
+    stop: asyncio.Event,
+    once: bool,
+    progress: Callable[[SendSummary], None] | None = None,
+    tick: Callable[[Any, datetime], Any] | None = None,
+    options: SenderOptions = SenderOptions(),
+    limiter: RateLimiter | None = None,
+    owner: str | None = None,
+) -> SendSummary:
+    """Send due mail until ``stop`` is set (or, with ``once``, until nothing is due).
+
+    ``store`` is an :class:`nurture.store.AsyncStore`; ``build`` renders a send on the store
+    thread; ``tick(store, now)``, if given, runs on the store thread before claiming (the
+    scheduler), once at start with ``once`` and on every idle poll otherwise. Setting
+    ``stop`` drains: rows claimed but not started go back to the queue, sends in flight
+    finish and are marked, then connections close. Returns the run's counters.
+    """
+    return await _Run(store=store, settings=settings, build=build, now=now, stop=stop, once=once,
+                      progress=progress, tick=tick, options=options,
+                      limiter=limiter or RateLimiter([settings.smtp.rate]),
+                      owner=owner or sender_owner()).run()
+
+
+class _Run:
+    def __init__(self, *, store: Any, settings: Settings, build: Build, now: Callable[[], datetime],
+                 stop: asyncio.Event, once: bool, progress: Callable[[SendSummary], None] | None,
+                 tick: Callable[[Any, datetime], Any] | None, options: SenderOptions,
+                 limiter: RateLimiter, owner: str) -> None:
+        self.store, self.settings, self.build, self.now = store, settings, build, now
+        self.stop, self.once, self.progress, self.tick = stop, once, progress, tick
+        self.opt, self.limiter, self.owner = options, limiter, owner
+        self.summary = SendSummary()
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self.busy = 0
+        self.crash: BaseException | None = None
+        self.pool = [SmtpConnection(settings.smtp) for _ in range(max(1, settings.smtp.max_connections))]
+        self.envelope_from = parseaddr(settings.sender.from_address)[1] or settings.sender.from_address
+        rate = settings.smtp.rate.per_second
+        # Claim no more than the rate lets out in a few seconds, so leases never run short.
+        self.claim_limit = max(1, min(options.batch, int(rate * 3) + 1))
+        self.low_water = max(len(self.pool), min(self.claim_limit, 2 * len(self.pool)))
+
+    async def run(self) -> SendSummary:
+        workers = [asyncio.create_task(self._worker(c)) for c in self.pool]
+        try:
+            await self._produce()
+        finally:
+            leftover: list[int] = []
+            while not self.queue.empty():
+                job = self.queue.get_nowait()
+                if job is not None:
+                    leftover.append(job.send.id)
+            for _ in workers:
+                self.queue.put_nowait(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+            if leftover:
+                self.summary.released += await self.store.release_sends(leftover, owner=self.owner)
+            await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
+            self._report()
+        if self.crash is not None:
+            raise self.crash
+        return self.summary
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _produce(self) -> None:
+        if self.tick is not None:
+            await self.store.run(lambda s: self.tick(s, self.now()))
+        while not self.stop.is_set():
+            if self.queue.qsize() >= self.low_water:
+                await self._sleep(0.002)
+                continue
+            claimed, jobs = await self.store.run(self._prepare)
+            for job in jobs:
+                self.queue.put_nowait(job)
+            if claimed:
+                continue
+            if self.once:
+                if self.queue.empty() and self.busy == 0:
+                    return
+                await self._sleep(0.005)
+                continue
+            if self.queue.empty() and self.busy == 0 and self.tick is not None:
+                await self.store.run(lambda s: self.tick(s, self.now()))
+            await self._sleep(self.opt.idle)
+
+    def _prepare(self, store: Any) -> tuple[int, list[_Job]]:
+        """On the store thread: claim a batch, render it, store Message-IDs (one commit)."""
+        now = self.now()
+        sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit)
+        if not sends:
+            return 0, []
+        jobs: list[_Job] = []
+        todo = [s for s in sends if s.status == "sending"]
+        for s in sends:
+            if s.status == "suppressed":
+                self.summary.suppressed += 1
+            elif s.status == "skipped":
+                self.summary.skipped += 1
+        contacts = store.outbox_contacts(s.contact_id for s in todo)
+        with store.transaction():
+            for s in todo:
+                try:
+                    msg = self.build(s, contacts[s.contact_id], now=now, message_id=s.message_id,
+                                     link_ids=_link_ids(store, s))
+                    data = msg.to_bytes()
+                except (NurtureError, KeyError, ValueError) as e:
+                    # A send that cannot be rendered (template error, campaign gone) is failed,
+                    # not retried forever; the error says why.
+                    store.mark_failed(s.id, now=now, code=None, enhanced=None, error=f"render: {e}",
+                                      bounce=False)
+                    self.summary.failed += 1
+                    self.summary._note(f"send {s.id}: render: {e}")
+                    log.error("send %s (%s/%s) cannot be rendered: %s", s.id, s.campaign_id, s.step_id, e)
+                    continue
+                if s.message_id != msg.message_id:
+                    store.set_message_id(s.id, msg.message_id)
+                recipient = parseaddr(msg.to)[1] or msg.to
+                jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id))
+        return len(sends), jobs
+
+    async def _worker(self, conn: SmtpConnection) -> None:
+        while True:
+            job = await self.queue.get()
+            if job is None:
+                return
+            self.busy += 1
+            try:
+                if not await self.limiter.acquire(self.stop):
+                    self.summary.released += await self.store.release_sends([job.send.id], owner=self.owner)
+                    continue
+                await self._deliver(conn, job)
+            except Exception as e:  # a bug or a broken database: stop cleanly, then re-raise
+                log.exception("sender worker failed")
+                self.crash = self.crash or e
+                self.stop.set()
+            finally:
+                self.busy -= 1
+
+    async def _deliver(self, conn: SmtpConnection, job: _Job) -> None:
+        s = job.send
+        try:
+            await conn.send(sender=self.envelope_from, recipient=job.recipient, data=job.data)
+        except SendError as e:
+            await self._failed(job, e)
+        else:
+            await self.store.mark_sent(s.id, now=self.now())
+            self.summary.sent += 1
+        self._report()
+
+    async def _failed(self, job: _Job, e: SendError) -> None:
+        s = job.send
+        now = self.now()
+        if e.code in THROTTLE_CODES:
+            self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
+            log.warning("server asked to slow down (%s); rate cut to %.0f%% for %.0fs",
+                        e.code, self.opt.slow_factor * 100, self.opt.slow_seconds)
+        attempt = s.attempts + 1
+        if e.transient and attempt < self.settings.smtp.max_attempts:
+            await self.store.mark_retry(s.id, next_at=now + self.opt.backoff.delay(attempt), code=e.code,
+                                        error=e.message, enhanced=e.enhanced)
+            self.summary.retried += 1
+            return
+        # A sender-side refusal (MAIL FROM) is never the recipient's bounce.
+        bounce = e.hard_bounce and e.recipient is not None
+        kind = await self.store.mark_failed(s.id, now=now, code=e.code, enhanced=e.enhanced,
+                                            error=e.message, bounce=bounce)
+        if kind == "bounced":
+            self.summary.bounced += 1
+        elif kind == "blocked":
+            self.summary.blocked += 1
+            log.warning("send %s to %s blocked by policy: %s", s.id, job.recipient, e.message)
+        elif kind == "failed":
+            self.summary.failed += 1
+        self.summary._note(f"send {s.id} to {job.recipient}: {e.message}")
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.summary)
+
+
+def _link_ids(store: Any, send: Send) -> LinkIds:
+    def link_ids(name: str, url: str, honeypot: bool) -> int:
+        return store.link_id(send.campaign_id, send.step_id, name, url, honeypot)
+    return link_ids
+
+
+def renderer_build(renderer: Any, campaigns: Any) -> Build:
+    """A :class:`Build` over the real :class:`nurture.render.Renderer` and loaded campaigns
+    (``campaigns`` maps campaign id to :class:`nurture.models.Campaign`)."""
+
+    def build(send: Send, contact: Contact, *, link_ids: LinkIds, now: datetime,
+              message_id: str | None) -> Outgoing:
+        campaign = campaigns[send.campaign_id]
+        step = campaign.step(send.step_id)
+        return renderer.render(campaign=campaign, step=step, contact=contact, send_id=send.id,
+                               link_ids=link_ids, now=now, message_id=message_id)
+
+    return build

@@ -1,0 +1,124 @@
+"""Reusable SMTP connections (aiosmtplib), and the translation of every way a delivery can
+fail into :class:`nurture.errors.SendError`. The only module that imports aiosmtplib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiosmtplib
+
+from nurture.config import SmtpSettings
+from nurture.errors import SendError
+
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+#: Replies that ask the client to slow down (and back off) rather than blame the message.
+THROTTLE_CODES = frozenset({421, 451, 454})
+
+
+def enhanced_code(message: str) -> str | None:
+    """The RFC 3463 enhanced status code at the start of a reply text (``5.1.1``), if any."""
+    m = _ENHANCED.match(message or "")
+    return m.group(1) if m else None
+
+
+def reply_error(code: int, message: str, *, recipient: str | None, stage: str) -> SendError:
+    """A SendError for an SMTP reply: 4xx are transient, 5xx permanent."""
+    text = f"{code} {message}".strip()
+    return SendError(f"{stage}: {text}", code=code, recipient=recipient, transient=400 <= code < 500,
+                     enhanced=enhanced_code(message))
+
+
+def _check_address(sender: str, recipient: str) -> None:
+    for addr in (sender, recipient):
+        if not addr or any(c in addr for c in "\r\n<>") or "@" not in addr:
+            raise SendError(f"unusable address {addr!r}", recipient=recipient if addr == recipient else None,
+                            transient=False)
+
+
+class SmtpConnection:
+    """One SMTP session, opened on first use and reopened after it breaks.
+
+    ``send`` raises :class:`SendError`; after a network error, timeout or 421 the session
+    is closed so that the next ``send`` opens a fresh one.
+    """
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+        self.opened = 0  # sessions opened so far (for stats and tests)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=s.timeout, local_hostname=s.helo,
+            use_tls=s.tls == "tls", start_tls=True if s.tls == "starttls" else False,
+            username=s.username, password=s.password,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None and self._smtp.is_connected
+
+    async def _ensure(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        self.close()
+        smtp = self._client()
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPAuthenticationError as e:
+            smtp.close()
+            raise SendError(f"login refused: {e.code} {e.message}", code=e.code, transient=True,
+                            enhanced=enhanced_code(e.message)) from None
+        except aiosmtplib.SMTPResponseException as e:
+            smtp.close()
+            raise reply_error(e.code, e.message, recipient=None, stage="connect") from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            smtp.close()
+            raise SendError(f"connect to {self.settings.host}:{self.settings.port} failed: {e}",
+                            transient=True) from None
+        self._smtp = smtp
+        self.opened += 1
+        return smtp
+
+    async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
+        """Deliver ``data`` to one recipient; returns the server's reply text on 250."""
+        _check_address(sender, recipient)
+        smtp = await self._ensure()
+        try:
+            _, reply = await smtp.sendmail(sender, [recipient], data)
+            return reply
+        except aiosmtplib.SMTPRecipientsRefused as e:
+            r = e.recipients[0]
+            err = reply_error(r.code, r.message, recipient=recipient, stage="RCPT")
+        except aiosmtplib.SMTPSenderRefused as e:
+            err = reply_error(e.code, e.message, recipient=None, stage="MAIL FROM")
+        except aiosmtplib.SMTPResponseException as e:
+            err = reply_error(e.code, e.message, recipient=recipient, stage="DATA")
+        except ValueError as e:  # an address aiosmtplib will not put on the wire
+            raise SendError(f"unusable address: {e}", recipient=recipient, transient=False) from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            self.close()
+            kind = "timed out" if isinstance(e, asyncio.TimeoutError) else "connection lost"
+            raise SendError(f"{kind}: {e}", recipient=recipient, transient=True) from None
+        if err.code in THROTTLE_CODES or not self.is_open:
+            self.close()
+        raise err
+
+    def close(self) -> None:
+        """Drop the session at once (no QUIT)."""
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    async def quit(self) -> None:
+        """Say QUIT politely, then close."""
+        if self.is_open:
+            assert self._smtp is not None
+            try:
+                await self._smtp.quit(timeout=min(5.0, self.settings.timeout))
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                pass
+        self.close()
