@@ -89,12 +89,20 @@ def route(
         return Route(rep.id, now + due, f"{why}: on shift with capacity")
     if kind == "call_now":
         # Nobody can call now: the rep whose shift starts soonest takes it, due from then.
-        starts = [(shift_start(r, now), i, r) for i, r in enumerate(pool)]
+        starts = [(_next_shift_with_capacity(r, now, assigned_today), i, r) for i, r in enumerate(pool)]
         start, _, rep = min(starts)
         return Route(rep.id, start + due, f"{why}: waits for {rep.id}'s shift")
     with_capacity = [r for r in pool if assigned_today.get(r.id, 0) < r.capacity] or list(pool)
     rep = _next_after(with_capacity, [r.id for r in reps], last_rep)
     return Route(rep.id, now + due, f"{why}: nobody on shift")
+
+
+def _next_shift_with_capacity(rep: Rep, now: datetime, assigned_today: Mapping[str, int]) -> datetime:
+    if assigned_today.get(rep.id, 0) < rep.capacity:
+        return shift_start(rep, now)
+    # Full today: capacity resets at local midnight, so the next shift from tomorrow.
+    tomorrow = local_day_start(rep, now + timedelta(days=1))
+    return shift_start(rep, max(tomorrow, now))
 
 
 def _assign(rep: Rep, kind: str, due: timedelta, now: datetime, reason: str) -> Route:
