@@ -1,7 +1,246 @@
-"""Store: tracking. (Placeholder; filled in by its issue.)"""
+"""Store: tracking. Links, the click ledger, verdicts, and unsubscribes from the tracker."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from nurture.models import Click, Link
+from nurture.store.base import dt, ts
+
+
+@dataclass(frozen=True, slots=True)
+class NewClick:
+    """A click (or open) as the tracker saw it, before it has a row id."""
+
+    send_id: int
+    link_id: int | None
+    at: datetime
+    method: str
+    ip: str | None = None
+    user_agent: str | None = None
+    kind: str = "click"  # click | open
+    verdict: str = "pending"
+    score: float = 0.0
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClickContext:
+    """What the tracker and the judge need to know about one send."""
+
+    send_id: int
+    campaign_id: str
+    step_id: str
+    contact_id: int
+    email: str
+    delivered_at: datetime | None  # sends.sent_at: the SMTP accept time
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeInput:
+    """One pending click with everything :func:`nurture.clicks.judge` needs."""
+
+    click: Click
+    kind: str
+    delivered_at: datetime | None
+    other_clicks: tuple[Click, ...]
+    honeypot_link: bool
+    honeypot_hit: bool
+    ip_recipients: int
+    link_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettledVerdict:
+    click_id: int
+    verdict: str
+    score: float
+    reasons: tuple[str, ...]
+
+
+#: How far around a click to look for the same IP clicking for other recipients.
+IP_WINDOW = timedelta(minutes=10)
+
 
 class TrackingMixin:
-    pass
+    """Links, clicks and their verdicts, and the tracker's unsubscribe."""
+
+    # -- lookups for the tracker -----------------------------------------------------------------
+
+    def get_link(self, link_id: int) -> Link | None:
+        row = self.query_one("SELECT * FROM links WHERE id = ?", (link_id,))  # type: ignore[attr-defined]
+        if row is None:
+            return None
+        return Link(id=row["id"], campaign_id=row["campaign_id"], step_id=row["step_id"],
+                    name=row["name"], url=row["url"], honeypot=bool(row["honeypot"]))
+
+    def click_context(self, send_id: int) -> ClickContext | None:
+        """The send behind a token: campaign, step, contact, address and delivery time."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            """SELECT s.id, s.campaign_id, s.step_id, s.contact_id, s.sent_at, c.email
+               FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE s.id = ?""",
+            (send_id,),
+        )
+        if row is None:
+            return None
+        return ClickContext(send_id=row["id"], campaign_id=row["campaign_id"], step_id=row["step_id"],
+                            contact_id=row["contact_id"], email=row["email"],
+                            delivered_at=dt(row["sent_at"]))
+
+    # -- the ledger ----------------------------------------------------------------------------------
+
+    def record_clicks(self, clicks: Sequence[NewClick]) -> list[int]:
+        """Insert every click in one transaction (the tracker's group commit); their ids."""
+        ids: list[int] = []
+        with self.transaction():  # type: ignore[attr-defined]
+            for c in clicks:
+                settled = None if c.verdict == "pending" else ts(c.at)
+                cur = self.conn.execute(  # type: ignore[attr-defined]
+                    """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method,
+                                           verdict, score, reasons, settled_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (c.send_id, c.link_id, c.kind, ts(c.at), c.ip, c.user_agent, c.method,
+                     c.verdict, c.score, json.dumps(list(c.reasons)), settled),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def get_click(self, click_id: int) -> Click | None:
+        row = self.query_one("SELECT * FROM clicks WHERE id = ?", (click_id,))  # type: ignore[attr-defined]
+        return _click(row) if row else None
+
+    # -- settling --------------------------------------------------------------------------------
+
+    def pending_clicks(self, *, now: datetime, limit: int = 500) -> list[JudgeInput]:
+        """Pending clicks (not opens), oldest first, each with its message's other clicks,
+        honeypot hits by the same IP, how many recipients clicked from that IP, and link count."""
+        rows = self.query(  # type: ignore[attr-defined]
+            """SELECT c.*, s.sent_at, s.campaign_id, s.step_id, s.contact_id,
+                      coalesce(l.honeypot, 0) AS is_honeypot
+               FROM clicks c JOIN sends s ON s.id = c.send_id LEFT JOIN links l ON l.id = c.link_id
+               WHERE c.verdict = 'pending' AND c.kind = 'click' AND c.at <= ?
+               ORDER BY c.at LIMIT ?""",
+            (ts(now), limit),
+        )
+        out: list[JudgeInput] = []
+        by_send: dict[int, list[dict[str, Any]]] = {}
+        link_counts: dict[tuple[str, str], int] = {}
+        for r in rows:
+            sid = r["send_id"]
+            if sid not in by_send:
+                by_send[sid] = self.query(  # type: ignore[attr-defined]
+                    """SELECT c.*, coalesce(l.honeypot, 0) AS is_honeypot FROM clicks c
+                       LEFT JOIN links l ON l.id = c.link_id
+                       WHERE c.send_id = ? AND c.kind = 'click' ORDER BY c.at""", (sid,))
+            key = (r["campaign_id"], r["step_id"])
+            if key not in link_counts:
+                link_counts[key] = self._visible_link_count(*key)
+            siblings = by_send[sid]
+            honeypot_hit = any(o["is_honeypot"] and o["ip"] == r["ip"] and r["ip"] for o in siblings)
+            out.append(JudgeInput(
+                click=_click(r), kind=r["kind"], delivered_at=dt(r["sent_at"]),
+                other_clicks=tuple(_click(o) for o in siblings if o["id"] != r["id"] and not o["is_honeypot"]),
+                honeypot_link=bool(r["is_honeypot"]), honeypot_hit=honeypot_hit,
+                ip_recipients=self._ip_recipients(r["ip"], r["at"]), link_count=link_counts[key],
+            ))
+        return out
+
+    def _visible_link_count(self, campaign_id: str, step_id: str) -> int:
+        # Links rendered for this step (each link id is per campaign+step, not per message).
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT count(DISTINCT name) AS n FROM links WHERE campaign_id = ? AND step_id = ? AND honeypot = 0",
+            (campaign_id, step_id))
+        return int(row["n"]) if row else 0
+
+    def _ip_recipients(self, ip: str | None, at: float) -> int:
+        if not ip:
+            return 0
+        w = IP_WINDOW.total_seconds()
+        row = self.query_one(  # type: ignore[attr-defined]
+            """SELECT count(DISTINCT s.contact_id) AS n FROM clicks c JOIN sends s ON s.id = c.send_id
+               WHERE c.ip = ? AND c.at BETWEEN ? AND ?""", (ip, at - w, at + w))
+        return int(row["n"]) if row else 0
+
+    def save_verdicts(self, verdicts: Iterable[SettledVerdict], *, now: datetime) -> int:
+        """Store settled verdicts (only over clicks still pending); how many changed."""
+        n = 0
+        with self.transaction():  # type: ignore[attr-defined]
+            for v in verdicts:
+                if v.verdict == "pending":
+                    self.conn.execute(  # type: ignore[attr-defined]
+                        "UPDATE clicks SET score = ?, reasons = ? WHERE id = ? AND verdict = 'pending'",
+                        (v.score, json.dumps(list(v.reasons)), v.click_id))
+                    continue
+                cur = self.conn.execute(  # type: ignore[attr-defined]
+                    """UPDATE clicks SET verdict = ?, score = ?, reasons = ?, settled_at = ?
+                       WHERE id = ? AND verdict = 'pending'""",
+                    (v.verdict, v.score, json.dumps(list(v.reasons)), ts(now), v.click_id))
+                n += cur.rowcount
+        return n
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def list_clicks(self, *, campaign_id: str | None = None, verdict: str | None = None,
+                    kind: str | None = "click", limit: int = 200) -> list[dict[str, Any]]:
+        """Clicks newest first, with campaign, step, link and recipient (for ``nurture clicks``)."""
+        sql = """SELECT c.id, c.at, c.kind, c.method, c.ip, c.user_agent, c.verdict, c.score,
+                        c.reasons, c.settled_at, c.handled, c.send_id, s.campaign_id, s.step_id,
+                        s.sent_at, co.email, l.name AS link, l.url, coalesce(l.honeypot, 0) AS honeypot
+                 FROM clicks c JOIN sends s ON s.id = c.send_id JOIN contacts co ON co.id = s.contact_id
+                 LEFT JOIN links l ON l.id = c.link_id WHERE 1 = 1"""
+        params: list[Any] = []
+        for col, value in (("s.campaign_id", campaign_id), ("c.verdict", verdict), ("c.kind", kind)):
+            if value:
+                sql += f" AND {col} = ?"
+                params.append(value)
+        rows = self.query(sql + " ORDER BY c.at DESC, c.id DESC LIMIT ?", [*params, limit])  # type: ignore[attr-defined]
+        for r in rows:
+            r["reasons"] = json.loads(r["reasons"])
+            r["honeypot"] = bool(r["honeypot"])
+            r["handled"] = bool(r["handled"])
+            for k in ("at", "settled_at", "sent_at"):
+                r[k] = dt(r[k])
+        return rows
+
+    # -- unsubscribe ---------------------------------------------------------------------------------
+
+    def unsubscribe(self, send_id: int, *, now: datetime) -> str | None:
+        """Unsubscribe the recipient of ``send_id`` at once: suppress the address, mark the
+        contact, exit every active enrollment, log ``contact.unsubscribed`` (once).
+        Returns the address, or None for an unknown send. Queued sends stay queued; the
+        suppression makes the sender skip them."""
+        with self.transaction():  # type: ignore[attr-defined]
+            row = self.query_one(  # type: ignore[attr-defined]
+                """SELECT s.contact_id, s.campaign_id, c.email, c.email_key FROM sends s
+                   JOIN contacts c ON c.id = s.contact_id WHERE s.id = ?""", (send_id,))
+            if row is None:
+                return None
+            already = self.query_one(  # type: ignore[attr-defined]
+                "SELECT reason FROM suppressions WHERE email_key = ?", (row["email_key"],))
+            if already is None:
+                self.conn.execute(  # type: ignore[attr-defined]
+                    "INSERT INTO suppressions (email_key, reason, at) VALUES (?, 'unsubscribed', ?)",
+                    (row["email_key"], ts(now)))
+            self.conn.execute(  # type: ignore[attr-defined]
+                "UPDATE contacts SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status = 'active'",
+                (ts(now), row["contact_id"]))
+            exited = self.conn.execute(  # type: ignore[attr-defined]
+                """UPDATE enrollments SET state = 'exited', exit_reason = 'unsubscribed', next_at = NULL,
+                          updated_at = ? WHERE contact_id = ? AND state = 'active'""",
+                (ts(now), row["contact_id"])).rowcount
+            if already is None or exited:
+                self.append_event("contact.unsubscribed", {  # type: ignore[attr-defined]
+                    "contact_id": row["contact_id"], "email": row["email"], "send_id": send_id,
+                    "campaign_id": row["campaign_id"], "source": "tracker"}, now=now)
+        return row["email"]
+
+
+def _click(row: dict[str, Any]) -> Click:
+    return Click(id=row["id"], send_id=row["send_id"], link_id=row["link_id"], at=dt(row["at"]),
+                 ip=row["ip"], user_agent=row["user_agent"], method=row["method"],
+                 verdict=row["verdict"], score=row["score"],
+                 reasons=tuple(json.loads(row["reasons"] or "[]")))

@@ -1,0 +1,198 @@
+"""The click ledger: group commit of clicks, the settle pass, and the tracker's lookup cache.
+
+Every click is in SQLite before its 302 leaves: :class:`ClickLedger` queues clicks, one task
+writes all that arrived in a single transaction on the store's writer thread, then resolves
+each request's future. Under load many clicks share one commit, so the server stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.resources
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nurture.clicks import Scanners, judge, parse_scanners
+from nurture.config import Settings
+from nurture.errors import ConfigError
+from nurture.models import Link
+from nurture.store.tracking import ClickContext, NewClick, SettledVerdict
+
+log = logging.getLogger("nurture.tracker")
+
+_STOP = object()
+
+
+class ClickLedger:
+    """Group commit: ``await ledger.record(click)`` returns once the click is committed.
+
+    ``interval`` (seconds, ``tracking.group_commit_ms``) is how long the writer waits after
+    the first click of a batch for others to join it; 0 batches only what queued up while
+    the previous commit ran.
+    """
+
+    def __init__(self, *, store: Any, interval: float = 0.002, max_batch: int = 4096) -> None:
+        self._store = store
+        self._interval = interval
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.committed = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._drain(), name="nurture-click-ledger")
+
+    async def record(self, click: NewClick) -> int | None:
+        """Commit ``click``; its row id, or None if the database refused the write (logged)."""
+        if self._task is None or self._task.done():
+            return (await self._write([click]) or [None])[0]
+        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((click, fut))
+        return await fut
+
+    async def close(self) -> None:
+        """Write everything queued, then stop (the app's cleanup calls this: shutdown flushes)."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(_STOP)
+        await self._task
+
+    async def _drain(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            if self._interval > 0:
+                await asyncio.sleep(self._interval)
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            ids = await self._write([c for c, _ in batch])
+            for (_, fut), row_id in zip(batch, ids or [None] * len(batch), strict=True):
+                if not fut.done():
+                    fut.set_result(row_id)
+            if stop:
+                # Anything that raced in behind the stop marker is written too.
+                rest = []
+                while not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is not _STOP:
+                        rest.append(item)
+                if rest:
+                    ids = await self._write([c for c, _ in rest])
+                    for (_, fut), row_id in zip(rest, ids or [None] * len(rest), strict=True):
+                        if not fut.done():
+                            fut.set_result(row_id)
+                return
+
+    async def _write(self, clicks: list[NewClick]) -> list[int] | None:
+        try:
+            ids = await self._store.record_clicks(clicks)
+        except Exception:
+            # The recipient still gets the redirect; the guarantee covers crashes, not a
+            # database that refuses writes (disk full), which must be loud in the log.
+            log.exception("could not record %d clicks", len(clicks))
+            return None
+        self.commits += 1
+        self.committed += len(clicks)
+        return ids
+
+
+class LookupCache:
+    """An in-memory LRU of links and sends, so a hot redirect needs no database read."""
+
+    def __init__(self, *, store: Any, size: int = 100_000) -> None:
+        self._store = store
+        self._size = size
+        self._links: OrderedDict[int, Link] = OrderedDict()
+        self._sends: OrderedDict[int, ClickContext] = OrderedDict()
+
+    async def link(self, link_id: int) -> Link | None:
+        return await self._get(self._links, link_id, self._store.get_link)
+
+    async def send(self, send_id: int) -> ClickContext | None:
+        """The send's campaign, step and contact (which never change; delivery time may)."""
+        return await self._get(self._sends, send_id, self._store.click_context)
+
+    async def _get(self, cache: OrderedDict[int, Any], key: int, load: Callable[[int], Any]) -> Any:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+            return value
+        value = await load(key)
+        if value is not None:  # unknown ids are not cached: a forger cannot fill the cache
+            cache[key] = value
+            if len(cache) > self._size:
+                cache.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    human: int = 0
+    scanner: int = 0
+    pending: int = 0
+
+
+def settle_clicks(store: Any, settings: Settings, *, now: datetime,
+                  scanners: Scanners | None = None, limit: int = 2000) -> SettleResult:
+    """Judge pending clicks and store their verdicts. Synchronous: runs on the store thread
+    (``await astore.run(lambda s: settle_clicks(s, settings, now=now))``)."""
+    scanners = scanners if scanners is not None else load_scanners(settings.tracking.scanner_networks_file)
+    settle = timedelta(seconds=settings.tracking.settle_seconds)
+    verdicts: list[SettledVerdict] = []
+    counts = {"human": 0, "scanner": 0, "pending": 0}
+    for item in store.pending_clicks(now=now, limit=limit):
+        v = judge(item.click, delivered_at=item.delivered_at, other_clicks_of_send=item.other_clicks,
+                  honeypot_hit=item.honeypot_hit, ip_recipients_count=item.ip_recipients,
+                  networks=scanners, now=now, settle=settle, link_count=item.link_count,
+                  honeypot_link=item.honeypot_link)
+        counts[v.verdict] += 1
+        verdicts.append(SettledVerdict(item.click.id, v.verdict, v.score, v.reasons))
+    if verdicts:
+        store.save_verdicts(verdicts, now=now)
+    return SettleResult(**counts)
+
+
+async def settle_loop(store: Any, settings: Settings, *, stop: asyncio.Event,
+                      clock: Callable[[], datetime], every: float = 5.0) -> None:
+    """Run :func:`settle_clicks` every ``every`` seconds until ``stop`` is set."""
+    scanners = load_scanners(settings.tracking.scanner_networks_file)
+    while not stop.is_set():
+        try:
+            await store.run(lambda s: settle_clicks(s, settings, now=clock(), scanners=scanners))
+        except Exception:
+            log.exception("settle pass failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        except TimeoutError:
+            pass
+
+
+@functools.lru_cache(maxsize=8)
+def load_scanners(path: str | None = None) -> Scanners:
+    """The scanner list: ``path`` (``tracking.scanner_networks``) or the one shipped in
+    ``nurture/data/scanners.txt``. Raises ConfigError on a bad file."""
+    try:
+        if path:
+            text, source = Path(path).read_text(encoding="utf-8"), path
+        else:
+            res = importlib.resources.files("nurture").joinpath("data/scanners.txt")
+            text, source = res.read_text(encoding="utf-8"), "nurture/data/scanners.txt"
+        return parse_scanners(text, source=source)
+    except OSError as e:
+        raise ConfigError(f"cannot read the scanner list: {e}", field="tracking.scanner_networks") from None
+    except ValueError as e:
+        raise ConfigError(str(e), field="tracking.scanner_networks") from None

@@ -1,0 +1,293 @@
+"""The public tracker: the only part of nurture that recipients ever meet.
+
+``GET|HEAD /c/<token>`` → 302 to the link's stored URL, after the click is committed;
+``GET /u/<token>`` → a confirm page, ``POST /u/<token>`` → unsubscribed (RFC 8058 one-click);
+``/o/<token>.gif`` → open pixel; ``/healthz``. Everything else is a 404 page. A bad token
+is a 404, never a redirect. Suspected scanners get exactly the same answers as people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import importlib.resources
+import ipaddress
+import logging
+import string
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from nurture.clicks import Scanners, immediate_verdict
+from nurture.config import Settings, parse_listen
+from nurture.errors import TokenError
+from nurture.signing import Signer
+from nurture.store.tracking import NewClick
+from nurture.timeutil import utcnow
+from nurture.web import keys
+from nurture.web.ledger import ClickLedger, LookupCache, load_scanners, settle_loop
+
+log = logging.getLogger("nurture.tracker")
+
+# A 1×1 transparent GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+TOKEN = r"{token:[A-Za-z0-9_-]{1,128}}"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """The three public pages (``nurture/web/templates/public``), filled with string.Template."""
+
+    not_found: str
+    confirm: string.Template
+    done: string.Template
+    csp: str
+
+    @classmethod
+    def load(cls) -> Pages:
+        folder = importlib.resources.files("nurture").joinpath("web/templates/public")
+        style = folder.joinpath("style.css").read_text(encoding="utf-8").strip()
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+
+        def page(name: str) -> string.Template:
+            return string.Template(folder.joinpath(name).read_text(encoding="utf-8").replace("$style", style))
+
+        csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return cls(not_found=page("404.html").template, confirm=page("unsubscribe.html"),
+                   done=page("unsubscribed.html"), csp=csp)
+
+
+def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
+                       now: Callable[[], datetime] = utcnow) -> web.Application:
+    """The public app. ``store`` is an :class:`~nurture.store.AsyncStore`; the click ledger
+    starts and (on shutdown, flushing every queued click) stops with the app."""
+    app = web.Application(middlewares=[_not_found_page], client_max_size=64 * 1024)
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store
+    app[keys.SIGNER] = signer
+    app[keys.CLOCK] = now
+    app[keys.LOOKUPS] = LookupCache(store=store)
+    app[keys.SCANNERS] = load_scanners(settings.tracking.scanner_networks_file)
+    app[keys.PAGES] = Pages.load()
+    app[keys.TRUSTED_PROXIES] = tuple(ipaddress.ip_network(c, strict=False)
+                                      for c in settings.tracking.trusted_proxies)
+    app.cleanup_ctx.append(_ledger_ctx)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_route("GET", f"/c/{TOKEN}", click)  # aiohttp answers HEAD through GET routes
+    app.router.add_route("GET", f"/u/{TOKEN}", unsubscribe_page)
+    app.router.add_route("POST", f"/u/{TOKEN}", unsubscribe_now)
+    app.router.add_route("GET", f"/o/{TOKEN}.gif", open_pixel)
+    app.router.add_route("GET", "/healthz", healthz)
+    return app
+
+
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    ledger = ClickLedger(store=app[keys.STORE],
+                         interval=app[keys.SETTINGS].tracking.group_commit_ms / 1000)
+    await ledger.start()
+    app[keys.LEDGER] = ledger
+    yield
+    await ledger.close()
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+async def click(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    try:
+        send_id, link_id = app[keys.SIGNER].verify("click", request.match_info["token"])
+    except TokenError:
+        return _not_found(request)
+    lookups = app[keys.LOOKUPS]
+    link = await lookups.link(link_id)
+    send = await lookups.send(send_id) if link is not None else None
+    if link is None or send is None or (link.campaign_id, link.step_id) != (send.campaign_id, send.step_id):
+        return _not_found(request)
+    if not _safe_location(link.url):
+        log.error("link %d has an unsafe URL; not redirecting", link.id)
+        return _not_found(request)
+    await _record(request, send_id=send_id, link_id=link_id, kind="click", honeypot=link.honeypot)
+    return web.Response(status=302, headers={"Location": link.url})
+
+
+async def open_pixel(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    if not app[keys.SETTINGS].tracking.open_tracking:
+        return _not_found(request)
+    try:
+        (send_id,) = app[keys.SIGNER].verify("open", request.match_info["token"])
+    except TokenError:
+        return _not_found(request)
+    if await app[keys.LOOKUPS].send(send_id) is None:
+        return _not_found(request)
+    await _record(request, send_id=send_id, link_id=None, kind="open", honeypot=False)
+    return web.Response(body=PIXEL, content_type="image/gif")
+
+
+async def unsubscribe_page(request: web.Request) -> web.StreamResponse:
+    """GET shows the address and a button; it never unsubscribes (scanners follow links)."""
+    app = request.app
+    token = request.match_info["token"]
+    try:
+        (send_id,) = app[keys.SIGNER].verify("unsubscribe", token)
+    except TokenError:
+        return _not_found(request)
+    ctx = await app[keys.STORE].click_context(send_id)
+    if ctx is None:
+        return _not_found(request)
+    body = app[keys.PAGES].confirm.substitute(email=html.escape(mask_email(ctx.email)),
+                                              action=html.escape(token))
+    return web.Response(text=body, content_type="text/html")
+
+
+async def unsubscribe_now(request: web.Request) -> web.StreamResponse:
+    """RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's button: at once, 200."""
+    app = request.app
+    try:
+        (send_id,) = app[keys.SIGNER].verify("unsubscribe", request.match_info["token"])
+    except TokenError:
+        return _not_found(request)
+    email = await app[keys.STORE].unsubscribe(send_id, now=app[keys.CLOCK]())
+    if email is None:
+        return _not_found(request)
+    body = app[keys.PAGES].done.substitute(email=html.escape(mask_email(email)))
+    return web.Response(text=body, content_type="text/html")
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok\n")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+async def _record(request: web.Request, *, send_id: int, link_id: int | None, kind: str,
+                  honeypot: bool) -> None:
+    app = request.app
+    ip = client_ip(request, app[keys.TRUSTED_PROXIES])
+    ua = request.headers.get("User-Agent")
+    method = request.method
+    scanners: Scanners = app[keys.SCANNERS]
+    v = immediate_verdict(method=method, ip=ip, user_agent=ua, honeypot=honeypot, scanners=scanners)
+    await app[keys.LEDGER].record(NewClick(
+        send_id=send_id, link_id=link_id, at=app[keys.CLOCK](), method=method, ip=ip,
+        user_agent=ua[:512] if ua else None, kind=kind,
+        verdict=v.verdict if v else "pending", score=v.score if v else 0.0,
+        reasons=v.reasons if v else ()))
+
+
+def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str | None:
+    """The peer's address; behind a trusted proxy, the nearest untrusted address that the
+    proxies report in ``Forwarded`` (RFC 7239) or ``X-Forwarded-For``."""
+    peer = _ip(request.remote)
+    if peer is None or not trusted or not _trusted(peer, trusted):
+        return str(peer) if peer is not None else request.remote
+    chain: list[str] = []
+    if request.headers.get("Forwarded"):
+        chain = [f.get("for", "") for f in request.forwarded]
+    elif request.headers.get("X-Forwarded-For"):
+        chain = [p.strip() for h in request.headers.getall("X-Forwarded-For") for p in h.split(",")]
+    for hop in reversed(chain):
+        addr = _ip(_strip_port(hop))
+        if addr is None:
+            break  # unparseable: do not trust anything further out
+        if not _trusted(addr, trusted):
+            return str(addr)
+    return str(peer)
+
+
+def mask_email(email: str) -> str:
+    """``jane.doe@example.com`` → ``ja•••@example.com``: recognisable, not readable."""
+    local, _, domain = email.partition("@")
+    return f"{local[:2]}•••@{domain}" if domain else f"{email[:2]}•••"
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _strip_port(hop: str) -> str:
+    hop = hop.strip().strip('"')
+    if hop.startswith("["):
+        return hop[1:].split("]", 1)[0]
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop
+
+
+def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[Network, ...]) -> bool:
+    return any(addr.version == n.version and addr in n for n in trusted)
+
+
+def _safe_location(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and not any(c in url for c in "\r\n\0")
+
+
+def _not_found(request: web.Request) -> web.Response:
+    return web.Response(status=404, text=request.app[keys.PAGES].not_found, content_type="text/html")
+
+
+@web.middleware
+async def _not_found_page(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return _not_found(request)
+    except web.HTTPMethodNotAllowed as e:
+        return web.Response(status=405, text="method not allowed\n", headers={"Allow": ",".join(e.allowed_methods)})
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    h = response.headers
+    h["Content-Security-Policy"] = request.app[keys.PAGES].csp
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "no-referrer"
+    h["X-Frame-Options"] = "DENY"
+    h["Cache-Control"] = "no-store, private"
+    h.setdefault("Cross-Origin-Resource-Policy", "same-site")
+
+
+# -- running -------------------------------------------------------------------------------------
+
+async def serve_public(*, settings: Settings, store: Any, stop: asyncio.Event,
+                       signer: Signer | None = None, host: str | None = None, port: int | None = None,
+                       reuse_port: bool = False, settle: bool = True, access_log: bool = False,
+                       ready: Callable[[str], None] | None = None,
+                       now: Callable[[], datetime] = utcnow) -> None:
+    """Serve the public app on ``tracking.listen`` (or ``host``/``port``) until ``stop`` is
+    set; also run the settle loop unless ``settle`` is False. ``ready`` gets the bound URL.
+    ``nurture run`` embeds this; ``nurture serve`` runs it in each worker process."""
+    lhost, lport = parse_listen(settings.tracking.listen)
+    app = create_tracker_app(settings=settings, store=store,
+                             signer=signer or Signer.from_settings(settings.tracking), now=now)
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None,
+                           shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host if host is not None else lhost, port if port is not None else lport,
+                       reuse_port=reuse_port or None, backlog=1024)
+    settler: asyncio.Task[None] | None = None
+    try:
+        await site.start()
+        if ready is not None:
+            sock = site._server.sockets[0].getsockname() if site._server else None  # type: ignore[union-attr]
+            ready(f"http://{sock[0]}:{sock[1]}" if sock else site.name)
+        if settle:
+            settler = asyncio.create_task(settle_loop(store, settings, stop=stop, clock=now))
+        await stop.wait()
+    finally:
+        if settler is not None:
+            await settler
+        await runner.cleanup()

@@ -1,0 +1,154 @@
+"""TrackingMixin on a real SQLite file: the ledger, settling inputs, verdicts, unsubscribe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from nurture.store import Store, open_store
+from nurture.store.tracking import NewClick, SettledVerdict
+
+LINKS = (("pricing", "https://acme.example/pricing?utm_source=nurture"),
+         ("case-study", "https://acme.example/case/ec"),
+         ("docs", "https://docs.acme.example/start"))
+
+
+@dataclass(frozen=True)
+class Seeded:
+    contact_ids: list[int]
+    send_ids: list[int]
+    link_ids: dict[str, int]  # name → id, "honeypot" included
+    campaign_id: str = "ec-payments"
+    step_id: str = "case-study"
+
+
+def seed(store: Store, *, now: datetime, contacts: int = 1, delivered: datetime | None = None,
+         queued: bool = False) -> Seeded:
+    """Contacts, one active enrollment and one send each (delivered at ``delivered``), and
+    the step's three visible links plus the honeypot. Fixture rows, written directly."""
+    t = now.timestamp()
+    sent_at = (delivered or now).timestamp()
+    cids, sids = [], []
+    with store.transaction() as db:
+        for i in range(contacts):
+            cid = db["contacts"].insert({
+                "email": f"Buyer{i}@Merchant{i}.example", "email_key": f"buyer{i}@merchant{i}.example",
+                "first_name": "Buyer", "company": f"Merchant {i}", "created_at": t, "updated_at": t,
+            }).last_pk
+            eid = db["enrollments"].insert({
+                "campaign_id": "ec-payments", "contact_id": cid, "state": "active",
+                "next_step": "service-page", "enrolled_at": t, "updated_at": t,
+            }).last_pk
+            sid = db["sends"].insert({
+                "enrollment_id": eid, "campaign_id": "ec-payments", "step_id": "case-study",
+                "contact_id": cid, "status": "queued" if queued else "sent",
+                "next_attempt_at": t, "queued_at": t - 60, "sent_at": None if queued else sent_at,
+            }).last_pk
+            cids.append(cid)
+            sids.append(sid)
+        links = {}
+        for name, url in LINKS:
+            links[name] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "case-study",
+                                              "name": name, "url": url}).last_pk
+        links["honeypot"] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "case-study",
+                                                "name": "honeypot", "url": "https://acme.example/",
+                                                "honeypot": 1}).last_pk
+        # A link of another step: a token pairing it with these sends must not redirect.
+        links["other-step"] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "webinar",
+                                                  "name": "register", "url": "https://acme.example/webinar"}).last_pk
+    return Seeded(cids, sids, links)
+
+
+def test_record_clicks_in_one_transaction_and_read_back(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now)
+    ids = store.record_clicks([
+        NewClick(send_id=s.send_ids[0], link_id=s.link_ids["pricing"], at=now, method="GET",
+                 ip="198.51.100.7", user_agent="Mozilla/5.0"),
+        NewClick(send_id=s.send_ids[0], link_id=s.link_ids["docs"], at=now, method="HEAD",
+                 ip="40.107.1.2", user_agent=None, verdict="scanner", score=1.0, reasons=("HEAD",)),
+    ])
+    assert len(ids) == 2 and ids[1] == ids[0] + 1
+    first, second = store.get_click(ids[0]), store.get_click(ids[1])
+    assert (first.verdict, first.ip, first.method, first.link_id) == ("pending", "198.51.100.7", "GET", s.link_ids["pricing"])
+    assert first.at == now
+    assert (second.verdict, second.reasons) == ("scanner", ("HEAD",))
+    rows = store.query("SELECT settled_at FROM clicks ORDER BY id")
+    assert rows[0]["settled_at"] is None and rows[1]["settled_at"] == now.timestamp()
+
+
+def test_record_clicks_rolls_back_whole_batch(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now)
+    good = NewClick(send_id=s.send_ids[0], link_id=s.link_ids["pricing"], at=now, method="GET")
+    bad = NewClick(send_id=None, link_id=None, at=now, method="GET")  # type: ignore[arg-type]
+    try:
+        store.record_clicks([good, bad])
+    except Exception:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("a NULL send_id must fail")
+    assert store.query("SELECT count(*) AS n FROM clicks")[0]["n"] == 0
+
+
+def test_click_context_and_links(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now, delivered=now - timedelta(minutes=3))
+    ctx = store.click_context(s.send_ids[0])
+    assert ctx.email == "Buyer0@Merchant0.example"
+    assert (ctx.campaign_id, ctx.step_id, ctx.delivered_at) == ("ec-payments", "case-study", now - timedelta(minutes=3))
+    assert store.click_context(9999) is None
+    link = store.get_link(s.link_ids["honeypot"])
+    assert link.honeypot and link.step_id == "case-study"
+    assert store.get_link(9999) is None
+
+
+def test_pending_clicks_gathers_judge_inputs(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now, contacts=4)
+    ip = "203.0.113.9"
+    store.record_clicks([
+        NewClick(send_id=sid, link_id=s.link_ids["pricing"], at=now + timedelta(seconds=i), method="GET", ip=ip)
+        for i, sid in enumerate(s.send_ids)
+    ] + [NewClick(send_id=s.send_ids[0], link_id=s.link_ids["honeypot"], at=now, method="GET", ip=ip,
+                  verdict="scanner", score=1.0)])
+    items = store.pending_clicks(now=now + timedelta(minutes=1))
+    assert len(items) == 4  # the honeypot hit is already judged
+    first = items[0]
+    assert first.honeypot_hit and not first.honeypot_link
+    assert first.ip_recipients == 4
+    assert first.link_count == 3
+    assert first.delivered_at == now
+    assert first.other_clicks == ()  # the honeypot click is reported as honeypot_hit, not a sibling
+    assert store.pending_clicks(now=now - timedelta(seconds=1)) == []
+
+
+def test_save_verdicts_only_over_pending(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now)
+    (cid,) = store.record_clicks([NewClick(send_id=s.send_ids[0], link_id=s.link_ids["docs"], at=now, method="GET")])
+    later = now + timedelta(minutes=2)
+    assert store.save_verdicts([SettledVerdict(cid, "human", 0.0, ("no scanner signal",))], now=later) == 1
+    assert store.save_verdicts([SettledVerdict(cid, "scanner", 1.0, ("late",))], now=later) == 0
+    c = store.get_click(cid)
+    assert (c.verdict, c.reasons) == ("human", ("no scanner signal",))
+    listed = store.list_clicks(verdict="human")
+    assert [r["id"] for r in listed] == [cid]
+    assert listed[0]["link"] == "docs" and listed[0]["settled_at"] == later
+    assert store.list_clicks(verdict="scanner") == []
+    assert store.list_clicks(campaign_id="other") == []
+
+
+def test_unsubscribe_suppresses_exits_and_logs_once(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now, queued=True)
+    assert store.unsubscribe(s.send_ids[0], now=now) == "Buyer0@Merchant0.example"
+    assert store.unsubscribe(s.send_ids[0], now=now) == "Buyer0@Merchant0.example"
+    assert store.query("SELECT reason FROM suppressions") == [{"reason": "unsubscribed"}]
+    enr = store.query("SELECT state, exit_reason FROM enrollments")
+    assert enr == [{"state": "exited", "exit_reason": "unsubscribed"}]
+    assert store.query("SELECT status FROM contacts") == [{"status": "unsubscribed"}]
+    assert store.query("SELECT status FROM sends") == [{"status": "queued"}]
+    events = store.events(kind="contact.unsubscribed")
+    assert len(events) == 1 and events[0]["payload"]["send_id"] == s.send_ids[0]
+    assert store.unsubscribe(12345, now=now) is None
