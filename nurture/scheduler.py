@@ -1,0 +1,354 @@
+"""The scheduler: which enrollments are due, and what happens to each.
+
+:func:`tick` runs on the store's thread (it is synchronous) and does one batch:
+
+1. applies the given campaigns (a changed campaign becomes a new stored version;
+   enrollments continue by step id),
+2. reads up to ``limit`` active enrollments due at ``now``, oldest first, through the
+   ``enrollments_due (state, next_at)`` index,
+3. decides for each, in this order: **exits** (contact unsubscribed or bounced, address
+   suppressed, a task outcome listed in the campaign's ``exit``), the **send window** in the
+   contact's time zone (the campaign's when the contact has none; a closed window moves
+   ``next_at`` to the next opening, in local wall-clock time so DST is handled), then
+   **conditions** (``unless`` / ``only_if`` on human clicks in this campaign) → skip or queue,
+4. writes all decisions in one transaction.
+
+A queued step leaves the enrollment with ``next_at`` NULL until the sender delivers it
+(``mark_sent`` sets ``next_at = sent_at + next_wait``). Queueing or skipping the last step
+marks the enrollment ``completed`` at once: nothing more is left to schedule.
+
+:func:`simulate` runs the same tick on a throwaway in-memory store on a simulated clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from nurture.models import Campaign, Condition, Contact, FollowUpRule
+from nurture.store import Store
+from nurture.store.contacts import ContactRow, email_key
+from nurture.store.enrollments import Advance, DueEnrollment, remap_step
+from nurture.timeutil import format_duration, parse_duration, zone
+
+__all__ = ["Advance", "PlanChange", "SimClick", "TickResult", "Timeline", "TimelineEntry", "enroll",
+           "parse_click", "plan_change", "simulate", "tick"]
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one tick did. ``completed`` counts enrollments that finished in this tick
+    (including those whose last step was just queued). ``decisions`` is filled only
+    when the tick was asked to ``explain``."""
+
+    queued: int = 0
+    skipped: int = 0
+    exited: int = 0
+    completed: int = 0
+    deferred: int = 0
+    decisions: tuple[Advance, ...] = ()
+
+
+def tick(store: Store, campaigns: Mapping[str, Campaign], *, now: datetime, limit: int = 10_000,
+         explain: bool = False) -> TickResult:
+    """Queue, skip, defer or end every enrollment due at ``now`` (at most ``limit``)."""
+    with store.transaction():
+        for campaign in campaigns.values():
+            store.save_campaign(campaign, source=campaign_source(campaign), now=now)
+        due = store.due_enrollments(campaign_ids=campaigns.keys(), now=now, limit=limit)
+        conditional = [d.id for d in due if _has_condition(campaigns[d.campaign_id], d.next_step)]
+        clicks = store.human_clicks(conditional) if conditional else {}
+        advances = [decide(d, campaigns[d.campaign_id], clicks.get(d.id, ()), now=now) for d in due]
+        store.apply_advances(advances, now=now)
+    counts = {"queue": 0, "skip": 0, "exit": 0, "complete": 0, "defer": 0}
+    completed = 0
+    for a in advances:
+        counts[a.action] += 1
+        if a.action == "complete" or (a.action in ("queue", "skip") and a.next_step is None):
+            completed += 1
+    return TickResult(queued=counts["queue"], skipped=counts["skip"], exited=counts["exit"],
+                      completed=completed, deferred=counts["defer"],
+                      decisions=tuple(advances) if explain else ())
+
+
+def campaign_source(campaign: Campaign) -> str | None:
+    return getattr(campaign, "source", None) or None
+
+
+def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str]], *, now: datetime) -> Advance:
+    """The decision for one due enrollment (pure: no I/O)."""
+    base = {"enrollment_id": d.id, "campaign_id": d.campaign_id, "contact_id": d.contact_id}
+    reason = exit_reason(d, campaign)
+    if reason:
+        return Advance("exit", reason=reason, **base)
+    if d.next_step is None:
+        return Advance("complete", **base)
+    try:
+        step = campaign.step(d.next_step)
+    except KeyError:  # only if the stored steps and the campaign disagree; nothing sensible to send
+        return Advance("complete", reason=f"step {d.next_step} no longer exists", **base)
+    opens = campaign.send_window.next_open(now, contact_zone(d.timezone, campaign.timezone))
+    if opens > now:
+        return Advance("defer", step_id=step.id, next_at=opens, reason="outside the send window", **base)
+    after = campaign.next_step(step.id)
+    skip = skip_reason(step.unless, step.only_if, clicks)
+    if skip:
+        return Advance("skip", step_id=step.id, due_at=now, reason=skip,
+                       next_step=after.id if after else None,
+                       next_at=now + after.wait if after else None, **base)
+    return Advance("queue", step_id=step.id, due_at=min(d.next_at, now),
+                   next_step=after.id if after else None,
+                   next_wait=after.wait.total_seconds() if after else None, **base)
+
+
+def exit_reason(d: DueEnrollment, campaign: Campaign) -> str | None:
+    """Why this enrollment must end now, or None. Unsubscribed, bounced and suppressed
+    addresses always exit, whatever the campaign's ``exit`` list says."""
+    if d.contact_status in ("unsubscribed", "bounced"):
+        return d.contact_status
+    if d.suppressed:
+        return "suppressed"
+    for ex in campaign.exits:
+        if ex.kind == "outcome" and ex.value in d.outcomes:
+            return f"outcome: {ex.value}"
+    return None
+
+
+def skip_reason(unless: Condition | None, only_if: Condition | None,
+                clicks: Sequence[tuple[str, str]]) -> str | None:
+    """Why a step is skipped given the enrollment's human clicks (step id, link name), or None."""
+    if unless is not None and matches(unless, clicks):
+        return f"unless: clicked {describe(unless)}"
+    if only_if is not None and not matches(only_if, clicks):
+        return f"only_if: no click on {describe(only_if)}"
+    return None
+
+
+def matches(cond: Condition, clicks: Sequence[tuple[str, str]]) -> bool:
+    return any((cond.step is None or step == cond.step) and (cond.clicked == "any" or name == cond.clicked)
+               for step, name in clicks)
+
+
+def describe(cond: Condition) -> str:
+    what = "any link" if cond.clicked == "any" else cond.clicked
+    return f"{what} in {cond.step}" if cond.step else what
+
+
+@functools.lru_cache(maxsize=1024)
+def contact_zone(name: str | None, fallback: str) -> ZoneInfo:
+    """The contact's time zone; the campaign's when unknown or unusable."""
+    if name:
+        try:
+            return zone(name)
+        except ValueError:
+            pass
+    return zone(fallback)
+
+
+def _has_condition(campaign: Campaign, step_id: str | None) -> bool:
+    if step_id is None:
+        return False
+    try:
+        step = campaign.step(step_id)
+    except KeyError:
+        return False
+    return step.unless is not None or step.only_if is not None
+
+
+# -- enrollment ------------------------------------------------------------------------------
+
+def enroll(store: Store, campaign: Campaign, *, now: datetime, all_contacts: bool = False,
+           where: tuple[str, str] | None = None, email_keys: Sequence[str] | None = None,
+           source: str | None = None):
+    """Apply the campaign, then enroll the chosen contacts (idempotent; skips suppressed)."""
+    if not campaign.steps:
+        from nurture.errors import CampaignError
+
+        raise CampaignError("has no steps to enroll anyone in", file=campaign.path, field="steps")
+    version = store.save_campaign(campaign, source=source or campaign_source(campaign), now=now)
+    first = campaign.steps[0]
+    return store.enroll_contacts(campaign_id=campaign.id, first_step=first.id, first_at=now + first.wait,
+                                 version=version, now=now, all_contacts=all_contacts, where=where,
+                                 email_keys=email_keys)
+
+
+# -- plan ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """What applying a changed campaign does to running enrollments at one step."""
+
+    step: str | None          # where they wait now (None: last send in flight, nothing after)
+    count: int
+    in_flight: int            # of ``count``, those whose previous send is still on its way
+    target: str | None        # where they go (== step: continue); None: completed
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    campaign_id: str
+    stored_version: int | None
+    changed: bool
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changes: tuple[PlanChange, ...]
+
+
+def plan_change(store: Store, campaign: Campaign) -> Plan:
+    """Compare ``campaign`` (e.g. the YAML on disk) with the stored version, without applying it."""
+    from nurture.store.enrollments import campaign_hash
+
+    stored = store.get_stored_campaign(campaign.id)
+    new = [s.id for s in campaign.steps]
+    if stored is None:
+        return Plan(campaign.id, None, True, tuple(new), (), ())
+    old = list(stored.steps)
+    changed = stored.content_hash != campaign_hash(campaign)
+    groups: dict[str | None, list[int]] = {}
+    for step, in_flight, n in store.step_positions(campaign.id):
+        g = groups.setdefault(step, [0, 0])
+        g[0] += n
+        g[1] += n if in_flight else 0
+    changes = tuple(
+        PlanChange(step=step, count=n, in_flight=f,
+                   target=remap_step(step, old, new) if step is not None else None,
+                   removed=step is not None and step not in new)
+        for step, (n, f) in sorted(groups.items(), key=lambda kv: _order(kv[0], old)))
+    return Plan(campaign.id, stored.version, changed, tuple(s for s in new if s not in old),
+                tuple(s for s in old if s not in new), changes)
+
+
+def _order(step: str | None, old: list[str]) -> int:
+    return old.index(step) if step in old else len(old)
+
+
+# -- simulate --------------------------------------------------------------------------------
+
+_CLICK = re.compile(r"^\s*([^:@\s]+)\s*:\s*([^@\s]+)\s*(?:@\s*\+?\s*(.+?))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SimClick:
+    """``--click STEP:LINK@+2h``: a human click on LINK, this long after STEP went out."""
+
+    step: str
+    link: str
+    after: timedelta = timedelta(hours=1)
+
+
+def parse_click(text: str) -> SimClick:
+    """Parse ``case-study:pricing@+2h`` (the ``@+…`` part defaults to one hour)."""
+    m = _CLICK.match(text)
+    if not m:
+        raise ValueError(f'"{text}" is not a click (try case-study:pricing@+2h)')
+    after = parse_duration(m.group(3)) if m.group(3) else timedelta(hours=1)
+    return SimClick(step=m.group(1), link=m.group(2), after=after)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    kind: str                 # sent | skipped | deferred | click | task | exited | completed
+    step: str | None
+    text: str
+    due: datetime | None = None   # a task's due time
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    campaign_id: str
+    contact: Contact
+    timezone: ZoneInfo
+    entries: tuple[TimelineEntry, ...]
+
+
+def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Sequence[SimClick] = (),
+             max_ticks: int = 500) -> Timeline:
+    """Play ``campaign`` for one contact from ``now`` on a throwaway in-memory store with the
+    real scheduler; the sender is assumed to deliver each queued step at once."""
+    for c in clicks:
+        try:
+            campaign.step(c.step)
+        except KeyError:
+            from nurture.errors import NotFound
+
+            raise NotFound(f'--click {c.step}:{c.link}: campaign "{campaign.id}" has no step "{c.step}" '
+                           f'(steps: {", ".join(s.id for s in campaign.steps)})') from None
+    store = Store(":memory:")
+    try:
+        return _play(store, campaign, contact, now, clicks, max_ticks)
+    finally:
+        store.close()
+
+
+def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, clicks: Sequence[SimClick],
+          max_ticks: int) -> Timeline:
+    fields = {k: str(getattr(contact, k) or "") for k in
+              ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")}
+    store.upsert_contacts([ContactRow(contact.email, fields, dict(contact.attributes))], now=now)
+    enroll(store, campaign, now=now, email_keys=[email_key(contact.email)])
+    cid = store.get_contact_by_email(contact.email).id  # type: ignore[union-attr]
+    tz = contact_zone(contact.timezone, campaign.timezone)
+    entries: list[TimelineEntry] = []
+    pending: list[tuple[datetime, int, SimClick]] = []  # (when, send id, click)
+    t = now
+    for _ in range(max_ticks):
+        for when, send_id, c in sorted(p for p in pending if p[0] <= t):
+            store.click_simulated(send_id, link=c.link, at=when)
+            pending.remove((when, send_id, c))
+        result = tick(store, {campaign.id: campaign}, now=t, explain=True)
+        for a in result.decisions:
+            entries.extend(_describe(store, campaign, a, t, tz, clicks, pending))
+        enr = store.get_enrollment(campaign.id, cid)
+        if enr.state != "active" or enr.next_at is None:
+            break
+        t = enr.next_at
+    entries.sort(key=lambda e: e.at)
+    return Timeline(campaign_id=campaign.id, contact=contact, timezone=tz, entries=tuple(entries))
+
+
+def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: ZoneInfo,
+              clicks: Sequence[SimClick], pending: list[tuple[datetime, int, SimClick]]) -> list[TimelineEntry]:
+    out: list[TimelineEntry] = []
+    if a.action == "queue":
+        send = next(s for s in store.enrollment_sends(a.enrollment_id) if s.step_id == a.step_id)
+        store.deliver_simulated(send.id, now=t)
+        out.append(TimelineEntry(t, "sent", a.step_id, campaign.step(a.step_id).subject))  # type: ignore[arg-type]
+        for c in clicks:
+            if c.step == a.step_id:
+                pending.append((t + c.after, send.id, c))
+                out.extend(_click_entries(campaign, c, t + c.after))
+    elif a.action == "skip":
+        out.append(TimelineEntry(t, "skipped", a.step_id, a.reason or ""))
+    elif a.action == "defer":
+        local = a.next_at.astimezone(tz) if a.next_at else None
+        out.append(TimelineEntry(t, "deferred", a.step_id,
+                                 f"outside the send window; waits until {local:%a %d %b %H:%M %Z}"))
+    elif a.action == "exit":
+        out.append(TimelineEntry(t, "exited", None, a.reason or ""))
+    if a.action == "complete" or (a.action in ("queue", "skip") and a.next_step is None):
+        out.append(TimelineEntry(t, "completed", None, "no steps left"))
+    return out
+
+
+def _click_entries(campaign: Campaign, c: SimClick, at: datetime) -> list[TimelineEntry]:
+    out = [TimelineEntry(at, "click", c.step, f"clicks {c.link} ({format_duration(c.after)} after {c.step})")]
+    rule = follow_up_rule(campaign, step=c.step, link=c.link)
+    if rule is not None:
+        out.append(TimelineEntry(at, "task", c.step,
+                                 f"{rule.task} task, priority {rule.priority}, due within {format_duration(rule.due)}",
+                                 due=at + rule.due))
+    return out
+
+
+def follow_up_rule(campaign: Campaign, *, step: str, link: str) -> FollowUpRule | None:
+    """The first follow-up rule a human click on ``link`` in ``step`` matches (rules in file order)."""
+    for rule in campaign.follow_up:
+        if matches(rule.when, [(step, link)]):
+            return rule
+    return None
