@@ -78,6 +78,7 @@ class SendSummary:
     suppressed: int = 0
     skipped: int = 0
     released: int = 0
+    connections: int = 0  # SMTP sessions opened
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -181,6 +182,7 @@ class _Run:
             if leftover:
                 self.summary.released += await self.store.release_sends(leftover, owner=self.owner)
             await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
+            self.summary.connections = sum(c.opened for c in self.pool)
             self._report()
         if self.crash is not None:
             raise self.crash

@@ -1,0 +1,259 @@
+"""The sender against a real aiosmtpd sink: delivery, faults, rate limit, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from nurture.ratelimit import RateLimiter
+from nurture.sender import Backoff, SenderOptions, run_sender
+from nurture.sink import Sink, start_sink
+from nurture.store import open_async_store
+from nurture.timeutil import Rate
+from tests._send_worker import header, seed, stub_build
+
+FAST = SenderOptions(backoff=Backoff(base=timedelta(0)), idle=0.05)
+
+
+@pytest.fixture
+def smtp_settings(make_settings):
+    def make(port: int, **smtp):
+        return make_settings(smtp={"host": "127.0.0.1", "port": port, "max_connections": 4,
+                                   "rate": "100000/s", "timeout": 5, **smtp})
+    return make
+
+
+async def settle(astore, settings, *, limiter=None, rounds=10, **kw):
+    """Run ``--once`` passes until nothing is queued or waiting for a retry."""
+    total = []
+    for _ in range(rounds):
+        total.append(await run_sender(store=astore, settings=settings, build=stub_build, stop=asyncio.Event(),
+                                      once=True, options=FAST, limiter=limiter, **kw))
+        counts = await astore.outbox_counts()
+        if not counts.get("queued") and not counts.get("retry"):
+            break
+    return total
+
+
+def deliveries(sink: Sink) -> Counter:
+    return Counter(header(m.data, "X-Nurture-Send") for m in sink.messages)
+
+
+async def test_delivers_every_queued_send_once_over_reused_connections(smtp_sink, smtp_settings, db_path, now):
+    astore = open_async_store(db_path)
+    ids = await astore.run(lambda s: seed(s, n=60, now=now, steps=("s1", "s2")))
+    settings = smtp_settings(smtp_sink.port)
+    [summary] = await settle(astore, settings)
+    assert summary.sent == 120 and summary.attempted == 120
+    assert summary.connections == 4  # one session per pool slot, reused
+    d = deliveries(smtp_sink.sink)
+    assert len(d) == 120 and set(d.values()) == {1}
+    rows = await astore.run(lambda s: s.query("SELECT id, status, message_id, sent_at FROM sends"))
+    assert {r["status"] for r in rows} == {"sent"} and all(r["sent_at"] for r in rows)
+    assert {r["message_id"] for r in rows} == {m.message_id for m in smtp_sink.sink.messages}
+    assert smtp_sink.sink.messages[0].mail_from == "hello@acme.example"
+    assert len(ids) == 120
+    links = await astore.run(lambda s: s.query("SELECT step_id, name FROM links ORDER BY step_id"))
+    assert links == [{"step_id": "s1", "name": "pricing"}, {"step_id": "s2", "name": "pricing"}]
+    await astore.aclose()
+
+
+async def test_message_id_is_stored_before_the_first_attempt(smtp_settings, db_path, now):
+    seen = []
+
+    def fault(envelope, attempt):
+        mid = header(envelope.original_content, "Message-ID")
+        with sqlite3.connect(db_path) as c:
+            stored = c.execute("SELECT message_id FROM sends WHERE message_id = ?", (mid,)).fetchone()
+        seen.append(stored is not None)
+        return "451 4.3.0 try again" if attempt == 1 else None
+
+    running = await start_sink(Sink(fault=fault))
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=5, now=now))
+    await settle(astore, smtp_settings(running.port))
+    assert seen == [True] * 10
+    # the retry carried the same Message-ID: the sink saw attempt 2 of each
+    assert sorted(running.sink.attempts.values()) == [2] * 5
+    assert len(running.sink.messages) == 5
+    await astore.aclose()
+    await running.aclose()
+
+
+FAULTS = {
+    # recipient number: (reply on the first attempt, reply on later attempts)
+    1: ("421 4.7.0 too many connections, slow down", None),
+    2: ("451 4.3.0 local error, try later", None),
+    3: ("454 4.7.0 TLS not available now", None),
+    4: ("550 5.1.1 no such user", "550 5.1.1 no such user"),
+    5: ("552 5.3.4 message too big", "552 5.3.4 message too big"),
+    6: ("550 5.7.1 rejected by policy", "550 5.7.1 rejected by policy"),
+    7: ("DROP", None),
+    8: ("STALL:3", None),
+}
+
+
+async def test_faults_end_in_the_right_states_with_nothing_lost_or_doubled(smtp_settings, db_path, now):
+    def fault(envelope, attempt):
+        n = int(envelope.rcpt_tos[0].split("@")[0].removeprefix("user"))
+        if n in FAULTS:
+            return FAULTS[n][0] if attempt == 1 else FAULTS[n][1]
+        return None
+
+    running = await start_sink(Sink(fault=fault))
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=30, now=now))
+    limiter = RateLimiter([Rate(100000, 1)])
+    t0 = time.monotonic()
+    runs = await settle(astore, smtp_settings(running.port, timeout=0.5), limiter=limiter)
+    assert time.monotonic() - t0 < 5
+
+    rows = await astore.run(lambda s: s.query(
+        "SELECT c.email, s.status, s.attempts, s.error_code, s.error_enhanced FROM sends s"
+        " JOIN contacts c ON c.id = s.contact_id ORDER BY s.id"))
+    by_n = {int(r["email"].split("@")[0].removeprefix("user")): r for r in rows}
+    for n in (1, 2, 3, 7, 8):
+        assert (by_n[n]["status"], by_n[n]["attempts"]) == ("sent", 2), n
+    assert (by_n[4]["status"], by_n[4]["error_code"], by_n[4]["error_enhanced"]) == ("failed", 550, "5.1.1")
+    assert (by_n[5]["status"], by_n[5]["error_code"]) == ("failed", 552)
+    assert (by_n[6]["status"], by_n[6]["error_enhanced"]) == ("failed", "5.7.1")
+    assert all(by_n[n]["status"] == "sent" and by_n[n]["attempts"] == 1 for n in range(9, 31))
+
+    # the hard bounce suppressed its address and exited its enrollment; the policy block did not
+    sup = await astore.run(lambda s: s.query("SELECT email_key, reason FROM suppressions"))
+    assert sup == [{"email_key": "user4@example.com", "reason": "bounced"}]
+    states = await astore.run(lambda s: s.query(
+        "SELECT c.email, e.state FROM enrollments e JOIN contacts c ON c.id = e.contact_id WHERE e.state != 'active'"))
+    assert states == [{"email": "user4@example.com", "state": "exited"}]
+
+    # 0 lost, 0 doubled: every deliverable send arrived exactly once
+    d = deliveries(running.sink)
+    assert len(d) == 30 - 3 and set(d.values()) == {1}
+    total = Counter()
+    for r in runs:
+        total.update(r.as_dict())
+    assert (total["sent"], total["retried"], total["bounced"], total["failed"], total["blocked"]) == (27, 5, 1, 1, 1)
+    # 421/451/454 slowed the global rate down
+    assert limiter.slowdowns == 3 and limiter.factor == 0.5
+    kinds = Counter(e["kind"] for e in await astore.events(limit=100))
+    assert (kinds["send.sent"], kinds["send.bounced"], kinds["send.failed"]) == (27, 1, 2)
+    await astore.aclose()
+    await running.aclose()
+
+
+async def test_transient_failures_give_up_after_max_attempts(smtp_settings, db_path, now):
+    running = await start_sink(Sink(fault=lambda env, attempt: "451 4.3.0 busy"))
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=2, now=now))
+    await settle(astore, smtp_settings(running.port, max_attempts=3))
+    rows = await astore.run(lambda s: s.query("SELECT status, attempts, error_code FROM sends"))
+    assert rows == [{"status": "failed", "attempts": 3, "error_code": 451}] * 2
+    assert sorted(running.sink.attempts.values()) == [3, 3] and running.sink.messages == []
+    await astore.aclose()
+    await running.aclose()
+
+
+async def test_backoff_waits_before_the_retry(smtp_settings, db_path, now):
+    running = await start_sink(Sink(fault=lambda env, attempt: "451 4.3.0 busy" if attempt == 1 else None))
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=1, now=now))
+    opts = SenderOptions(backoff=Backoff(base=timedelta(minutes=1)))
+    summary = await run_sender(store=astore, settings=smtp_settings(running.port), build=stub_build,
+                               stop=asyncio.Event(), once=True, options=opts)
+    assert (summary.retried, summary.sent) == (1, 0)
+    [row] = await astore.run(lambda s: s.query("SELECT status, next_attempt_at FROM sends"))
+    assert row["status"] == "retry" and 30 <= row["next_attempt_at"] - time.time() <= 90
+    await astore.aclose()
+    await running.aclose()
+
+
+async def test_unsubscribe_after_queueing_stops_the_mail(smtp_sink, smtp_settings, db_path, now):
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=3, now=now))
+    await astore.run(lambda s: s.suppress("User2@Example.com", "unsubscribed", now=now))
+    [summary] = await settle(astore, smtp_settings(smtp_sink.port))
+    assert (summary.sent, summary.suppressed) == (2, 1)
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.sink.messages) == ["user1@example.com", "user3@example.com"]
+    await astore.aclose()
+
+
+async def test_stop_drains_in_flight_and_releases_the_rest(smtp_settings, db_path, now):
+    stop = asyncio.Event()
+    sink = Sink(delay=0.01)
+    sink.on_message = lambda rec: stop.set() if len(sink.messages) == 10 else None
+    running = await start_sink(sink)
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=200, now=now))
+    settings = smtp_settings(running.port)
+    first = await run_sender(store=astore, settings=settings, build=stub_build, stop=stop, once=False, options=FAST)
+    counts = await astore.outbox_counts()
+    assert "sending" not in counts  # nothing left leased
+    assert counts["sent"] == first.sent == len(sink.messages) and 10 <= first.sent < 200
+    assert first.released > 0
+    sink.on_message = None
+    await settle(astore, settings)
+    assert (await astore.outbox_counts()) == {"sent": 200}
+    d = deliveries(sink)
+    assert len(d) == 200 and set(d.values()) == {1}
+    await astore.aclose()
+    await running.aclose()
+
+
+async def test_global_rate_limit_in_real_units(smtp_sink, smtp_settings, db_path, now):
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=30, now=now))
+    t0 = time.monotonic()
+    [summary] = await settle(astore, smtp_settings(smtp_sink.port, rate="20/s"))
+    elapsed = time.monotonic() - t0
+    # a burst of 20 (one second's worth), then 10 more at 20/s
+    assert summary.sent == 30 and 0.45 <= elapsed < 2.0
+    await astore.aclose()
+
+
+async def test_unreachable_server_means_retry_not_loss(smtp_settings, db_path, now):
+    running = await start_sink(Sink())
+    port = running.port
+    await running.aclose()  # nobody listens there now
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=3, now=now))
+    summary = await run_sender(store=astore, settings=smtp_settings(port), build=stub_build, stop=asyncio.Event(),
+                               once=True, options=SenderOptions(backoff=Backoff(base=timedelta(minutes=1))))
+    assert (summary.retried, summary.sent) == (3, 0)
+    assert await astore.outbox_counts() == {"retry": 3}
+    await astore.aclose()
+
+
+def test_rate_limiter_buckets_with_a_fake_clock():
+    t = [0.0]
+    lim = RateLimiter([Rate(20, 1), Rate(1000, 3600)], clock=lambda: t[0])
+    # 1000/h allows one at a time (burst 1), paced 3.6 s apart, whatever 20/s would allow
+    assert lim.try_take() == 0.0
+    assert lim.try_take() == pytest.approx(3.6)
+    t[0] = 3.6
+    assert lim.try_take() == 0.0
+    fast = RateLimiter([Rate(20, 1)], clock=lambda: t[0])
+    assert [fast.try_take() for _ in range(20)] == [0.0] * 20
+    assert fast.try_take() == pytest.approx(0.05)
+    fast.slow(factor=0.5, seconds=60)
+    assert fast.try_take() == pytest.approx(0.1)
+    t[0] += 0.1
+    assert fast.try_take() == 0.0 and fast.factor == 0.5
+    t[0] += 60
+    assert fast.factor == 1.0
+
+
+def test_backoff_grows_exponentially_with_jitter():
+    b = Backoff(base=timedelta(seconds=10), cap=timedelta(seconds=100), jitter=0.5)
+    import random
+
+    rng = random.Random(1)
+    delays = [b.delay(a, rng).total_seconds() for a in (1, 2, 3, 4, 5, 6)]
+    for a, d in zip((1, 2, 3, 4, 5, 6), delays, strict=True):
+        raw = min(100, 10 * 2 ** (a - 1))
+        assert 0.5 * raw <= d <= 1.5 * raw
+    assert len({round(d, 6) for d in delays}) == 6
