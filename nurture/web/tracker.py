@@ -80,11 +80,11 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
                                       for c in settings.tracking.trusted_proxies)
     app.cleanup_ctx.append(_ledger_ctx)
     app.on_response_prepare.append(_security_headers)
-    app.router.add_route("GET", f"/c/{TOKEN}", click)  # aiohttp answers HEAD through GET routes
-    app.router.add_route("GET", f"/u/{TOKEN}", unsubscribe_page)
-    app.router.add_route("POST", f"/u/{TOKEN}", unsubscribe_now)
-    app.router.add_route("GET", f"/o/{TOKEN}.gif", open_pixel)
-    app.router.add_route("GET", "/healthz", healthz)
+    app.router.add_get(f"/c/{TOKEN}", click)  # HEAD too: answered, never counted
+    app.router.add_get(f"/u/{TOKEN}", unsubscribe_page)
+    app.router.add_post(f"/u/{TOKEN}", unsubscribe_now)
+    app.router.add_get(f"/o/{TOKEN}.gif", open_pixel)
+    app.router.add_get("/healthz", healthz)
     return app
 
 
