@@ -1,0 +1,496 @@
+"""Rendering: campaign step + contact → a complete MIME message with tracked links.
+
+Pipeline for one message: Jinja (sandboxed, StrictUndefined) renders the subject and the
+HTML; every ``<a href>`` becomes ``{base_url}/c/<token>``; CSS is inlined (css-inline); the
+text part comes from html2text (or the step's text template); an invisible honeypot link and
+an open pixel are added; headers include List-Unsubscribe (RFC 8058) and a deterministic
+Message-ID.
+
+Speed: inlining and html2text are the slow parts (html2text alone ~1 ms). So the HTML is also
+rendered with *markers* in place of the contact's string values; when the markers, filled
+in, give exactly the real rendering, the per-step work (inlining, text conversion, link
+slots) is cached under the marked HTML and each later message only fills in its values.
+Templates whose structure depends on the contact (``{% if contact.industry == ... %}``)
+simply miss the cache and take the full path; the result is the same either way.
+"""
+
+from __future__ import annotations
+
+import functools
+import html as htmlmod
+import os
+import re
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime, parseaddr
+from typing import TYPE_CHECKING, Any
+
+import css_inline
+import html2text
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
+
+from nurture.errors import TemplateError
+from nurture.models import Campaign, Contact, Step
+from nurture.render_links import (
+    HONEYPOT_NAME, TEXT_URL_RE, Anchor, add_traps, is_web_url, origin_of, slot_anchors, slug_for,
+)
+from nurture.render_mime import build_message, clean, mailbox, message_id_for
+from nurture.signing import Signer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nurture.config import DkimSettings, SenderIdentity, Settings
+
+__all__ = [
+    "LinkIds", "MissingTemplate", "RenderedLink", "RenderedMessage", "Renderer", "SubjectError",
+    "contact_from_sample", "memory_link_ids", "message_id_for",
+]
+
+#: ``(link name, url, is_honeypot) -> link id`` for the campaign and step being rendered.
+LinkIds = Callable[[str, str, bool], int]
+
+_MARK = "nrtmk{}q"
+_FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px))q")
+_MARK_RE = re.compile(r"nrtmk\d+q")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
+_CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "industry", "phone",
+                   "timezone", "owner", "territory")
+_DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
+                 b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type"]
+_CACHE_LIMIT = 512
+
+
+class MissingTemplate(TemplateError):
+    """The step's template (or one it extends or includes) does not exist."""
+
+
+class SubjectError(TemplateError):
+    """The step's subject line (a template in the campaign file) does not render."""
+
+    def __init__(self, message: str, *, file: str, line: int | None, column: int | None,
+                 field: str, variable: str | None = None) -> None:
+        self.column = column
+        self.field = field
+        super().__init__(message, template=file, line=line, variable=variable)
+
+    def __str__(self) -> str:
+        where = self.template or ""
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
+        return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedLink:
+    name: str
+    url: str
+    link_id: int
+    honeypot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """One rendered message. ``headers`` are the decoded header values, for display."""
+
+    subject: str
+    html: str
+    text: str
+    message_id: str
+    to: str
+    from_address: str
+    links: tuple[RenderedLink, ...]
+    headers: tuple[tuple[str, str], ...]
+    unsubscribe_url: str
+    raw: bytes = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        """The message as sent: CRLF line ends, every line shorter than 998 octets."""
+        return self.raw
+
+    @property
+    def has_unsubscribe_link(self) -> bool:
+        return self.unsubscribe_url in self.html
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """Contact-independent work for one rendered HTML shape (markers and slots left in)."""
+
+    html: str
+    text: str
+    anchors: tuple[Anchor, ...]
+
+
+class _Ns(dict):
+    """A dict that knows its variable name, so undefined errors say ``'contact.compnay'``."""
+
+    __slots__ = ("_nurture_path",)
+
+    def __init__(self, path: str, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self._nurture_path = path
+
+
+class _Undefined(jinja2.StrictUndefined):
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if isinstance(obj, _Ns) and not self._undefined_hint and isinstance(self._undefined_name, str):
+            return f"'{obj._nurture_path}.{self._undefined_name}' is undefined"
+        return super()._undefined_message
+
+
+class Renderer:
+    """Renders campaign steps for contacts. Safe to share; caches compiled templates."""
+
+    def __init__(self, *, templates_dir: str | os.PathLike[str], signer: Signer, base_url: str,
+                 sender: SenderIdentity, open_tracking: bool = True,
+                 dkim: DkimSettings | None = None) -> None:
+        self.templates_dir = str(templates_dir)
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+        self.sender = sender
+        self.open_tracking = open_tracking
+        self.dkim = dkim
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.templates_dir),
+            undefined=_Undefined,
+            autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
+            auto_reload=False,
+            cache_size=1000,
+        )
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self._marks: dict[str, int] = {}
+        self._cache: dict[tuple[str, str], _Entry] = {}
+        self._subjects: dict[str, jinja2.Template] = {}
+        self.stats = {"hits": 0, "misses": 0, "uncached": 0}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, signer: Signer | None = None) -> Renderer:
+        """A renderer for ``settings`` (templates dir, tracking base URL and keys, sender, DKIM)."""
+        return cls(templates_dir=settings.templates_dir,
+                   signer=signer or Signer.from_settings(settings.tracking),
+                   base_url=settings.tracking.base_url, sender=settings.sender,
+                   open_tracking=settings.tracking.open_tracking, dkim=settings.dkim)
+
+    # -- public -----------------------------------------------------------------------------
+
+    def render(self, *, campaign: Campaign, step: Step, contact: Contact, send_id: int,
+               link_ids: LinkIds, now: datetime, message_id: str | None = None) -> RenderedMessage:
+        """Render ``step`` of ``campaign`` for ``contact`` as send ``send_id``.
+
+        Raises :class:`TemplateError` (``MissingTemplate``, ``SubjectError``) with the file
+        and line of the problem.
+        """
+        index = _step_index(campaign, step)
+        unsub = f"{self.base_url}/u/{self.signer.sign('unsubscribe', send_id)}"
+        cvars, top = template_vars(campaign, contact)
+        from_address = clean(campaign.sender or self.sender.from_address)
+        sender = {"from_address": from_address, "name": _display_name(from_address),
+                  "reply_to": campaign.reply_to or self.sender.reply_to or "",
+                  "postal_address": self.sender.postal_address}
+        base = {"campaign": _Ns("campaign", {"id": campaign.id, "name": campaign.name}),
+                "sender": _Ns("sender", sender)}
+        subject = self._subject(campaign, step, index, {
+            **top, **base, "contact": _Ns("contact", cvars),
+            "step": _Ns("step", {"id": step.id, "subject": step.subject}),
+            "unsubscribe_url": unsub})
+        base["step"] = _Ns("step", {"id": step.id, "subject": subject})
+
+        template = self._template(step.template)
+        real = self._run(template, {**top, **base, "contact": _Ns("contact", cvars),
+                                    "unsubscribe_url": unsub})
+        values: dict[int, str] = {}
+        marked_top = {k: self._mark(k, v, values) for k, v in top.items()}
+        marked_contact = _Ns("contact", {k: self._mark(f"contact.{k}", v, values) for k, v in cvars.items()})
+        marked_step = _Ns("step", {"id": step.id, "subject": self._mark("step.subject", subject, values)})
+        mctx = {**marked_top, **base, "step": marked_step, "contact": marked_contact,
+                "unsubscribe_url": self._mark("unsubscribe_url", unsub, values)}
+        escaped = {i: str(escape(v)) for i, v in values.items()}
+        entry = self._entry(step.template, template, mctx, real, escaped, unsub)
+        if entry is None:
+            self.stats["uncached"] += 1
+            values, escaped = {}, {}
+            entry = self._build(real, keep=str(escape(unsub)))
+
+        links, slot_urls, honeypot, pixel = self._links(entry, escaped, unsub, send_id, link_ids)
+        plain = {i: " ".join(v.split()) for i, v in values.items()}
+        html = _fill(entry.html, escaped, [str(escape(u)) for u in slot_urls],
+                     str(escape(honeypot)), str(escape(pixel)))
+        if step.text_template:
+            text = self._text_template(step.text_template, {
+                **top, **base, "contact": _Ns("contact", cvars), "unsubscribe_url": unsub},
+                links, unsub, send_id, link_ids)
+        else:
+            text = _fill(entry.text, plain, slot_urls, "", "")
+
+        mid = message_id or message_id_for(send_id, campaign.id, from_address)
+        to = clean(contact.email)
+        to_display = mailbox(contact.name, to)
+        headers: list[tuple[str, str]] = [
+            ("From", from_address), ("To", to_display), ("Subject", subject),
+            ("Date", format_datetime(now)), ("Message-ID", mid),
+        ]
+        reply_to = campaign.reply_to or self.sender.reply_to
+        if reply_to:
+            headers.append(("Reply-To", reply_to))
+        headers += [("List-Unsubscribe", f"<{unsub}>"),
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                    ("X-Nurture-Campaign", campaign.id), ("X-Nurture-Step", step.id)]
+        raw = build_message(headers=headers, text=text, html=html, seed=mid)
+        if self.dkim is not None:
+            raw = self.sign_dkim(raw)
+        return RenderedMessage(subject=subject, html=html, text=text, message_id=mid, to=to,
+                               from_address=from_address, links=tuple(links),
+                               headers=tuple(headers), unsubscribe_url=unsub, raw=raw)
+
+    def sign_dkim(self, message: bytes) -> bytes:
+        """``message`` with a DKIM-Signature header prepended (settings.dkim must be set)."""
+        import dkim as dkimpy  # only when configured: signing costs more than rendering
+
+        if self.dkim is None:
+            raise TemplateError("DKIM is not configured")
+        sig = dkimpy.sign(message, self.dkim.selector.encode(), self.dkim.domain.encode(),
+                          self.dkim.private_key, include_headers=_DKIM_HEADERS)
+        return sig + message
+
+    def display(self, name_or_path: str) -> str:
+        """A template path as the user wrote it: relative to the working directory if inside it."""
+        path = name_or_path if os.path.isabs(name_or_path) else os.path.join(self.templates_dir, name_or_path)
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else path
+
+    # -- templates --------------------------------------------------------------------------
+
+    def _template(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound as e:
+            raise MissingTemplate(f"template not found: {self.display(e.name or name)}",
+                                  template=self.display(name)) from None
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or name),
+                                line=e.lineno) from None
+
+    def _run(self, template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
+        try:
+            return template.render(ctx)
+        except jinja2.TemplateNotFound as e:
+            file, line = self._frame(e.__traceback__, template)
+            raise MissingTemplate(f"template not found: {self.display(e.name)}",
+                                  template=file, line=line) from None
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or e.name or ""),
+                                line=e.lineno) from None
+        except Exception as e:  # anything a template can raise: report where, never a traceback
+            file, line = self._frame(e.__traceback__, template)
+            message = getattr(e, "message", None) or str(e) or type(e).__name__
+            m = _UNDEFINED_RE.match(message)
+            raise TemplateError(message, template=file, line=line,
+                                variable=m.group(1) if m else None) from None
+
+    def _frame(self, tb: Any, template: jinja2.Template) -> tuple[str, int | None]:
+        """The innermost template frame of a traceback (Jinja rewrites them to template lines)."""
+        root = os.path.abspath(self.templates_dir)
+        found: tuple[str, int | None] = (self.display(template.filename or template.name or ""), None)
+        for frame in traceback.extract_tb(tb):
+            if frame.filename and os.path.abspath(frame.filename).startswith(root + os.sep):
+                found = (self.display(frame.filename), frame.lineno)
+        return found
+
+    def _subject(self, campaign: Campaign, step: Step, index: int, ctx: Mapping[str, Any]) -> str:
+        field_path = f"steps[{index}].subject"
+        line, col = _where(campaign, step, field_path)
+        try:
+            tpl = self._subjects.get(step.subject)
+            if tpl is None:
+                tpl = self._subjects[step.subject] = self.env.from_string(step.subject)
+            return clean(tpl.render(ctx))
+        except jinja2.TemplateSyntaxError as e:
+            raise SubjectError(e.message or "syntax error", file=campaign.path, line=line, column=col,
+                               field=field_path) from None
+        except Exception as e:
+            message = getattr(e, "message", None) or str(e) or type(e).__name__
+            m = _UNDEFINED_RE.match(message)
+            raise SubjectError(message, file=campaign.path, line=line, column=col, field=field_path,
+                               variable=m.group(1) if m else None) from None
+
+    def _text_template(self, name: str, ctx: Mapping[str, Any], links: list[RenderedLink],
+                       unsub: str, send_id: int, link_ids: LinkIds) -> str:
+        text = self._run(self._template(name), ctx)
+        by_url = {link.url: link for link in links}
+
+        def track(m: re.Match[str]) -> str:
+            url = m.group(0)
+            if url == unsub:
+                return url
+            link = by_url.get(url)
+            if link is None:
+                name = slug_for(url)
+                link = by_url[url] = RenderedLink(name, url, link_ids(name, url, False))
+                links.append(link)
+            return f"{self.base_url}/c/{self.signer.sign('click', send_id, link.link_id)}"
+
+        return TEXT_URL_RE.sub(track, text)
+
+    # -- the per-step cache -----------------------------------------------------------------
+
+    def _mark(self, path: str, value: Any, values: dict[int, str]) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        i = self._marks.get(path)
+        if i is None:
+            i = self._marks[path] = len(self._marks)
+        values[i] = value
+        return _MARK.format(i)
+
+    def _entry(self, name: str, template: jinja2.Template, mctx: Mapping[str, Any], real: str,
+               escaped: Mapping[int, str], unsub: str) -> _Entry | None:
+        try:
+            marked = template.render(mctx)
+        except Exception:
+            return None
+        if _FILL_RE.sub(lambda m: escaped.get(int(m.group(1)), m.group(0)) if m.group(1) else m.group(0),
+                        marked) != real:
+            return None
+        key = (name, marked)
+        entry = self._cache.get(key)
+        if entry is not None:
+            self.stats["hits"] += 1
+            return entry
+        entry = self._build(marked, keep=_MARK.format(self._marks["unsubscribe_url"]))
+        if sorted(_MARK_RE.findall(entry.html)) != sorted(_MARK_RE.findall(marked)) or re.search(
+                r"style=\"[^\"]*nrtmk", entry.html):
+            return None  # the inliner touched a marker: this shape cannot be reused
+        self.stats["misses"] += 1
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = entry
+        return entry
+
+    def _build(self, html: str, *, keep: str) -> _Entry:
+        slotted, anchors = slot_anchors(html, keep=keep)
+        converter = html2text.HTML2Text()
+        converter.body_width = 0
+        converter.ignore_images = True
+        converter.ignore_tables = True
+        converter.unicode_snob = True
+        converter.ignore_emphasis = True
+        # Table layouts leave html2text's markdown hard breaks ("  ") and empty rows behind.
+        lines = "\n".join(line.rstrip() for line in converter.handle(slotted).splitlines())
+        text = _BLANK_LINES.sub("\n\n", lines).strip() + "\n"
+        inlined = add_traps(self._inliner.inline(slotted), pixel=self.open_tracking)
+        return _Entry(html=inlined, text=text, anchors=anchors)
+
+    def _links(self, entry: _Entry, escaped: Mapping[int, str], unsub: str, send_id: int,
+               link_ids: LinkIds) -> tuple[list[RenderedLink], list[str], str, str]:
+        links: list[RenderedLink] = []
+        urls: list[str] = []
+        derived: dict[str, str] = {}  # derived name -> url, to tell different URLs apart
+        ids: dict[tuple[str, str], int] = {}
+        for anchor in entry.anchors:
+            url = htmlmod.unescape(_fill_marks(anchor.href, escaped)).strip()
+            if url == unsub or not is_web_url(url):
+                urls.append(url)
+                continue
+            if anchor.name:
+                name = htmlmod.unescape(_fill_marks(anchor.name, escaped))
+            else:
+                name = base_name = slug_for(url)
+                n = 1
+                while derived.get(name, url) != url:
+                    n += 1
+                    name = f"{base_name}-{n}"
+                derived[name] = url
+            lid = ids.get((name, url))
+            if lid is None:
+                lid = ids[(name, url)] = link_ids(name, url, False)
+                links.append(RenderedLink(name, url, lid))
+            urls.append(f"{self.base_url}/c/{self.signer.sign('click', send_id, lid)}")
+        trap_url = origin_of(links[0].url) if links else f"{self.base_url}/"
+        trap_id = link_ids(HONEYPOT_NAME, trap_url, True)
+        links.append(RenderedLink(HONEYPOT_NAME, trap_url, trap_id, honeypot=True))
+        honeypot = f"{self.base_url}/c/{self.signer.sign('click', send_id, trap_id)}"
+        pixel = f"{self.base_url}/o/{self.signer.sign('open', send_id)}.gif"
+        return links, urls, honeypot, pixel
+
+
+def template_vars(campaign: Campaign, contact: Contact) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(contact, top-level)`` variables: the contact's fields and attributes, with the
+    campaign's ``defaults`` filling what the contact lacks (missing or empty)."""
+    defaults: Mapping[str, Any] = getattr(campaign, "defaults", None) or {}
+    cvars = contact.as_template_vars()
+    top = dict(contact.attributes)
+    for key, value in defaults.items():
+        if cvars.get(key) in (None, ""):
+            cvars[key] = value
+        if top.get(key) in (None, ""):
+            top[key] = value
+    for reserved in ("contact", "campaign", "step", "sender", "unsubscribe_url"):
+        top.pop(reserved, None)
+    return cvars, top
+
+
+def contact_from_sample(sample: Mapping[str, Any], *, contact_id: int = 0) -> Contact:
+    """A :class:`Contact` from a campaign's sample (``email`` plus any columns)."""
+    known = {k: ("" if sample.get(k) is None else str(sample[k])) for k in _CONTACT_FIELDS if k in sample}
+    for optional in ("timezone", "owner", "territory"):
+        if optional in known and not known[optional]:
+            known[optional] = None  # type: ignore[assignment]
+    attributes = {k: v for k, v in sample.items() if k not in _CONTACT_FIELDS}
+    return Contact(id=contact_id, attributes=attributes, **known)  # type: ignore[arg-type]
+
+
+def memory_link_ids() -> LinkIds:
+    """Link ids kept in memory (1, 2, 3, ...) for previews and validation."""
+    ids: dict[tuple[str, str, bool], int] = {}
+
+    def link_ids(name: str, url: str, honeypot: bool) -> int:
+        return ids.setdefault((name, url, honeypot), len(ids) + 1)
+
+    return link_ids
+
+
+@functools.lru_cache(maxsize=64)
+def _display_name(from_address: str) -> str:
+    name, addr = parseaddr(from_address)
+    return name or addr or from_address
+
+
+def _step_index(campaign: Campaign, step: Step) -> int:
+    for i, s in enumerate(campaign.steps):
+        if s.id == step.id:
+            return i
+    return 0
+
+
+def _where(campaign: Campaign, step: Step, field_path: str) -> tuple[int | None, int | None]:
+    where = getattr(campaign, "where", None)
+    if where is not None:
+        line, col = where(field_path)
+        if line:
+            return line, col
+    return step.line, None
+
+
+def _fill_marks(text: str, values: Mapping[int, str]) -> str:
+    if "nrtmk" not in text:
+        return text
+    return _MARK_RE.sub(lambda m: values.get(int(m.group(0)[5:-1]), ""), text)
+
+
+def _fill(text: str, values: Mapping[int, str], slots: list[str], honeypot: str, pixel: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return values.get(int(m.group(1)), "")
+        if m.group(2):
+            return slots[int(m.group(2))]
+        return honeypot if m.group(3) else pixel
+
+    return _FILL_RE.sub(one, text)

@@ -1,0 +1,99 @@
+"""The bytes of one message: headers plus a multipart/alternative body, built by hand.
+
+The standard library's ``email`` package costs about a millisecond per message; this writes
+the same RFC 5322 / RFC 2045 output directly: CRLF line ends, UTF-8 quoted-printable bodies
+(every line < 78 octets), RFC 2047 encoded words for non-ASCII header text.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import hashlib
+import re
+from collections.abc import Sequence
+from email.header import Header
+from email.utils import formataddr, parseaddr
+
+_CTL = re.compile(r"[\r\n\t\x00]+")
+
+
+def message_id_for(send_id: int, campaign_id: str, from_address: str) -> str:
+    """A Message-ID that is the same every time the same send is rendered.
+
+    No personal data: the send id, and a hash that ties it to the campaign and sender.
+    """
+    addr = parseaddr(from_address)[1] or from_address
+    domain = addr.rpartition("@")[2].strip(">").strip() or "nurture.invalid"
+    digest = hashlib.sha256(f"{campaign_id}\0{send_id}\0{addr.lower()}".encode()).hexdigest()[:16]
+    return f"<{send_id}.{digest}@{domain}>"
+
+
+def clean(value: str) -> str:
+    """Header text on one line: no CR/LF (no header injection), no NUL."""
+    return _CTL.sub(" ", value).strip()
+
+
+_SIMPLE_ADDR = re.compile(r'^\s*(?:([^<>"@,;:\\]*?)\s*<([^<>\s"]+@[^<>\s"]+)>|([^<>\s"]+@[^<>\s"]+))\s*$')
+
+
+@functools.lru_cache(maxsize=256)
+def address(value: str) -> str:
+    """``Name <addr>`` with the display name encoded when it is not plain ASCII."""
+    value = clean(value)
+    m = _SIMPLE_ADDR.match(value)
+    if m:  # the common shapes, without the (slow) full RFC 5322 parser
+        name, addr = (m.group(1) or "", m.group(2)) if m.group(2) else ("", m.group(3))
+    else:
+        name, addr = parseaddr(value)
+        addr = addr or value
+    return formataddr((name, addr), charset="utf-8")
+
+
+def mailbox(name: str, addr: str) -> str:
+    """A To header value for a contact; the name is encoded when needed."""
+    name = clean(name).replace('"', "'")
+    return formataddr((name, clean(addr)), charset="utf-8") if name and name != addr else clean(addr)
+
+
+def header_line(name: str, value: str) -> str:
+    """``Name: value`` folded with CRLF, RFC 2047-encoded when the value is not ASCII."""
+    value = clean(value)
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}\r\n"
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    encoded = Header(value, charset=charset, maxlinelen=76, header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n"
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends; lines never exceed 76 octets."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, quotetabs=False, istext=True).replace(b"\n", b"\r\n")
+
+
+def build_message(*, headers: Sequence[tuple[str, str]], text: str, html: str, seed: str) -> bytes:
+    """A complete ``multipart/alternative`` message (text first, HTML preferred).
+
+    ``headers`` are (name, value); From and Reply-To are parsed as addresses, ``To`` must
+    come from :func:`mailbox`, the rest is unstructured text. ``seed`` makes the boundary
+    deterministic, so re-rendering a send gives the same bytes.
+    """
+    # "=_" never appears in quoted-printable output, so the boundary cannot collide.
+    boundary = "=_nurture_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+    head = "".join(f"{k}: {address(v)}\r\n" if k in _ADDRESS else header_line(k, v)
+                   for k, v in headers)
+    head += ("MIME-Version: 1.0\r\n"
+             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+    part = ('Content-Type: text/{}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    b = f"--{boundary}\r\n".encode()
+    return b"".join((
+        head.encode("ascii"),
+        b, part.format("plain").encode(), qp(text), b"\r\n",
+        b, part.format("html").encode(), qp(html), b"\r\n",
+        f"--{boundary}--\r\n".encode(),
+    ))
+
+
+_ADDRESS = frozenset({"From", "Reply-To"})
