@@ -22,7 +22,7 @@ from email.utils import parseaddr
 from typing import Any, Protocol
 
 from nurture.config import Settings
-from nurture.errors import NurtureError, SendError
+from nurture.errors import NotFound, NurtureError, SendError
 from nurture.models import Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
@@ -322,8 +322,13 @@ def renderer_build(renderer: Any, campaigns: Any) -> Build:
 
     def build(send: Send, contact: Contact, *, link_ids: LinkIds, now: datetime,
               message_id: str | None) -> Outgoing:
-        campaign = campaigns[send.campaign_id]
-        step = campaign.step(send.step_id)
+        campaign = campaigns.get(send.campaign_id)
+        if campaign is None:
+            raise NotFound(f"campaign {send.campaign_id!r} is not in the campaigns folder")
+        try:
+            step = campaign.step(send.step_id)
+        except KeyError:
+            raise NotFound(f"campaign {send.campaign_id!r} has no step {send.step_id!r}") from None
         return renderer.render(campaign=campaign, step=step, contact=contact, send_id=send.id,
                                link_ids=link_ids, now=now, message_id=message_id)
 

@@ -257,3 +257,64 @@ def test_backoff_grows_exponentially_with_jitter():
         raw = min(100, 10 * 2 ** (a - 1))
         assert 0.5 * raw <= d <= 1.5 * raw
     assert len({round(d, 6) for d in delays}) == 6
+
+
+QUICK = """\
+id: quick
+name: Quick test campaign
+timezone: UTC
+steps:
+  - id: hello
+    wait: 0d
+    subject: "Hello {{ contact.first_name }}"
+    template: industry-news/issue_1.html
+  - id: again
+    wait: 3d
+    subject: "Again"
+    template: industry-news/issue_2.html
+exit: [unsubscribed, bounced]
+"""
+
+
+async def test_send_once_command_renders_queues_and_reports(smtp_sink, tmp_path, root, db_path):
+    from click.testing import CliRunner
+
+    from nurture.campaigns import load_campaign
+    from nurture.cli import main
+    from nurture.scheduler import enroll
+    from nurture.store import open_store
+    from nurture.store.contacts import ContactRow
+    from nurture.timeutil import utcnow
+
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "quick.yaml").write_text(QUICK)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"""database: {db_path}
+campaigns_dir: {tmp_path / "campaigns"}
+templates_dir: {root / "templates"}
+smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, max_connections: 2, rate: 1000/s}}
+sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Marunouchi, Tokyo"}}
+""")
+    s = open_store(db_path)
+    s.upsert_contacts([ContactRow(email=f"buyer{i}@shop.example", fields={"first_name": f"B{i}", "company": "Shop"})
+                       for i in range(5)], now=utcnow())
+    s.suppress("buyer4@shop.example", "unsubscribed", now=utcnow())
+    enroll(s, load_campaign(tmp_path / "campaigns" / "quick.yaml"), now=utcnow(), all_contacts=True)
+    s.close()
+
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["--config", str(cfg), "send", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "sent (250 from the server)" in result.output
+    assert [line.strip("│ ").split()[-1] for line in result.output.splitlines() if "sent (250" in line] == ["4"]
+    msgs = smtp_sink.sink.messages
+    assert sorted(m.rcpt_tos[0] for m in msgs) == [f"buyer{i}@shop.example" for i in range(4)]
+    m = msgs[0].message
+    assert m["Subject"].startswith("Hello B") and m["List-Unsubscribe"]
+    s = open_store(db_path)
+    rows = s.query("SELECT s.status, s.message_id, e.next_at - s.sent_at AS wait FROM sends s"
+                   " JOIN enrollments e ON e.id = s.enrollment_id")
+    assert {r["status"] for r in rows} == {"sent"} and len(rows) == 4
+    assert {round(r["wait"]) for r in rows} == {3 * 86400}  # mark_sent scheduled the next step
+    assert {r["message_id"] for r in rows} == {x.message_id for x in msgs}
+    assert s.query_one("SELECT count(*) AS n FROM links")["n"] >= 1
+    s.close()
