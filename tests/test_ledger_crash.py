@@ -1,0 +1,157 @@
+"""The click ledger: group commit, flush on shutdown, and kill -9 under load loses no
+click whose redirect the client received."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from nurture.signing import Signer
+from nurture.store import open_async_store, open_store
+from nurture.store.tracking import NewClick
+from nurture.web.ledger import ClickLedger
+from test_store_tracking import seed
+
+SECRET = "crash-test-secret"
+
+
+async def test_group_commit_batches_concurrent_clicks(db_path, now):
+    store = open_async_store(db_path)
+    seeded = await store.run(lambda s: seed(s, now=now))
+    ledger = ClickLedger(store=store, interval=0.005)
+    await ledger.start()
+    try:
+        ids = await asyncio.gather(*(ledger.record(NewClick(
+            send_id=seeded.send_ids[0], link_id=seeded.link_ids["pricing"], at=now + timedelta(seconds=i),
+            method="GET", user_agent=f"ua-{i}")) for i in range(500)))
+    finally:
+        await ledger.close()
+    assert sorted(ids) == list(range(ids[0], ids[0] + 500))  # every click got its row id
+    assert ledger.committed == 500 and ledger.commits < 50  # many clicks per transaction
+    n = await store.run(lambda s: s.query("SELECT count(*) AS n FROM clicks")[0]["n"])
+    assert n == 500
+    await store.aclose()
+
+
+async def test_close_flushes_everything_queued(db_path, now):
+    store = open_async_store(db_path)
+    seeded = await store.run(lambda s: seed(s, now=now))
+    ledger = ClickLedger(store=store, interval=0.5)  # a long window: clicks are still queued
+    await ledger.start()
+    pending = [asyncio.create_task(ledger.record(NewClick(
+        send_id=seeded.send_ids[0], link_id=seeded.link_ids["docs"], at=now, method="GET")))
+        for _ in range(20)]
+    await asyncio.sleep(0.01)
+    await ledger.close()
+    assert all(t.done() and t.result() for t in pending)
+    assert await store.run(lambda s: s.query("SELECT count(*) AS n FROM clicks")[0]["n"]) == 20
+    # After close, a late click is still written (directly), never dropped.
+    assert await ledger.record(NewClick(send_id=seeded.send_ids[0], link_id=None, at=now,
+                                        method="GET", kind="open"))
+    await store.aclose()
+
+
+def _start_server(tmp_path: Path, db: str) -> tuple[subprocess.Popen, str]:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:0\n  group_commit_ms: 2\n")
+    env = {**os.environ, "NURTURE_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg), "serve"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r"listening on (http://\S+)", line or "")
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.stderr.read()}")
+
+
+async def _hammer(url: str, token: str, *, stop_after: int | None, proc: subprocess.Popen,
+                  kill_signal: int) -> tuple[set[str], int]:
+    """64 connections request /c/<token> with a unique User-Agent each; once ``stop_after``
+    redirects came back, send ``kill_signal`` to the server while requests are in flight."""
+    received: set[str] = set()
+    counter = 0
+    errors = 0
+    killed = asyncio.Event()
+    conn = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async def client() -> None:
+            nonlocal counter, errors
+            while not killed.is_set() or errors < 64:
+                counter += 1
+                ua = f"load-{counter}"
+                try:
+                    async with http.get(f"{url}/c/{token}", headers={"User-Agent": ua},
+                                        allow_redirects=False) as r:
+                        if r.status == 302:
+                            received.add(ua)
+                            if len(received) == stop_after and not killed.is_set():
+                                os.kill(proc.pid, kill_signal)
+                                killed.set()
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    errors += 1
+                    if killed.is_set():
+                        return
+                    await asyncio.sleep(0.01)
+        await asyncio.gather(*(client() for _ in range(64)))
+    return received, counter
+
+
+@pytest.mark.slow
+async def test_kill_9_under_load_loses_no_answered_click(tmp_path, now):
+    db = str(tmp_path / "crash.db")
+    store = open_store(db)
+    seeded = seed(store, now=now)
+    store.close()
+    token = Signer({"k1": SECRET.encode()}, current="k1").sign(
+        "click", seeded.send_ids[0], seeded.link_ids["pricing"])
+    proc, url = _start_server(tmp_path, db)
+    try:
+        received, sent = await _hammer(url, token, stop_after=3000, proc=proc, kill_signal=signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(received) >= 3000 and sent > len(received)  # requests were in flight at the kill
+    store = open_store(db)
+    recorded = {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
+    store.close()
+    lost = received - recorded
+    assert lost == set(), f"{len(lost)} answered clicks missing, e.g. {sorted(lost)[:5]}"
+
+
+@pytest.mark.slow
+async def test_sigterm_under_load_flushes_and_exits_cleanly(tmp_path, now):
+    db = str(tmp_path / "term.db")
+    store = open_store(db)
+    seeded = seed(store, now=now)
+    store.close()
+    token = Signer({"k1": SECRET.encode()}, current="k1").sign(
+        "click", seeded.send_ids[0], seeded.link_ids["docs"])
+    proc, url = _start_server(tmp_path, db)
+    try:
+        received, _ = await _hammer(url, token, stop_after=1000, proc=proc, kill_signal=signal.SIGTERM)
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    store = open_store(db)
+    recorded = {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
+    store.close()
+    assert received and received <= recorded
