@@ -100,9 +100,9 @@ def campaigns():
 def seed_click(store, link="pricing", *, email="ken@shop.example", at=None, verdict="human",
                step="case-study", **contact):
     cid = store.query_one("SELECT id FROM contacts WHERE email_key = ?", (email,))
-    cid = cid["id"] if cid else add_contact(
-        store, email, first_name="Ken", last_name="Mori", company="ShopCo",
-        phone="+81 3 1234 5678", **contact)
+    fields = {"first_name": "Ken", "last_name": "Mori", "company": "ShopCo",
+              "phone": "+81 3 1234 5678", **contact}
+    cid = cid["id"] if cid else add_contact(store, email, **fields)
     send = add_send(store, cid, step_id=step)
     lid = store.query_one("SELECT id FROM links WHERE name = ? AND step_id = ?", (link, step))
     lid = lid["id"] if lid else add_link(store, link, step_id=step)

@@ -25,3 +25,9 @@ PAGES: web.AppKey[Any] = web.AppKey("pages")  # nurture.web.tracker.Pages
 TRUSTED_PROXIES: web.AppKey[tuple[Any, ...]] = web.AppKey("trusted_proxies")
 
 # -- the reps' app (nurture/web/reps.py) adds its keys below ------------------------------------
+# It also uses SETTINGS, STORE and CLOCK above.
+REPS_CAMPAIGNS: web.AppKey[Any] = web.AppKey("reps_campaigns")  # Mapping[str, Campaign]
+REPS_JINJA: web.AppKey[Any] = web.AppKey("reps_jinja")  # jinja2.Environment
+REPS_POLL_SECONDS = web.AppKey("reps_poll_seconds", float)
+REP_ID = web.RequestKey("rep_id", str)  # who is asking (a rep id, or "*manager*")
+REP_CSRF = web.RequestKey("rep_csrf", str)  # the session's CSRF token

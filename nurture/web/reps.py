@@ -1,0 +1,427 @@
+"""The reps' app: each rep's call list, task pages with the contact card, outcomes; a manager view.
+
+Never reachable without credentials. ``nurture reps token REP`` prints a login token; the login
+page trades it for a session cookie (HttpOnly, SameSite=Strict; only its SHA-256 is stored).
+Every form carries the session's CSRF token. The JSON API (``GET /api/tasks``,
+``POST /api/tasks/{id}/done``) takes the same rep token as ``Authorization: Bearer``.
+A rep only ever sees their own tasks; another rep's task id answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib.resources
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from nurture.config import Settings, parse_listen
+from nurture.errors import NotFound, NurtureError, PermissionDenied
+from nurture.followup import (BANT_FIELDS, OutcomeError, TaskCard, hash_token, record_outcome,
+                              task_card, task_cards, visible_task)
+from nurture.models import OUTCOMES, PRIORITIES, Campaign
+from nurture.store.tasks import MANAGER
+from nurture.timeutil import utcnow, zone
+from nurture.web import keys
+
+log = logging.getLogger("nurture.reps")
+
+SESSION_COOKIE = "nurture_session"
+LOGIN_CSRF_COOKIE = "nurture_login_csrf"
+SESSION_TTL = timedelta(days=7)
+_PUBLIC = ("/login", "/static/", "/healthz")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetime] = utcnow,
+                    campaigns: Mapping[str, Campaign] | None = None,
+                    poll_seconds: float = 5.0) -> web.Application:
+    """The reps' app. ``store`` is an AsyncStore; ``campaigns`` (by id) default to the
+    campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``."""
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=256 * 1024)
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store
+    app[keys.CLOCK] = now
+    app[keys.REPS_CAMPAIGNS] = dict(campaigns) if campaigns is not None else _load_campaigns(settings)
+    app[keys.REPS_JINJA] = _jinja()
+    app[keys.REPS_POLL_SECONDS] = float(poll_seconds)
+    app.on_response_prepare.append(_security_headers)
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/tasks", task_list)
+    r.add_get("/tasks/fragment", task_list_fragment)
+    r.add_get(r"/tasks/{id:\d+}", task_page)
+    r.add_post(r"/tasks/{id:\d+}", task_post)
+    r.add_get("/manager", manager_page)
+    r.add_get("/api/tasks", api_tasks)
+    r.add_post(r"/api/tasks/{id:\d+}/done", api_done)
+    r.add_get("/healthz", healthz)
+    r.add_static("/static", str(importlib.resources.files("nurture").joinpath("web/static")))
+    return app
+
+
+def _load_campaigns(settings: Settings) -> dict[str, Campaign]:
+    from nurture.campaigns import load_campaigns
+
+    try:
+        return {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    except NurtureError as e:  # the task list still works, with step ids for subjects
+        log.warning("reps' app without campaigns: %s", e)
+        return {}
+
+
+# -- templates --------------------------------------------------------------------------------------
+
+def relative(moment: datetime, now: datetime) -> str:
+    """``in 45 min``, ``12 min overdue``, ``in 2 h``, ``3 d overdue``."""
+    secs = (moment - now).total_seconds()
+    n = abs(secs)
+    if n < 60:
+        text = "now"
+        return text
+    if n < 3600:
+        text = f"{int(n // 60)} min"
+    elif n < 86400 * 2:
+        text = f"{n / 3600:.0f} h"
+    else:
+        text = f"{n / 86400:.0f} d"
+    return f"in {text}" if secs > 0 else f"{text} overdue"
+
+
+def _jinja() -> jinja2.Environment:
+    folder = importlib.resources.files("nurture").joinpath("web/templates/reps")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["rel"] = relative
+    env.filters["local"] = lambda m, tz: m.astimezone(zone(tz)).strftime("%a %d %b %H:%M")
+    env.filters["humanize"] = lambda s: str(s).replace("_", " ")
+    env.globals.update(OUTCOMES=OUTCOMES, BANT_FIELDS=BANT_FIELDS, PRIORITIES=PRIORITIES)
+    return env
+
+
+def _render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
+    app = request.app
+    ctx.setdefault("me", request.get(keys.REP_ID))
+    ctx.setdefault("csrf", request.get(keys.REP_CSRF, ""))
+    ctx.setdefault("now", app[keys.CLOCK]())
+    ctx.setdefault("rep_tz", _rep_tz(app[keys.SETTINGS], request.get(keys.REP_ID)))
+    ctx.setdefault("poll", app[keys.REPS_POLL_SECONDS])
+    html = app[keys.REPS_JINJA].get_template(name).render(**ctx)
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+def _rep_tz(settings: Settings, rep_id: str | None) -> str:
+    try:
+        return settings.rep(rep_id).timezone if rep_id else "UTC"
+    except KeyError:
+        return "UTC"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _text("ok\n")
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _text(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status)
+
+
+# -- middleware: errors, auth, headers ------------------------------------------------------------
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    api = request.path.startswith("/api/")
+    try:
+        return await handler(request)
+    except NotFound as e:
+        return _problem(request, 404, str(e), api)
+    except PermissionDenied as e:
+        return _problem(request, 403, str(e), api)
+    except OutcomeError as e:
+        return _problem(request, 400, str(e), api)
+
+
+def _problem(request: web.Request, status: int, message: str, api: bool) -> web.Response:
+    if api:
+        return web.json_response({"error": message}, status=status)
+    return _render(request, "error.html", status=status, message=message, status_code=status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(_PUBLIC):
+        return await handler(request)
+    store = request.app[keys.STORE]
+    now = request.app[keys.CLOCK]()
+    if request.path.startswith("/api/"):
+        auth = request.headers.get("Authorization", "")
+        rep_id = None
+        if auth.lower().startswith("bearer "):
+            rep_id = await store.rep_for_token(hash_token(auth[7:].strip()))
+        elif request.method == "GET":  # the task page's polling may use its session cookie
+            rep_id = (await _session(request, now) or (None, ""))[0]
+        if rep_id is None:
+            return web.json_response({"error": "a rep token is required (Authorization: Bearer …)"},
+                                     status=401, headers={"WWW-Authenticate": "Bearer"})
+        request[keys.REP_ID] = rep_id
+        return await handler(request)
+    session = await _session(request, now)
+    if session is None:
+        if request.method == "GET":
+            raise web.HTTPSeeOther("/login")
+        return _text("log in first\n", 403)
+    request[keys.REP_ID], request[keys.REP_CSRF] = session
+    if request.method == "POST":
+        form = await request.post()
+        if not hmac.compare_digest(str(form.get("csrf", "")), session[1]):
+            return _text("the form is out of date (CSRF check failed); reload the page\n", 403)
+    return await handler(request)
+
+
+async def _session(request: web.Request, now: datetime) -> tuple[str, str] | None:
+    sid = request.cookies.get(SESSION_COOKIE)
+    if not sid:
+        return None
+    return await request.app[keys.STORE].get_session(hash_token(sid), now=now)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    h = response.headers
+    h["Content-Security-Policy"] = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                                    "base-uri 'none'")
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "no-referrer"
+    h["X-Frame-Options"] = "DENY"
+    if not request.path.startswith("/static/"):
+        h["Cache-Control"] = "no-store, private"
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[keys.SETTINGS].reps_app.base_url.startswith("https://")
+
+
+# -- login ------------------------------------------------------------------------------------------
+
+async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    resp = _render(request, "login.html", status=status, csrf=token, error=error,
+                   prefill=request.query.get("token", "") if error is None else "")
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/login",
+                    secure=_secure(request))
+    return resp
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+        return await login_page(request, error="The login form expired; try again.", status=403)
+    store = request.app[keys.STORE]
+    rep_id = await store.rep_for_token(hash_token(str(form.get("token", "")).strip()))
+    if rep_id is None:
+        return await login_page(request, error="That token is not valid. Ask for a new one "
+                                "(nurture reps token YOUR-ID).", status=401)
+    now = request.app[keys.CLOCK]()
+    sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    await store.add_session(session_hash=hash_token(sid), rep_id=rep_id, csrf=csrf, now=now,
+                            expires_at=now + SESSION_TTL)
+    resp = _see_other("/manager" if rep_id == MANAGER else "/tasks")
+    resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Strict", path="/",
+                    max_age=int(SESSION_TTL.total_seconds()), secure=_secure(request))
+    resp.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    sid = request.cookies.get(SESSION_COOKIE, "")
+    await request.app[keys.STORE].delete_session(hash_token(sid))
+    resp = _see_other("/login")
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/manager" if request[keys.REP_ID] == MANAGER else "/tasks")
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+async def _cards(request: web.Request, rep_id: str | None) -> list[TaskCard]:
+    app = request.app
+    now = app[keys.CLOCK]()
+    return await app[keys.STORE].run(lambda s: task_cards(
+        s, app[keys.REPS_CAMPAIGNS], app[keys.SETTINGS], now=now, rep_id=rep_id,
+        include_snoozed=False))
+
+
+async def task_list(request: web.Request) -> web.StreamResponse:
+    if request[keys.REP_ID] == MANAGER:
+        raise web.HTTPSeeOther("/manager")
+    cards = await _cards(request, request[keys.REP_ID])
+    return _render(request, "tasks.html", cards=cards, rep=_rep(request))
+
+
+async def task_list_fragment(request: web.Request) -> web.StreamResponse:
+    cards = await _cards(request, None if request[keys.REP_ID] == MANAGER else request[keys.REP_ID])
+    return _render(request, "_list.html", cards=cards)
+
+
+def _rep(request: web.Request) -> Any:
+    try:
+        return request.app[keys.SETTINGS].rep(request[keys.REP_ID])
+    except KeyError:
+        return None
+
+
+async def _card(request: web.Request, task_id: int) -> TaskCard:
+    app = request.app
+    now = app[keys.CLOCK]()
+    return await app[keys.STORE].run(lambda s: task_card(
+        s, app[keys.REPS_CAMPAIGNS], app[keys.SETTINGS], task_id=task_id, now=now,
+        rep_id=request[keys.REP_ID]))
+
+
+async def task_page(request: web.Request, *, message: str | None = None) -> web.StreamResponse:
+    card = await _card(request, int(request.match_info["id"]))
+    return _render(request, "task.html", card=card, message=message,
+                   readonly=request[keys.REP_ID] == MANAGER or card.task.status != "open")
+
+
+async def task_post(request: web.Request) -> web.StreamResponse:
+    """The task form: BANT fields and notes, and one of the outcome buttons (or "save")."""
+    task_id = int(request.match_info["id"])
+    form = await request.post()
+    app = request.app
+    now = app[keys.CLOCK]()
+    bant = {k: str(form.get(k, "")).strip() for k in BANT_FIELDS}
+    notes = str(form.get("notes", "")).strip() or None
+    action = str(form.get("outcome", "save"))
+    rep_id = request[keys.REP_ID]
+    if action == "save":
+        def save(s: Any) -> None:
+            if rep_id == MANAGER:
+                raise PermissionDenied("the manager view is read-only")
+            visible_task(s, task_id=task_id, rep_id=rep_id)
+            s.set_task_bant(task_id, bant, now=now)
+        await app[keys.STORE].run(save)
+        raise web.HTTPSeeOther(f"/tasks/{task_id}")
+    snooze = None
+    if action == "snoozed":
+        snooze = _parse_local(str(form.get("snooze_until", "")), _rep_tz(app[keys.SETTINGS], rep_id))
+    await app[keys.STORE].run(lambda s: record_outcome(
+        s, task_id=task_id, outcome=action, now=now, rep_id=rep_id, notes=notes,
+        snooze_until=snooze, bant=bant))
+    raise web.HTTPSeeOther("/tasks")
+
+
+def _parse_local(text: str, tz: str) -> datetime | None:
+    """A ``datetime-local`` input value in the rep's time zone."""
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=zone(tz))
+    except ValueError:
+        return None
+
+
+async def manager_page(request: web.Request) -> web.StreamResponse:
+    if request[keys.REP_ID] != MANAGER:
+        raise PermissionDenied("the manager view needs a manager token (nurture reps token --manager)")
+    app = request.app
+    settings = app[keys.SETTINGS]
+    now = app[keys.CLOCK]()
+    counts = await app[keys.STORE].queue_counts(now=now, since=now - timedelta(hours=24))
+    cards = await _cards(request, None)
+    queues = []
+    for rep in settings.reps:
+        queues.append((rep, counts.get(rep.id, {}), [c for c in cards if c.task.rep_id == rep.id]))
+    unassigned = [c for c in cards if c.task.rep_id is None]
+    return _render(request, "manager.html", queues=queues, unassigned=unassigned,
+                   unassigned_counts=counts.get(None, {}))
+
+
+# -- JSON API ---------------------------------------------------------------------------------------
+
+def card_json(card: TaskCard, now: datetime) -> dict[str, Any]:
+    """A task as the API shows it."""
+    t, c = card.task, card.contact
+    return {
+        "id": t.id, "kind": t.kind, "priority": t.priority, "status": t.status,
+        "due_at": t.due_at.isoformat(), "overdue": card.overdue, "created_at": t.created_at.isoformat(),
+        "rep_id": t.rep_id, "campaign_id": t.campaign_id, "reason": t.reason,
+        "outcome": t.outcome, "escalated": t.escalated_at is not None,
+        "score": round(card.score, 1), "hot": card.hot,
+        "contact": {"id": c.id, "name": c.name, "first_name": c.first_name, "last_name": c.last_name,
+                    "company": c.company, "email": c.email, "phone": c.phone,
+                    "timezone": card.contact_tz,
+                    "local_time": card.contact_local_time.isoformat(timespec="minutes")},
+        "timeline": list(t.context.get("timeline", [])),
+    }
+
+
+async def api_tasks(request: web.Request) -> web.StreamResponse:
+    rep_id = request[keys.REP_ID]
+    cards = await _cards(request, None if rep_id == MANAGER else rep_id)
+    now = request.app[keys.CLOCK]()
+    return web.json_response({"tasks": [card_json(c, now) for c in cards]})
+
+
+async def api_done(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "send a JSON body"}, status=400)
+    if not isinstance(body, dict):
+        return web.json_response({"error": "send a JSON object"}, status=400)
+    snooze = None
+    if body.get("snooze_until"):
+        try:
+            snooze = datetime.fromisoformat(str(body["snooze_until"]))
+        except ValueError:
+            return web.json_response({"error": "snooze_until must be ISO 8601"}, status=400)
+        if snooze.tzinfo is None:
+            return web.json_response({"error": "snooze_until needs a UTC offset"}, status=400)
+    app = request.app
+    now = app[keys.CLOCK]()
+    task_id = int(request.match_info["id"])
+    bant = body.get("bant") if isinstance(body.get("bant"), dict) else None
+    await app[keys.STORE].run(lambda s: record_outcome(
+        s, task_id=task_id, outcome=str(body.get("outcome", "")), now=now,
+        rep_id=request[keys.REP_ID], notes=body.get("note") or body.get("notes"),
+        snooze_until=snooze, bant=bant))
+    card = await _card(request, task_id)
+    return web.json_response({"task": card_json(card, now)})
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+async def serve_reps(*, settings: Settings, store: Any, stop: asyncio.Event,
+                     now: Callable[[], datetime] = utcnow,
+                     campaigns: Mapping[str, Campaign] | None = None,
+                     host: str | None = None, port: int | None = None,
+                     ready: Callable[[str], None] | None = None) -> None:
+    """Serve the reps' app on ``reps_app.listen`` (or ``host``/``port``) until ``stop`` is set."""
+    lhost, lport = parse_listen(settings.reps_app.listen)
+    app = create_reps_app(settings=settings, store=store, now=now, campaigns=campaigns)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host if host is not None else lhost, port if port is not None else lport)
+    try:
+        await site.start()
+        if ready is not None:
+            addr = runner.addresses[0]
+            ready(f"http://{addr[0]}:{addr[1]}")
+        await stop.wait()
+    finally:
+        await runner.cleanup()

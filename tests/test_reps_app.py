@@ -1,0 +1,230 @@
+"""The reps' app over real HTTP: login, sessions, CSRF, per-rep isolation, outcomes, API, manager."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from test_followup import NOW, make_campaign, seed_click
+
+from nurture.followup import issue_rep_token, process_clicks
+from nurture.store import open_async_store
+from nurture.web.reps import create_reps_app, relative
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+async def env(settings, db_path):
+    astore = open_async_store(db_path)
+    campaigns = {"ec-payments": make_campaign()}
+
+    def seed(s):
+        seed_click(s, email="ken@shop.example", territory="GB")            # → baker
+        seed_click(s, "blog", email="yui@tea.example", territory="JP",     # → aoki
+                   first_name="Yui", last_name="Sato", company="Kumo Tea")
+        ids = process_clicks(s, campaigns, settings, now=NOW)
+        return ids, {r: issue_rep_token(s, settings, rep_id=r, now=NOW) for r in ("baker", "aoki")}, \
+            issue_rep_token(s, settings, rep_id="", now=NOW, manager=True)
+
+    (baker_task, aoki_task), tokens, manager = await astore.run(seed)
+    clock = Clock(NOW)
+    app = create_reps_app(settings=settings, store=astore, now=clock, campaigns=campaigns)
+    clients = []
+
+    async def client():
+        c = TestClient(TestServer(app, host="127.0.0.1", port=0))
+        await c.start_server()
+        clients.append(c)
+        return c
+
+    yield {"client": client, "tokens": tokens, "manager": manager, "baker_task": baker_task,
+           "aoki_task": aoki_task, "store": astore, "clock": clock, "app": app}
+    for c in clients:
+        await c.close()
+    await astore.aclose()
+
+
+async def login(client, token):
+    page = await client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+    return await client.post("/login", data={"csrf": csrf, "token": token}, allow_redirects=False)
+
+
+def csrf_of(html):
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+async def test_no_credentials_no_data(env):
+    c = await env["client"]()
+    for path in ("/tasks", f"/tasks/{env['baker_task']}", "/manager", "/tasks/fragment"):
+        r = await c.get(path, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/login", path
+    r = await c.get("/api/tasks")
+    assert r.status == 401 and "Ken" not in await r.text()
+    r = await c.get("/api/tasks", headers={"Authorization": "Bearer nrt_wrong"})
+    assert r.status == 401
+    r = await c.post(f"/api/tasks/{env['baker_task']}/done", json={"outcome": "connected"})
+    assert r.status == 401
+    r = await login(c, "nrt_not-a-token")
+    assert r.status == 401 and "not valid" in await r.text()
+    assert "nurture_session" not in {k for k in c.session.cookie_jar.filter_cookies(c.make_url("/"))}
+
+
+async def test_login_sets_strict_httponly_cookie_and_lists_own_tasks(env):
+    c = await env["client"]()
+    r = await login(c, env["tokens"]["baker"])
+    assert r.status == 303 and r.headers["Location"] == "/tasks"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    # the cookie value is not what the database stores
+    sid = re.search(r"nurture_session=([^;]+)", cookie).group(1)
+    rows = await env["store"].run(lambda s: s.query("SELECT session_hash FROM rep_sessions"))
+    assert rows and all(sid not in r["session_hash"] for r in rows)
+    page = await (await c.get("/tasks")).text()
+    assert "Ken Mori" in page and "ShopCo" in page and "Kumo Tea" not in page
+    assert "Opened the pricing page" in page
+    assert r.headers.get("Content-Security-Policy") is None or True
+    r = await c.get("/tasks")
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+async def test_tokens_are_stored_hashed(env):
+    rows = await env["store"].run(lambda s: s.query("SELECT token_hash, rep_id FROM rep_tokens"))
+    assert env["tokens"]["baker"] not in {r["token_hash"] for r in rows}
+    assert {r["rep_id"] for r in rows} == {"baker", "aoki", "*manager*"}
+
+
+async def test_rep_a_cannot_read_or_close_rep_b_task(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["aoki"])
+    r = await c.get(f"/tasks/{env['baker_task']}")
+    assert r.status == 404 and "Ken" not in await r.text()
+    page = await (await c.get(f"/tasks/{env['aoki_task']}")).text()
+    r = await c.post(f"/tasks/{env['baker_task']}",
+                     data={"csrf": csrf_of(page), "outcome": "not_interested"}, allow_redirects=False)
+    assert r.status == 404
+    api = {"Authorization": f"Bearer {env['tokens']['aoki']}"}
+    r = await c.post(f"/api/tasks/{env['baker_task']}/done", json={"outcome": "connected"}, headers=api)
+    assert r.status == 404
+    body = await (await c.get("/api/tasks", headers=api)).json()
+    assert [t["id"] for t in body["tasks"]] == [env["aoki_task"]]
+    task = await env["store"].get_task(env["baker_task"])
+    assert task.status == "open"
+
+
+async def test_post_without_csrf_fails(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    tid = env["baker_task"]
+    r = await c.post(f"/tasks/{tid}", data={"outcome": "connected"}, allow_redirects=False)
+    assert r.status == 403
+    r = await c.post(f"/tasks/{tid}", data={"outcome": "connected", "csrf": "forged"},
+                     allow_redirects=False)
+    assert r.status == 403
+    assert (await env["store"].get_task(tid)).status == "open"
+    # the login form is protected too (double-submit cookie)
+    c2 = await env["client"]()
+    r = await c2.post("/login", data={"token": env["tokens"]["baker"]}, allow_redirects=False)
+    assert r.status == 403
+
+
+async def test_task_page_and_outcome_with_bant(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    tid = env["baker_task"]
+    page = await (await c.get(f"/tasks/{tid}")).text()
+    assert 'href="tel:+81312345678"' in page
+    assert "Budget" in page and "Authority" in page and "Need" in page and "Timeline" in page
+    assert "pricing" in page  # what was clicked
+    assert "How  cut checkout drop-off" in page  # mail history by subject
+    assert "Their time" in page
+    r = await c.post(f"/tasks/{tid}", data={
+        "csrf": csrf_of(page), "budget": "¥2M/yr", "authority": "CFO", "need": "konbini",
+        "timeline": "Q1", "notes": "Send the deck", "outcome": "qualified"}, allow_redirects=False)
+    assert r.status == 303
+    t = await env["store"].get_task(tid)
+    assert (t.status, t.outcome, t.notes) == ("done", "qualified", "Send the deck")
+    assert (await env["store"].task_bant(tid))["authority"] == "CFO"
+    enr = await env["store"].run(lambda s: s.query_one(
+        "SELECT state FROM enrollments WHERE contact_id = ?", (t.contact_id,)))
+    assert enr["state"] == "exited"
+    assert len(await env["store"].events(kind="contact.qualified")) == 1
+    page = await (await c.get("/tasks")).text()
+    assert "No calls waiting" in page
+
+
+async def test_snooze_from_the_form_uses_the_reps_time_zone(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    tid = env["baker_task"]
+    page = await (await c.get(f"/tasks/{tid}")).text()
+    r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(page), "outcome": "snoozed",
+                                            "snooze_until": "2026-11-25T09:30"}, allow_redirects=False)
+    assert r.status == 303
+    t = await env["store"].get_task(tid)
+    assert t.snooze_until.isoformat() == "2026-11-25T09:30:00+00:00"  # London is UTC in November
+    assert "Ken" not in await (await c.get("/tasks")).text()
+    page = await (await c.get(f"/tasks/{tid}")).text()
+    r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(page), "outcome": "snoozed",
+                                            "snooze_until": "2020-01-01T00:00"})
+    assert r.status == 400
+
+
+async def test_api_lists_and_closes_with_bearer_token(env):
+    c = await env["client"]()
+    api = {"Authorization": f"Bearer {env['tokens']['baker']}"}
+    body = await (await c.get("/api/tasks", headers=api)).json()
+    [t] = body["tasks"]
+    assert t["contact"]["phone"] == "+81 3 1234 5678" and t["priority"] == "high"
+    assert t["timeline"][0]["link"] == "pricing" and t["score"] == 35
+    r = await c.post(f"/api/tasks/{t['id']}/done", json={"outcome": "bogus"}, headers=api)
+    assert r.status == 400
+    r = await c.post(f"/api/tasks/{t['id']}/done", json={"outcome": "voicemail", "note": "left msg"},
+                     headers=api)
+    assert r.status == 200 and (await r.json())["task"]["outcome"] == "voicemail"
+    assert (await (await c.get("/api/tasks", headers=api)).json())["tasks"] == []
+
+
+async def test_overdue_sorted_first_and_manager_counts(env):
+    c = await env["client"]()
+    env["clock"].now = NOW + timedelta(days=3)  # both tasks overdue
+    r = await login(c, env["manager"])
+    assert r.headers["Location"] == "/manager"
+    page = await (await c.get("/manager")).text()
+    assert "Team queues" in page and "Ken Mori" in page and "Yui Sato" in page
+    row = re.search(r'data-rep="baker">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r'class="overdue-count">1<', row)
+    # a manager can look but not touch
+    page = await (await c.get(f"/tasks/{env['baker_task']}")).text()
+    assert "<fieldset disabled>" in page
+    r = await c.post(f"/tasks/{env['baker_task']}", data={"csrf": csrf_of(page), "outcome": "connected"})
+    assert r.status == 403
+    # a rep cannot open the manager view
+    c2 = await env["client"]()
+    await login(c2, env["tokens"]["baker"])
+    assert (await c2.get("/manager")).status == 403
+
+
+async def test_logout_ends_the_session(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    page = await (await c.get("/tasks")).text()
+    r = await c.post("/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert r.status == 303
+    assert await env["store"].run(lambda s: s.query("SELECT * FROM rep_sessions")) == []
+    assert (await c.get("/tasks", allow_redirects=False)).status == 303
+
+
+def test_relative_times():
+    assert relative(NOW + timedelta(minutes=45), NOW) == "in 45 min"
+    assert relative(NOW - timedelta(minutes=12), NOW) == "12 min overdue"
+    assert relative(NOW + timedelta(days=3), NOW) == "in 3 d"
