@@ -48,6 +48,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+#: A From / Reply-To address, bare or with a display name: ``Acme <hello@acme.example>``.
+ADDRESS = re.compile(r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+>?$")
 _DAY_SPEC = re.compile(r"^\s*([a-z]{3})\s*(?:-\s*([a-z]{3}))?\s*$")
 _DEFAULT_DUE = timedelta(days=1)
 
@@ -109,11 +111,13 @@ class _Checker:
                 hint = f'did you mean "{close[0]}"?' if close else f"known keys: {', '.join(keys)}"
                 self.error((*path, str(key)), f'unknown key "{key}" ({hint})')
                 suggested.update(close)
+        for key in keys:
+            if key in value and value[key] is None:
+                self.error((*path, key), "is empty: give it a value or remove the line")
         for key in required:
             # A typo of a required key is one problem, reported once as the unknown key.
-            if value.get(key) is None and key not in suggested:
-                msg = "is required" if key not in value else "must not be empty"
-                self.error((*path, key), msg)
+            if key not in value and key not in suggested:
+                self.error((*path, key), "is required")
         return value
 
     def typed(self, m: dict[str, Any], key: str, path: YPath, types: tuple[type, ...],
@@ -165,8 +169,9 @@ class _Checker:
             self.error(("id",), f'"{cid}" does not match the file name (rename the file to {cid}.yaml '
                                 f'or set id: {expected_id})')
         name = self.text(top, "name", ())
-        sender = self.text(top, "sender", ())
-        reply_to = self.text(top, "reply_to", ())
+        what = 'is not an email address (e.g. "Acme Payments <hello@acme.example>")'
+        sender = self.text(top, "sender", (), ADDRESS, what)
+        reply_to = self.text(top, "reply_to", (), ADDRESS, what)
         tz = self.text(top, "timezone", ())
         if tz is not None:
             self.convert(("timezone",), zone, tz)
@@ -265,9 +270,7 @@ class _Checker:
             text_template = self.text(s, "text_template", path, re.compile(r"^\S+$"), "is not a template path (no spaces)")
             wait = timedelta(0)
             if s.get("wait") is None:
-                if "wait" in s:
-                    self.error((*path, "wait"), "must not be empty (e.g. wait: 7d)")
-                elif i > 0:
+                if "wait" not in s and i > 0:
                     self.error((*path, "wait"), "is required from the second step on (e.g. wait: 7d)")
             else:
                 wait = self.duration(s["wait"], (*path, "wait")) or timedelta(0)
@@ -292,7 +295,7 @@ class _Checker:
     def condition(self, m: dict[str, Any], key: str, path: YPath, steps: list[str], *,
                   step_condition: bool = False, first: bool = False) -> Condition | None:
         value = m.get(key)
-        if key not in m:
+        if value is None:
             return None
         cpath = (*path, key)
         if value == "clicked":
@@ -440,8 +443,11 @@ class _Checker:
             if not isinstance(item, dict):
                 self.error(path, f"must be a contact (email: ..., first_name: ...), not {_type_of(item)}")
                 continue
-            if item.get("email") is None:
+            if "email" not in item:
                 self.error((*path, "email"), "is required (every sample contact needs an email)")
+            for key in CONTACT_FIELDS:
+                if key in item and item[key] is None:
+                    self.error((*path, key), "is empty: give it a value or remove the line")
             for key in CONTACT_FIELDS:
                 value = self.typed(item, key, path, (str,))
                 if key == "email" and value is not None:

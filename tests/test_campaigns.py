@@ -370,3 +370,57 @@ def test_samples_become_contacts():
     assert find_sample(c, c.samples[2]["email"].upper()) is c.samples[2]
     with pytest.raises(NotFound, match="samples: yui.sato@kumo-tea.example"):
         find_sample(c, "nobody@example.com")
+
+
+# -- robustness: any value anywhere gives CampaignErrors or a Campaign, never a crash ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SHIPPED = yaml.safe_load((ROOT / "campaigns" / "ec-payments.yaml").read_text())
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False),
+                     st.text(max_size=12), st.sampled_from(["any", "clicked", "pricing", "7d", "mon", "0"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["clicked", "step", "id", "x"]), inner, max_size=3)),
+    max_leaves=6)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*prefix, i))
+
+
+_ALL_PATHS = [p for p in _paths(SHIPPED) if p]
+
+
+def _set(doc, path, value):
+    import copy
+
+    doc = copy.deepcopy(doc)
+    target = doc
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(_ALL_PATHS), value=_values)
+def test_any_value_anywhere_is_an_error_or_a_campaign(path, value):
+    text = yaml.safe_dump(_set(SHIPPED, path, value), allow_unicode=True)
+    try:
+        c = parse_campaign(text, file="ec-payments.yaml", expected_id="ec-payments")
+    except CampaignErrors as e:
+        assert e.errors and all(isinstance(x, CampaignError) and x.line for x in e.errors), e
+    else:
+        assert c.id == "ec-payments" and c.steps
+        # What the loader accepts, the schema accepts too (the loader is the stricter one).
+        assert list(_VALIDATOR.iter_errors(yaml.safe_load(text))) == [], (path, value)
+
+
+_VALIDATOR = validator()
