@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "LinkIds", "MissingTemplate", "RenderedLink", "RenderedMessage", "Renderer", "SubjectError",
-    "contact_from_sample", "memory_link_ids", "message_id_for",
+    "memory_link_ids", "message_id_for", "template_vars",
 ]
 
 #: ``(link name, url, is_honeypot) -> link id`` for the campaign and step being rendered.
@@ -57,8 +57,6 @@ _FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px))q")
 _MARK_RE = re.compile(r"nrtmk\d+q")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
-_CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "industry", "phone",
-                   "timezone", "owner", "territory")
 _DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
                  b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type"]
 _CACHE_LIMIT = 512
@@ -435,16 +433,6 @@ def template_vars(campaign: Campaign, contact: Contact) -> tuple[dict[str, Any],
     for reserved in ("contact", "campaign", "step", "sender", "unsubscribe_url"):
         top.pop(reserved, None)
     return cvars, top
-
-
-def contact_from_sample(sample: Mapping[str, Any], *, contact_id: int = 0) -> Contact:
-    """A :class:`Contact` from a campaign's sample (``email`` plus any columns)."""
-    known = {k: ("" if sample.get(k) is None else str(sample[k])) for k in _CONTACT_FIELDS if k in sample}
-    for optional in ("timezone", "owner", "territory"):
-        if optional in known and not known[optional]:
-            known[optional] = None  # type: ignore[assignment]
-    attributes = {k: v for k, v in sample.items() if k not in _CONTACT_FIELDS}
-    return Contact(id=contact_id, attributes=attributes, **known)  # type: ignore[arg-type]
 
 
 def memory_link_ids() -> LinkIds:

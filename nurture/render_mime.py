@@ -84,7 +84,7 @@ def build_message(*, headers: Sequence[tuple[str, str]], text: str, html: str, s
     head = "".join(f"{k}: {address(v)}\r\n" if k in _ADDRESS else header_line(k, v)
                    for k, v in headers)
     head += ("MIME-Version: 1.0\r\n"
-             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+             f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')
     part = ('Content-Type: text/{}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
     b = f"--{boundary}\r\n".encode()

@@ -1,0 +1,381 @@
+"""Rendering: real templates, real MIME parsed back with the standard library."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import subprocess
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from nurture.campaigns import load_campaign, sample_contact
+from nurture.errors import TemplateError
+from nurture.models import Campaign, Contact, Step
+from nurture.render import (
+    MissingTemplate, Renderer, SubjectError, memory_link_ids, message_id_for,
+)
+from nurture.signing import Signer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Recorder:
+    """A LinkIds that remembers what it handed out, like the links table does."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[str, str, bool]] = {}
+        self.ids: dict[tuple[str, str, bool], int] = {}
+
+    def __call__(self, name: str, url: str, honeypot: bool) -> int:
+        key = (name, url, honeypot)
+        if key not in self.ids:
+            self.ids[key] = 100 + len(self.ids)
+            self.by_id[self.ids[key]] = key
+        return self.ids[key]
+
+
+class Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[dict] = []
+        self._open: dict | None = None
+        self.hidden_depth = 0
+        self._stack: list[bool] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "div":
+            hidden = "display:none" in (a.get("style") or "").replace(" ", "")
+            self._stack.append(hidden)
+            self.hidden_depth += hidden
+        if tag == "a":
+            self._open = {**a, "_text": "", "_hidden": self.hidden_depth > 0}
+            self.anchors.append(self._open)
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._open = None
+        if tag == "div" and self._stack:
+            self.hidden_depth -= self._stack.pop()
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["_text"] += data
+
+
+def anchors_of(html: str) -> list[dict]:
+    p = Anchors()
+    p.feed(html)
+    return p.anchors
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    return load_campaign(ROOT / "campaigns" / "ec-payments.yaml", root=ROOT)
+
+
+@pytest.fixture
+def renderer(settings) -> Renderer:
+    return Renderer.from_settings(settings)
+
+
+@pytest.fixture
+def signer(settings) -> Signer:
+    return Signer.from_settings(settings.tracking)
+
+
+def render(renderer, campaign, step_id="service-page", sample=0, send_id=42, now=None, **kw):
+    from tests.conftest import NOW
+
+    rec = kw.pop("link_ids", None) or Recorder()
+    msg = renderer.render(campaign=campaign, step=campaign.step(step_id),
+                          contact=sample_contact(campaign.samples[sample], contact_id=sample + 1),
+                          send_id=send_id, link_ids=rec, now=now or NOW, **kw)
+    return msg, rec
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def test_mime_structure_and_headers(renderer, campaign, settings, signer) -> None:
+    msg, _ = render(renderer, campaign)
+    raw = msg.to_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) < 998
+    m = parse(raw)
+    assert m.get_content_type() == "multipart/alternative"
+    parts = list(m.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert m["Subject"] == "Kumo Tea Works: one checkout, every payment method"
+    assert m["From"].addresses[0].addr_spec == "hello@acme.example"
+    assert m["To"].addresses[0].addr_spec == "yui.sato@kumo-tea.example"
+    assert m["Date"].datetime.isoformat() == "2026-11-24T10:00:00+00:00"
+    assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsub = re.fullmatch(r"<(.+)/u/([A-Za-z0-9_-]+)>", m["List-Unsubscribe"])
+    assert unsub and unsub.group(1) == settings.tracking.base_url
+    assert signer.verify("unsubscribe", unsub.group(2)) == (42,)
+    assert m["X-Nurture-Campaign"] == "ec-payments" and m["X-Nurture-Step"] == "service-page"
+    assert "kumo" not in (m["X-Nurture-Campaign"] + m["X-Nurture-Step"] + m["Message-ID"]).lower()
+    # The parts decode to what the renderer reports.
+    assert parts[1].get_content() .replace("\r\n", "\n") == msg.html.replace("\r\n", "\n")
+    assert parts[0].get_content().replace("\r\n", "\n") == msg.text.replace("\r\n", "\n")
+
+
+def test_message_id_is_deterministic(renderer, campaign, settings) -> None:
+    a, _ = render(renderer, campaign)
+    b, _ = render(Renderer.from_settings(settings), campaign)
+    assert a.message_id == b.message_id == message_id_for(42, "ec-payments", "Acme Payments <hello@acme.example>")
+    assert a.to_bytes() == b.to_bytes()  # a re-render after a crash sends identical bytes
+    c, _ = render(renderer, campaign, send_id=43)
+    assert c.message_id != a.message_id
+    assert re.fullmatch(r"<43\.[0-9a-f]{16}@acme\.example>", c.message_id)
+    forced, _ = render(renderer, campaign, message_id="<kept@acme.example>")
+    assert parse(forced.to_bytes())["Message-ID"] == "<kept@acme.example>"
+
+
+def test_every_link_is_tracked_and_verifies(renderer, campaign, signer, settings) -> None:
+    msg, rec = render(renderer, campaign, send_id=42)
+    base = settings.tracking.base_url
+    anchors = anchors_of(msg.html)
+    assert "data-link" not in msg.html
+    seen = {}
+    for a in anchors:
+        href = a["href"]
+        if href == msg.unsubscribe_url:
+            continue
+        m = re.fullmatch(re.escape(base) + r"/c/([A-Za-z0-9_-]+)", href)
+        assert m, href
+        send_id, link_id = signer.verify("click", m.group(1))
+        assert send_id == 42
+        name, url, honeypot = rec.by_id[link_id]
+        seen[name] = (url, honeypot, a)
+    assert seen["pricing"][:2] == ("https://acme.example/payments/pricing", False)
+    assert seen["service-page"][:2] == ("https://acme.example/payments", False)
+    assert {(link.name, link.url) for link in msg.links} == {
+        ("pricing", "https://acme.example/payments/pricing"),
+        ("service-page", "https://acme.example/payments"),
+        ("honeypot", "https://acme.example/"),
+    }
+    # the footer's unsubscribe link is left as the signed /u/ URL
+    assert any(a["href"] == msg.unsubscribe_url for a in anchors)
+
+
+def test_honeypot_is_hidden_and_not_in_text(renderer, campaign, signer) -> None:
+    msg, rec = render(renderer, campaign)
+    traps = [link for link in msg.links if link.honeypot]
+    assert len(traps) == 1
+    trap_anchors = [a for a in anchors_of(msg.html)
+                    if a["href"].endswith("/c/" + signer.sign("click", 42, traps[0].link_id))]
+    assert len(trap_anchors) == 1
+    a = trap_anchors[0]
+    assert a["aria-hidden"] == "true" and a["tabindex"] == "-1"
+    assert a["_text"].strip() == "" and a["_hidden"]
+    assert "/c/" + signer.sign("click", 42, traps[0].link_id) not in msg.text
+    # the visible links are all in the text part, tracked
+    for link in msg.links:
+        if not link.honeypot:
+            assert f"/c/{signer.sign('click', 42, link.link_id)}" in msg.text
+    assert msg.unsubscribe_url in msg.text
+    assert "https://acme.example/payments/pricing" not in msg.text  # only tracked URLs
+
+
+def test_css_is_inlined_and_media_queries_kept(renderer, campaign) -> None:
+    msg, _ = render(renderer, campaign, step_id="case-study")
+    button = [a for a in anchors_of(msg.html) if "button" in (a.get("class") or "")]
+    assert button and "background-color" in button[0]["style"]
+    assert "@media" in msg.html
+    assert "How Kissa Roasters cut checkout drop-off by 23%" in msg.html
+
+
+def test_open_pixel(renderer, campaign, signer, make_settings) -> None:
+    msg, _ = render(renderer, campaign)
+    m = re.search(r'<img src="([^"]+)/o/([A-Za-z0-9_-]+)\.gif"', msg.html)
+    assert m and signer.verify("open", m.group(2)) == (42,)
+    off = Renderer.from_settings(make_settings(tracking={"open_tracking": False}))
+    msg2, _ = render(off, campaign)
+    assert "/o/" not in msg2.html
+
+
+def test_cached_and_uncached_paths_give_identical_messages(settings, campaign) -> None:
+    warm = Renderer.from_settings(settings)
+    for i in range(3):
+        render(warm, campaign, step_id="case-study", sample=i)
+    assert warm.stats["hits"] == 2 and warm.stats["misses"] == 1
+    for i in range(3):
+        cold = Renderer.from_settings(settings)
+        assert render(cold, campaign, step_id="case-study", sample=i)[0].to_bytes() == \
+            render(warm, campaign, step_id="case-study", sample=i)[0].to_bytes()
+
+
+def _campaign(tmp_path: Path, files: dict[str, str], subject: str = "Hello {{ contact.first_name }}",
+              text_template: str | None = None) -> tuple[Campaign, Renderer]:
+    tdir = tmp_path / "templates"
+    for name, body in files.items():
+        (tdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (tdir / name).write_text(body)
+    step = Step(id="s1", subject=subject, template="mail.html", wait=timedelta(0),
+                text_template=text_template, line=7)
+    c = Campaign(id="t", name="Test", path="campaigns/t.yaml", timezone="UTC", steps=(step,))
+    from nurture.config import SenderIdentity
+
+    r = Renderer(templates_dir=tdir, signer=Signer({"k1": b"s"}, current="k1"),
+                 base_url="https://t.example", sender=SenderIdentity(
+                     from_address="Tëst Sender <news@t.example>", postal_address="Somewhere 1"))
+    return c, r
+
+
+def _contact(**kw) -> Contact:
+    base = dict(id=1, email="ana@shop.example", first_name="Ana", company="Shop & Co")
+    base.update(kw)
+    return Contact(**base)
+
+
+def test_contact_dependent_structure_and_escaping(tmp_path, now, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c, r = _campaign(tmp_path, {"mail.html": (
+        "<html><head><style>p{color:#123456}</style></head><body>"
+        "{% if contact.industry == 'toys' %}<p>Toys!</p>{% endif %}"
+        "<p>Hi {{ contact.first_name }} at {{ contact.company }}</p>"
+        '<a href="https://t.example/a?x=1&amp;y=2">A</a> <a href="mailto:sales@t.example">mail</a> '
+        '<a href="tel:+441234">call</a> <a href="#top">top</a> <a href="{{ unsubscribe_url }}">unsub</a>'
+        "</body></html>")})
+    link_ids = memory_link_ids()
+    toys = r.render(campaign=c, step=c.steps[0], contact=_contact(industry="toys"), send_id=1,
+                    link_ids=link_ids, now=now)
+    other = r.render(campaign=c, step=c.steps[0], contact=_contact(industry="food", first_name="Bo"),
+                     send_id=2, link_ids=link_ids, now=now)
+    assert "Toys!" in toys.html and "Toys!" not in other.html
+    assert "Shop &amp; Co" in toys.html and "Shop & Co" in toys.text
+    assert "Hi Bo" in other.html and "Hi Ana" not in other.html
+    assert [link.url for link in toys.links if not link.honeypot] == ["https://t.example/a?x=1&y=2"]
+    assert toys.links[0].name == "a"
+    hrefs = [a["href"] for a in anchors_of(toys.html)]
+    assert "mailto:sales@t.example" in hrefs and "tel:+441234" in hrefs and "#top" in hrefs
+    assert toys.unsubscribe_url in hrefs
+    assert 'style="color: #123456' in toys.html or "color:#123456" in toys.html.replace(" ", "")
+    m = parse(toys.to_bytes())
+    assert m["From"].addresses[0].display_name == "Tëst Sender"
+
+
+def test_header_injection_and_non_ascii(tmp_path, now) -> None:
+    c, r = _campaign(tmp_path, {"mail.html": '<p>x <a href="{{ unsubscribe_url }}">u</a></p>'},
+                     subject="Hi {{ contact.first_name }}, {{ contact.company }}")
+    evil = _contact(first_name="佐藤", company="Evil\r\nBcc: victim@x.example", last_name="由衣")
+    msg = r.render(campaign=c, step=c.steps[0], contact=evil, send_id=3, link_ids=memory_link_ids(), now=now)
+    m = parse(msg.to_bytes())
+    assert m["Bcc"] is None
+    assert m["Subject"] == "Hi 佐藤, Evil Bcc: victim@x.example"
+    assert m["To"].addresses[0].display_name == "佐藤 由衣"
+    assert all(line.isascii() for line in msg.to_bytes().split(b"\r\n"))
+
+
+def test_long_subject_and_long_lines_are_folded(tmp_path, now) -> None:
+    c, r = _campaign(tmp_path, {"mail.html": "<p>" + "word " * 600 + "x" * 3000 +
+                                '<a href="{{ unsubscribe_url }}">u</a></p>'},
+                     subject="A very long subject " * 12)
+    msg = r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=3, link_ids=memory_link_ids(), now=now)
+    raw = msg.to_bytes()
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    assert parse(raw)["Subject"] == ("A very long subject " * 12).strip()
+
+
+def test_derived_link_names_are_unique_per_url(tmp_path, now) -> None:
+    c, r = _campaign(tmp_path, {"mail.html": (
+        '<a href="https://a.example/news/x.html">1</a><a href="https://b.example/news/x">2</a>'
+        '<a href="https://a.example/news/x.html">again</a>'
+        '<a data-link="promo" href="https://a.example/p">p</a><a data-link="promo" href="https://a.example/p">p2</a>'
+        '<a href="{{ unsubscribe_url }}">u</a>')})
+    msg = r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=3, link_ids=memory_link_ids(), now=now)
+    assert [(link.name, link.url) for link in msg.links if not link.honeypot] == [
+        ("news-x", "https://a.example/news/x.html"), ("news-x-2", "https://b.example/news/x"),
+        ("promo", "https://a.example/p")]
+
+
+def test_text_template_links_are_tracked(tmp_path, now) -> None:
+    c, r = _campaign(tmp_path, {
+        "mail.html": '<a data-link="pricing" href="https://t.example/pricing">p</a><a href="{{ unsubscribe_url }}">u</a>',
+        "mail.txt": "Hi {{ contact.first_name }},\nprices: https://t.example/pricing\nnews: https://t.example/news.\n"
+                    "stop: {{ unsubscribe_url }}\n"}, text_template="mail.txt")
+    msg = r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=9, link_ids=memory_link_ids(), now=now)
+    names = {link.name: link for link in msg.links}
+    assert "https://t.example/pricing" not in msg.text and "https://t.example/news" not in msg.text
+    assert f"https://t.example/c/{r.signer.sign('click', 9, names['pricing'].link_id)}\n" in msg.text
+    assert f"https://t.example/c/{r.signer.sign('click', 9, names['news'].link_id)}.\n" in msg.text
+    assert f"stop: {msg.unsubscribe_url}" in msg.text
+
+
+def test_undefined_variable_names_template_line_and_variable(tmp_path, now, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c, r = _campaign(tmp_path, {
+        "base.html": "<html>\n<body>\n{% block content %}{% endblock %}\n{{ footer_note }}\n</body></html>",
+        "mail.html": "{% extends 'base.html' %}\n{% block content %}\n<p>Hi</p>\n<p>{{ contact.compnay }}</p>\n{% endblock %}"})
+    with pytest.raises(TemplateError) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value) == "templates/mail.html:4: 'contact.compnay' is undefined"
+    assert e.value.variable == "contact.compnay" and e.value.line == 4
+    (tmp_path / "templates" / "mail.html").write_text("{% extends 'base.html' %}")
+    c, r = _campaign(tmp_path, {})
+    with pytest.raises(TemplateError) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value) == "templates/base.html:4: 'footer_note' is undefined"
+
+
+def test_syntax_error_missing_template_and_subject(tmp_path, now, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c, r = _campaign(tmp_path, {"mail.html": "<p>\n{% if x %}\n<p>never closed</p>\n"})
+    with pytest.raises(TemplateError) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value).startswith("templates/mail.html:2: Unexpected end of template")
+    c, r = _campaign(tmp_path, {"mail.html": "{% include 'parts/missing.html' %}"})
+    with pytest.raises(MissingTemplate) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value) == "templates/mail.html:1: template not found: templates/parts/missing.html"
+    c, r = _campaign(tmp_path, {"mail.html": "<p>ok</p>"}, subject="Hi {{ contact.frist_name }}")
+    with pytest.raises(SubjectError) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value) == "campaigns/t.yaml:7: steps[0].subject: 'contact.frist_name' is undefined"
+
+
+def test_sandbox_blocks_unsafe_access(tmp_path, now, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c, r = _campaign(tmp_path, {"mail.html": "<p>\n{{ contact.__class__.__mro__ }}</p>"})
+    with pytest.raises(TemplateError) as e:
+        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert str(e.value).startswith("templates/mail.html:2: ")
+
+
+def test_campaign_defaults_fill_missing_attributes(renderer, campaign, now) -> None:
+    bare = Contact(id=5, email="new@shop.example", company="New Shop")
+    msg = renderer.render(campaign=campaign, step=campaign.step("case-study"), contact=bare,
+                          send_id=5, link_ids=memory_link_ids(), now=now)
+    assert msg.subject == "How a shop like yours cut checkout drop-off by 23%"
+    assert "Hi there," in msg.text
+
+
+def test_dkim_signature_verifies(tmp_path, make_settings, campaign) -> None:
+    import dkim
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "1024"], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    s = make_settings(dkim={"selector": "sel", "domain": "acme.example", "private_key_file": str(key)})
+    msg, _ = render(Renderer.from_settings(s), campaign)
+    raw = msg.to_bytes()
+    assert raw.startswith(b"DKIM-Signature:")
+    sig = parse(raw)["DKIM-Signature"]
+    signed = re.search(r"h=([^;]+)", str(sig).replace(" ", "").replace("\r\n", "")).group(1).lower().split(":")
+    assert "list-unsubscribe" in signed and "list-unsubscribe-post" in signed
+    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record if name == b"sel._domainkey.acme.example." else None)
+    assert not dkim.verify(raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                                       b"List-Unsubscribe-Post: nope"),
+                           dnsfunc=lambda name, timeout=5: record)
