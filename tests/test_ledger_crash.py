@@ -61,19 +61,25 @@ async def test_close_flushes_everything_queued(db_path, now):
     await store.aclose()
 
 
-def _start_server(tmp_path: Path, db: str) -> tuple[subprocess.Popen, str]:
+def _start_server(tmp_path: Path, db: str, *args: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:0\n  group_commit_ms: 2\n")
+    cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:0\n  group_commit_ms: 2\nreps_app:\n  listen: 127.0.0.1:0\n")
     env = {**os.environ, "NURTURE_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg), "serve"],
+        [sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg), "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 20
+    urls: set[str] = set()
+    seen = 0
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
-        m = re.search(r"listening on (http://\S+)", line or "")
+        m = re.search(r"tracker listening on (http://\S+)", line or "")
         if m:
-            return proc, m.group(1)
+            urls.add(m.group(1))
+            seen += 1
+            if seen == workers:
+                assert len(urls) == 1  # every worker on the same port
+                return proc, m.group(1)
         if proc.poll() is not None:
             break
     proc.kill()
@@ -155,3 +161,31 @@ async def test_sigterm_under_load_flushes_and_exits_cleanly(tmp_path, now):
     recorded = {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
     store.close()
     assert received and received <= recorded
+
+
+@pytest.mark.slow
+async def test_two_workers_share_the_port_and_the_database(tmp_path, now):
+    db = str(tmp_path / "workers.db")
+    store = open_store(db)
+    seeded = seed(store, now=now)
+    store.close()
+    token = Signer({"k1": SECRET.encode()}, current="k1").sign(
+        "click", seeded.send_ids[0], seeded.link_ids["case-study"])
+    proc, url = _start_server(tmp_path, db, "--workers", "2", workers=2)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def one(i: int) -> int:
+                async with http.get(f"{url}/c/{token}", headers={"User-Agent": f"w-{i}"},
+                                    allow_redirects=False) as r:
+                    return r.status
+            statuses = await asyncio.gather(*(one(i) for i in range(400)))
+        assert set(statuses) == {302}
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    store = open_store(db)
+    assert store.query("SELECT count(*) AS n FROM clicks")[0]["n"] == 400
+    store.close()

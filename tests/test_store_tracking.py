@@ -152,3 +152,35 @@ def test_unsubscribe_suppresses_exits_and_logs_once(db_path, now):
     events = store.events(kind="contact.unsubscribed")
     assert len(events) == 1 and events[0]["payload"]["send_id"] == s.send_ids[0]
     assert store.unsubscribe(12345, now=now) is None
+
+
+def test_clicks_command_json_and_table(db_path, now, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+    from nurture.cli.app import console
+
+    monkeypatch.setattr(console, "width", 240)
+
+    store = open_store(db_path)
+    s = seed(store, now=now, delivered=now - timedelta(hours=2))
+    store.record_clicks([
+        NewClick(send_id=s.send_ids[0], link_id=s.link_ids["pricing"], at=now, method="HEAD",
+                 ip="40.107.1.2", verdict="scanner", score=1.0, reasons=("HEAD request",)),
+        NewClick(send_id=s.send_ids[0], link_id=s.link_ids["docs"], at=now - timedelta(hours=1),
+                 method="GET", ip="198.51.100.4", user_agent="Mozilla/5.0 (Macintosh) Firefox/140.0"),
+    ])
+    store.close()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"database: {db_path}\n")
+    runner = CliRunner()
+    out = runner.invoke(main, ["--config", str(cfg), "clicks", "--json", "--settle"])
+    assert out.exit_code == 0, out.output
+    import json
+    rows = json.loads(out.output)
+    assert [(r["link"], r["verdict"]) for r in rows] == [("pricing", "scanner"), ("docs", "human")]
+    assert rows[0]["reasons"] == ["HEAD request"] and rows[1]["reasons"]
+    out = runner.invoke(main, ["--config", str(cfg), "clicks", "--verdict", "scanner"])
+    assert out.exit_code == 0 and "HEAD request" in out.output and "docs" not in out.output
+    out = runner.invoke(main, ["--config", str(cfg), "clicks", "--campaign", "nope"])
+    assert out.exit_code == 0 and "no clicks" in out.output

@@ -28,28 +28,36 @@ VERDICTS = ("human", "scanner", "pending")
               help="Worker processes sharing the port (SO_REUSEPORT).")
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default: tracking.listen).")
 @click.option("--access-log", is_flag=True, help="Log every request (off by default: click URLs are personal).")
+@click.option("--reps-app/--no-reps-app", default=True, show_default=True,
+              help="Also serve the reps' app on reps_app.listen (in worker 0).")
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool) -> None:
-    """Run the public tracker (/c, /u, /o, /healthz) without the sender.
+def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool, reps_app: bool) -> None:
+    """Run the public tracker (/c, /u, /o, /healthz) and the reps' app, without the sender.
 
     Every click is committed to the database before its redirect is sent. Worker 0 also
-    settles pending clicks into human or scanner verdicts. Stop with Ctrl-C or SIGTERM.
+    settles pending clicks into human or scanner verdicts and serves the reps' app.
+    Stop with Ctrl-C or SIGTERM.
     """
     settings = settings_of(ctx)
     try:
         host, port = parse_listen(listen or settings.tracking.listen)
     except ValueError as e:
         raise ConfigError(str(e), field="--listen" if listen else "tracking.listen") from None
+    try:
+        parse_listen(settings.reps_app.listen)
+    except ValueError as e:
+        raise ConfigError(str(e), field="reps_app.listen") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if workers == 1:
-        _worker(settings, host, port, 0, access_log, reuse_port=False)
+        _worker(settings, host, port, 0, access_log, reuse_port=False, reps=reps_app)
         return
     if port == 0:
         port = _free_port(host)
     ctx_mp = multiprocessing.get_context("fork")
     procs = [ctx_mp.Process(target=_worker, args=(settings, host, port, i, access_log),
-                            kwargs={"reuse_port": True}, name=f"nurture-tracker-{i}") for i in range(workers)]
+                            kwargs={"reuse_port": True, "reps": reps_app and i == 0},
+                            name=f"nurture-tracker-{i}") for i in range(workers)]
     for p in procs:
         p.start()
 
@@ -69,7 +77,7 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
 
 
 def _worker(settings: Settings, host: str, port: int, index: int, access_log: bool, *,
-            reuse_port: bool) -> None:
+            reuse_port: bool, reps: bool = False) -> None:
     from nurture.store import open_async_store
     from nurture.web.tracker import serve_public
 
@@ -79,14 +87,32 @@ def _worker(settings: Settings, host: str, port: int, index: int, access_log: bo
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         store = open_async_store(settings.database)
+        reps_runner = await _start_reps(settings, store) if reps else None
         try:
             await serve_public(settings=settings, store=store, stop=stop, host=host, port=port,
                                reuse_port=reuse_port, settle=index == 0, access_log=access_log,
                                ready=lambda url: print(f"worker {index}: tracker listening on {url}", flush=True))
         finally:
+            if reps_runner is not None:
+                await reps_runner.cleanup()
             await store.aclose()
 
     asyncio.run(run())
+
+
+async def _start_reps(settings: Settings, store: Any) -> Any:
+    from aiohttp import web
+
+    from nurture.web.reps import create_reps_app
+
+    host, port = parse_listen(settings.reps_app.listen)
+    runner = web.AppRunner(create_reps_app(settings=settings, store=store), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0] if runner.addresses else (host, port)
+    print(f"reps' app listening on http://{bound[0]}:{bound[1]}", flush=True)
+    return runner
 
 
 def _free_port(host: str) -> int:
