@@ -57,7 +57,8 @@ def parse_campaign(raw: bytes | str, *, file: str, expected_id: str | None = Non
     try:
         src = load(text, file)
     except YamlSyntaxError as e:
-        raise CampaignErrors([CampaignError(e.message, file=file, line=e.line, column=e.column)]) from None
+        message = e.message + _yaml_hint(e.message)
+        raise CampaignErrors([CampaignError(message, file=file, line=e.line, column=e.column)]) from None
     campaign, errors = check_campaign(src, expected_id=expected_id)
     if campaign is None:
         raise CampaignErrors(list(errors))
@@ -155,3 +156,24 @@ def find_sample(campaign: Campaign, key: str | None = None) -> Mapping[str, Any]
             return s
     emails = ", ".join(str(s.get("email")) for s in campaign.samples)
     raise NotFound(f'no sample contact "{key}" in campaign "{campaign.id}" (samples: {emails})')
+
+
+#: The parser's words → what a marketer should check, for the mistakes people make most.
+_YAML_HINTS = (
+    ("mapping values are not allowed", 'a colon inside a value needs quotes around the whole value '
+                                       '(subject: "Webinar: payments that convert"), or the indentation is off'),
+    ("found character '\\t'", "indent with spaces, not tabs"),
+    ("quoted scalar", "a quote opened on this line or above is never closed"),
+    ("a key must be a plain value", 'a value starting with {{ needs quotes: subject: "{{ contact.company }}: ..."'),
+    ("flow sequence", "a [ is not closed with ], or a value starting with [ needs quotes"),
+    ("flow mapping", "a { is not closed with }, or a value starting with { or {{ needs quotes"),
+    ("expected <block end>", "a value that starts with a quote or {{ and goes on after it needs quotes "
+                             "around the whole value, or the indentation is off"),
+)
+
+
+def _yaml_hint(message: str) -> str:
+    for needle, hint in _YAML_HINTS:
+        if needle in message:
+            return f"; {hint}"
+    return ""

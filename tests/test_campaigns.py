@@ -26,7 +26,11 @@ C = "tests/corpus/campaigns/"
 #: Every broken campaign → the exact ``file:line:col: field:`` prefix of each error, in order,
 #: and a piece of the message a marketer reads.
 EXPECTED: dict[str, list[tuple[str, str]]] = {
-    "yaml-syntax.yaml": [("yaml-syntax.yaml:8:1:", "YAML syntax error")],
+    "yaml-syntax.yaml": [("yaml-syntax.yaml:8:1:", "YAML syntax error: found unexpected end of stream "
+                          "(while scanning a quoted scalar); a quote opened on this line or above is never closed")],
+    "colon-in-value.yaml": [("colon-in-value.yaml:6:21:", "a colon inside a value needs quotes around the whole value")],
+    "tab-indent.yaml": [("tab-indent.yaml:6:1:", "indent with spaces, not tabs")],
+    "unquoted-jinja.yaml": [("unquoted-jinja.yaml:6:15:", "a value starting with {{ needs quotes")],
     "not-a-mapping.yaml": [("not-a-mapping.yaml:1:1:", "must be a mapping of keys (id:, name:, steps: ...), not a list")],
     "wrong-type.yaml": [("wrong-type.yaml:4:8: steps:", "must be a list of steps"), ],
     "unknown-key.yaml": [("unknown-key.yaml:6:13: steps[0].subjet:", 'unknown key "subjet" (did you mean "subject"?)')],
