@@ -1,0 +1,206 @@
+"""``nurture tasks`` (list, export, close) and ``nurture reps`` (login tokens, the team)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.config import Settings
+from nurture.errors import NurtureError
+from nurture.followup import TaskCard, issue_rep_token, record_outcome, task_cards
+from nurture.models import OUTCOMES, Campaign
+from nurture.routing import local_day_start, on_shift
+from nurture.store import open_store
+from nurture.timeutil import utcnow
+from nurture.web.reps import card_json, relative
+
+#: Columns of ``nurture tasks --csv``, named as CRM importers (Salesforce, HubSpot) expect.
+CSV_COLUMNS = ("Task ID", "First Name", "Last Name", "Company", "Email", "Phone", "Priority",
+               "Due (ISO 8601)", "Reason", "Campaign", "Lead Score", "Owner")
+
+
+def _campaigns(settings: Settings) -> dict[str, Campaign]:
+    from nurture.campaigns import load_campaigns
+
+    try:
+        return {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    except NurtureError:  # listing tasks must not depend on every campaign file being valid
+        return {}
+
+
+def csv_row(card: TaskCard) -> dict[str, Any]:
+    t, c = card.task, card.contact
+    return {"Task ID": t.id, "First Name": c.first_name, "Last Name": c.last_name,
+            "Company": c.company, "Email": c.email, "Phone": c.phone, "Priority": t.priority,
+            "Due (ISO 8601)": t.due_at.isoformat(timespec="seconds"), "Reason": t.reason,
+            "Campaign": card.campaign_name, "Lead Score": round(card.score),
+            "Owner": t.rep_id or ""}
+
+
+@main.group(invoke_without_command=True)
+@click.option("--rep", "rep", metavar="REP", help="Only this rep's tasks.")
+@click.option("--status", type=click.Choice(["open", "done", "overdue", "all"]), default="open",
+              show_default=True, help="Which tasks to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object with a tasks list).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with CRM-friendly columns.")
+@click.pass_context
+@handle_errors
+def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_csv: bool) -> None:
+    """Reps' follow-up tasks: most urgent first (overdue, then priority, then due time).
+
+    Without a subcommand, lists tasks as a table, --json or --csv (for a CRM import).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    settings = settings_of(ctx)
+    if rep is not None and rep not in {r.id for r in settings.reps}:
+        known = ", ".join(r.id for r in settings.reps) or "none configured"
+        raise click.BadParameter(f'no rep "{rep}" (reps: {known})', param_hint="--rep")
+    now = utcnow()
+    store = open_store(settings.database)
+    try:
+        cards = task_cards(store, _campaigns(settings), settings, now=now, rep_id=rep, status=status)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"tasks": [card_json(c, now) for c in cards]}, indent=2, ensure_ascii=False))
+        return
+    if as_csv:
+        w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+        w.writeheader()
+        for c in cards:
+            w.writerow(csv_row(c))
+        return
+    if not cards:
+        console.print(f"No {status} tasks{f' for {rep}' if rep else ''}.")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("ID", "Priority", "Due", "Contact", "Company", "Phone", "Rep", "Score", "Reason"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "Priority", "Phone"))
+    for c in cards:
+        t = c.task
+        due = relative(t.due_at, now) if t.status == "open" else (t.outcome or "done")
+        style = "red" if c.overdue else ("bold" if t.priority in ("urgent", "high") else "")
+        table.add_row(str(t.id), t.priority, f"[{style}]{due}[/]" if style else due,
+                      escape(c.contact.name), escape(c.contact.company), escape(c.contact.phone),
+                      t.rep_id or "-", f"{c.score:.0f}{' hot' if c.hot else ''}", escape(t.reason))
+    console.print(table)
+
+
+@tasks.command("done")
+@click.argument("task_id", type=int)
+@click.option("--outcome", required=True, type=click.Choice(OUTCOMES),
+              help="What happened on the call.")
+@click.option("--note", help="Notes for the record.")
+@click.option("--snooze-until", "snooze", metavar="ISO-TIME",
+              help="With --outcome snoozed: when to bring the task back (e.g. 2026-11-25T09:00+09:00).")
+@click.pass_context
+@handle_errors
+def tasks_done(ctx: click.Context, task_id: int, outcome: str, note: str | None, snooze: str | None) -> None:
+    """Record the outcome of task TASK_ID (not_interested and qualified also exit the campaign)."""
+    settings = settings_of(ctx)
+    until = None
+    if snooze:
+        try:
+            until = datetime.fromisoformat(snooze)
+        except ValueError:
+            raise click.BadParameter(f'"{snooze}" is not an ISO 8601 time', param_hint="--snooze-until") from None
+        if until.tzinfo is None:
+            raise click.BadParameter("give a UTC offset, e.g. +09:00 or Z", param_hint="--snooze-until")
+    store = open_store(settings.database)
+    try:
+        t = record_outcome(store, task_id=task_id, outcome=outcome, notes=note, now=utcnow(),
+                           snooze_until=until)
+    finally:
+        store.close()
+    if t.status == "open":
+        console.print(f"Task {t.id} snoozed until {t.due_at:%Y-%m-%d %H:%M} UTC.")
+    else:
+        console.print(f"Task {t.id}: {outcome.replace('_', ' ')}.")
+
+
+@main.group()
+def reps() -> None:
+    """The reps in config.yaml and their logins to the reps' app."""
+
+
+@reps.command("token")
+@click.argument("rep", required=False)
+@click.option("--manager", is_flag=True, help="A manager token: sees every rep's queue (read-only).")
+@click.pass_context
+@handle_errors
+def reps_token(ctx: click.Context, rep: str | None, manager: bool) -> None:
+    """Print a new login token for REP (only its hash is stored; older tokens keep working)."""
+    if not rep and not manager:
+        raise click.UsageError("name a rep (nurture reps token aoki) or use --manager")
+    settings = settings_of(ctx)
+    store = open_store(settings.database)
+    try:
+        token = issue_rep_token(store, settings, rep_id=rep or "", now=utcnow(), manager=manager)
+    finally:
+        store.close()
+    click.echo(token)
+    click.echo(f"Log in at {settings.reps_app.base_url}/login?token={token}", err=True)
+
+
+@reps.command("revoke")
+@click.argument("rep")
+@click.pass_context
+@handle_errors
+def reps_revoke(ctx: click.Context, rep: str) -> None:
+    """Revoke every token of REP (use *manager* for manager tokens) and end their sessions."""
+    settings = settings_of(ctx)
+    store = open_store(settings.database)
+    try:
+        n = store.revoke_rep_tokens(rep, now=utcnow())
+    finally:
+        store.close()
+    console.print(f"Revoked {n} token{'s' if n != 1 else ''} of {escape(rep)}.")
+
+
+@reps.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def reps_list(ctx: click.Context, as_json: bool) -> None:
+    """The reps: hours, whether on shift now, open and overdue tasks, capacity used today."""
+    settings = settings_of(ctx)
+    now = utcnow()
+    store = open_store(settings.database)
+    try:
+        counts: Mapping[Any, Mapping[str, int]] = store.queue_counts(now=now, since=now)
+        today = store.assigned_since({r.id: local_day_start(r, now) for r in settings.reps})
+        tokens = store.rep_token_counts()
+    finally:
+        store.close()
+    rows = [{"id": r.id, "name": r.name, "email": r.email, "timezone": r.timezone,
+             "hours": str(r.hours) if r.hours else None, "on_shift": on_shift(r, now),
+             "open": counts.get(r.id, {}).get("open", 0), "overdue": counts.get(r.id, {}).get("overdue", 0),
+             "assigned_today": today.get(r.id, 0), "capacity": r.capacity,
+             "territory": list(r.territory), "tokens": tokens.get(r.id, 0)} for r in settings.reps]
+    if as_json:
+        click.echo(json.dumps({"reps": rows}, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        console.print("No reps configured (add them under reps: in config.yaml).")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("ID", "Name", "Hours", "On shift", "Open", "Overdue", "Today", "Territory", "Tokens"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], escape(r["name"]), f"{r['hours'] or 'any'} {r['timezone']}",
+                      "yes" if r["on_shift"] else "no", str(r["open"]),
+                      f"[red]{r['overdue']}[/]" if r["overdue"] else "0",
+                      f"{r['assigned_today']}/{r['capacity']}", ", ".join(r["territory"]), str(r["tokens"]))
+    console.print(table)
