@@ -47,6 +47,7 @@ _REQUIRED = {"top": ("id", "name", "timezone", "steps"), "step": ("id", "subject
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TEMPLATE_PATH = re.compile(r"^\S+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 #: A From / Reply-To address, bare or with a display name: ``Acme <hello@acme.example>``.
 ADDRESS = re.compile(r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+>?$")
@@ -260,14 +261,15 @@ class _Checker:
             s = self.mapping(item, path, STEP_KEYS, _REQUIRED["step"], what="a mapping with id, subject and template")
             if s is None:
                 continue
-            sid = self.text(s, "id", path, SLUG, "is not a valid step id (lowercase letters, digits, - and _; at most 64)")
+            sid = self.text(s, "id", path, SLUG,
+                            "is not a valid step id (lowercase letters, digits, - and _; at most 64)")
             if sid is not None and sid in seen:
                 self.error((*path, "id"), f'duplicate step id "{sid}" (also steps[{seen[sid]}])')
             elif sid is not None:
                 seen[sid] = i
             subject = self.text(s, "subject", path)
-            template = self.text(s, "template", path, re.compile(r"^\S+$"), "is not a template path (no spaces)")
-            text_template = self.text(s, "text_template", path, re.compile(r"^\S+$"), "is not a template path (no spaces)")
+            template = self.text(s, "template", path, TEMPLATE_PATH, "is not a template path (no spaces)")
+            text_template = self.text(s, "text_template", path, TEMPLATE_PATH, "is not a template path (no spaces)")
             wait = timedelta(0)
             if s.get("wait") is None:
                 if "wait" not in s and i > 0:

@@ -66,7 +66,8 @@ def parse_campaign(raw: bytes | str, *, file: str, expected_id: str | None = Non
                     positions=MappingProxyType({field_name(k): v for k, v in src.positions.items()}))
 
 
-def load_campaigns(directory: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> list[Campaign]:
+def load_campaigns(directory: str | os.PathLike[str], *,
+                   root: str | os.PathLike[str] | None = None) -> list[Campaign]:
     """Load every ``*.yaml`` / ``*.yml`` in ``directory``, sorted by id.
 
     Problems in all files are reported together in one :class:`CampaignErrors`.

@@ -343,6 +343,14 @@ def test_files_that_cannot_be_read(tmp_path: Path):
         load_campaign(tmp_path / "missing.yaml", root=tmp_path)
 
 
+def test_windows_line_endings_and_byte_order_mark():
+    raw = (ROOT / "campaigns" / "industry-news.yaml").read_bytes()
+    windows = b"\xef\xbb\xbf" + raw.replace(b"\n", b"\r\n")
+    c = parse_campaign(windows, file="industry-news.yaml", expected_id="industry-news")
+    assert c.steps[1].line == load_campaign(ROOT / "campaigns" / "industry-news.yaml").steps[1].line
+    assert c.content_hash == hashlib.sha256(windows).hexdigest()
+
+
 def test_path_is_kept_as_given_without_root():
     c = load_campaign("campaigns/ec-payments.yaml") if Path("campaigns").is_dir() else None
     if c is not None:
