@@ -411,3 +411,108 @@ def test_cli_reps_token_and_list(cli_env, db_path):
     assert "Sam Baker" in r.output
     r = run_cli(cfg, "reps", "revoke", "baker")
     assert "Revoked 1 token" in r.output
+
+
+# -- end to end: a tracked link clicked through the real tracker -----------------------------------
+
+BROWSER_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/146.0.0.0 Safari/537.36")
+SAFE_LINKS_UA = ("Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) "
+                 "Chrome/57.0.2987.133 Safari/537.36")
+
+
+class _Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, root):
+    import asyncio
+    import time
+
+    import aiohttp
+    from aiohttp import web
+
+    from nurture.campaigns import load_campaign
+    from nurture.followup import followup_loop
+    from nurture.signing import Signer
+    from nurture.store import open_async_store
+    from nurture.web.ledger import settle_clicks
+    from nurture.web.tracker import create_tracker_app
+
+    campaign = load_campaign(root / "campaigns" / "ec-payments.yaml")
+    campaigns = {campaign.id: campaign}
+    settings = make_settings(tracking={"trusted_proxies": ["127.0.0.1/32"]})
+    astore = open_async_store(settings.database)
+
+    def seed(s):
+        ken = add_contact(s, "ken@shopco.example", first_name="Ken", last_name="Mori",
+                          company="ShopCo", phone="+44 20 7946 0000", territory="GB")
+        mia = add_contact(s, "mia@scanned.example", first_name="Mia", company="Scanned Ltd",
+                          territory="GB")
+        links = {n: add_link(s, n) for n in ("pricing", "case-study", "blog")}
+        links["trap"] = add_link(s, "trap", honeypot=True)
+        return add_send(s, ken), add_send(s, mia), links
+
+    ken_send, mia_send, links = await astore.run(seed)
+    signer = Signer.from_settings(settings.tracking)
+    clock = _Clock(NOW)
+    app = create_tracker_app(settings=settings, store=astore, signer=signer, now=clock)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    stop = asyncio.Event()
+    loop = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            # Mia's mail is swept by a link scanner: HEAD first, then every link at once, trap included.
+            for name in ("pricing", "case-study", "blog", "trap"):
+                url = f"{base}/c/{signer.sign('click', mia_send, links[name])}"
+                hdr = {"User-Agent": SAFE_LINKS_UA, "X-Forwarded-For": "40.94.0.10"}
+                async with http.head(url, headers=hdr, allow_redirects=False):
+                    pass
+                async with http.get(url, headers=hdr, allow_redirects=False) as r:
+                    assert r.status == 302
+            # Ken opens the pricing page from his browser, two hours after delivery.
+            url = f"{base}/c/{signer.sign('click', ken_send, links['pricing'])}"
+            async with http.get(url, headers={"User-Agent": BROWSER_UA, "X-Forwarded-For": "198.51.100.7"},
+                                allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == "https://acme.example/pricing"
+        # Nothing is human yet (pending until the settle window passes): no task.
+        assert await astore.run(lambda s: process_clicks(s, campaigns, settings, now=NOW)) == []
+        clock.now = NOW + timedelta(seconds=settings.tracking.settle_seconds + 60)
+        loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
+                                                 now=clock, stop=stop, interval=0.1))
+        await astore.run(lambda s: settle_clicks(s, settings, now=clock.now))
+        settled = time.monotonic()
+        tasks = []
+        while time.monotonic() - settled < 2 and not tasks:
+            tasks = await astore.list_tasks(now=clock.now)
+            await asyncio.sleep(0.02)
+        latency = time.monotonic() - settled
+        assert latency < 1.0  # the task exists within a second of the human verdict
+        verdicts = await astore.run(lambda s: s.query(
+            "SELECT send_id, verdict FROM clicks WHERE kind = 'click' ORDER BY id"))
+        assert {v["verdict"] for v in verdicts if v["send_id"] == mia_send} == {"scanner"}
+        assert [v["verdict"] for v in verdicts if v["send_id"] == ken_send] == ["human"]
+        [task] = tasks
+        ken = await astore.contact_for_task(task.contact_id)
+        assert ken.email == "ken@shopco.example"
+        assert (task.rep_id, task.kind, task.priority) == ("baker", "call_now", "high")
+        assert task.due_at == clock.now + timedelta(hours=1)
+        assert task.reason.startswith(
+            'Opened the pricing page from "How a shop like yours cut checkout drop-off by 23%".')
+        assert "Ask about monthly order volume" in task.reason
+        score, _, hot = await astore.contact_score(ken.id)
+        assert score == 35 and not hot
+    finally:
+        stop.set()
+        if loop is not None:
+            await loop
+        await runner.cleanup()
+        await astore.aclose()
