@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import html2text
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
 from nurture.errors import TemplateError
@@ -288,7 +288,7 @@ class Renderer:
                                 line=e.lineno) from None
         except Exception as e:  # anything a template can raise: report where, never a traceback
             file, line = self._frame(e.__traceback__, template)
-            message = getattr(e, "message", None) or str(e) or type(e).__name__
+            message = _message(e)
             m = _UNDEFINED_RE.match(message)
             raise TemplateError(message, template=file, line=line,
                                 variable=m.group(1) if m else None) from None
@@ -314,7 +314,7 @@ class Renderer:
             raise SubjectError(e.message or "syntax error", file=campaign.path, line=line, column=col,
                                field=field_path) from None
         except Exception as e:
-            message = getattr(e, "message", None) or str(e) or type(e).__name__
+            message = _message(e)
             m = _UNDEFINED_RE.match(message)
             raise SubjectError(message, file=campaign.path, line=line, column=col, field=field_path,
                                variable=m.group(1) if m else None) from None
@@ -449,6 +449,14 @@ def memory_link_ids() -> LinkIds:
 def _display_name(from_address: str) -> str:
     name, addr = parseaddr(from_address)
     return name or addr or from_address
+
+
+def _message(e: Exception) -> str:
+    message = getattr(e, "message", None) or str(e) or type(e).__name__
+    if isinstance(e, SecurityError):
+        message = re.sub(r" of '\w+' object", "", message).rstrip(".").replace(" is unsafe", "")
+        message += " is not allowed (templates run in a sandbox)"
+    return message
 
 
 def _step_index(campaign: Campaign, step: Step) -> int:

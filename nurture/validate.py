@@ -1,0 +1,202 @@
+"""``nurture validate``: every problem in the campaigns and their templates, in one run.
+
+Campaign files are checked by :mod:`nurture.campaigns` (schema, durations, time zones, step
+ids); this module adds what needs the templates: each step's template exists, compiles and
+renders against every sample contact, carries an unsubscribe link, and every link name a
+condition, follow-up rule or scoring rule relies on exists in the step(s) it refers to.
+Problems come back as :class:`~nurture.errors.CampaignError` located in the campaign file
+(``file:line:col: field: message``), in file order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nurture.campaigns import campaign_error, campaign_files, load_campaign, sample_contact
+from nurture.errors import CampaignError, CampaignErrors, NotFound, NurtureError, TemplateError
+from nurture.models import Campaign, Condition
+from nurture.render import MissingTemplate, Renderer, SubjectError, memory_link_ids
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nurture.config import Settings
+
+__all__ = ["Report", "check", "validate"]
+
+#: Used when a campaign has no samples: templates still get compiled and rendered.
+FALLBACK_SAMPLE = {"email": "sample@example.com", "first_name": "Sam", "last_name": "Sample",
+                   "company": "Example Co", "industry": "retail"}
+# A fixed clock: validation output must not depend on when it runs.
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a validation run found: the problems, and what was checked."""
+
+    errors: tuple[NurtureError, ...]
+    campaigns: int = 0
+    steps: int = 0
+    links: int = 0
+    samples: int = 0
+    #: ``{campaign id: {step id: link names}}`` for steps that rendered.
+    link_names: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        """``ok: 2 campaigns, 5 steps, 9 links, 3 sample contacts``."""
+        return (f"ok: {_n(self.campaigns, 'campaign')}, {_n(self.steps, 'step')}, "
+                f"{_n(self.links, 'link')}, {_n(self.samples, 'sample contact')}")
+
+
+def validate(paths: list[Path] | None, *, settings: Settings) -> list[NurtureError]:
+    """Every problem in the campaign files ``paths`` (files or folders; None means the
+    configured campaigns folder) and in the templates they use. Empty means all is well."""
+    return list(check(paths, settings=settings).errors)
+
+
+def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
+          root: str | os.PathLike[str] | None = None) -> Report:
+    """Like :func:`validate`, with counts for the summary line."""
+    root = Path.cwd() if root is None else Path(root)
+    errors: list[NurtureError] = []
+    files: list[Path] = []
+    for p in [settings.campaigns_dir] if paths is None else list(paths):
+        path = Path(p)
+        if path.is_dir():
+            found = campaign_files(path)
+            if not found and paths is not None:
+                errors.append(NotFound(f"no campaign files (*.yaml) in {_shown(path, root)}"))
+            files.extend(found)
+        elif paths is None:
+            errors.append(NotFound(f"no campaigns folder at {_shown(path, root)}"))
+        else:
+            files.append(path)
+
+    renderer = Renderer.from_settings(settings)
+    seen: dict[str, str] = {}
+    steps = links = samples = 0
+    link_names: dict[str, dict[str, frozenset[str]]] = {}
+    campaigns = 0
+    for f in files:
+        try:
+            c = load_campaign(f, root=root)
+        except CampaignErrors as e:
+            errors.extend(e.errors)
+            continue
+        if c.id in seen:
+            line, col = c.where("id")
+            errors.append(CampaignError(f'another file already defines campaign "{c.id}" ({seen[c.id]})',
+                                        file=c.path, line=line, column=col, field="id"))
+            continue
+        seen[c.id] = c.path
+        campaigns += 1
+        steps += len(c.steps)
+        samples += len(c.samples)
+        names = _check_templates(c, renderer, errors)
+        _check_link_refs(c, names, errors)
+        link_names[c.id] = names
+        links += sum(len(v) for v in names.values())
+    return Report(errors=tuple(errors), campaigns=campaigns, steps=steps, links=links,
+                  samples=samples, link_names=link_names)
+
+
+def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]) -> dict[str, frozenset[str]]:
+    """Render each step for each sample; the link names of every step that rendered."""
+    names: dict[str, frozenset[str]] = {}
+    samples = list(c.samples) or [FALLBACK_SAMPLE]
+    for i, step in enumerate(c.steps):
+        reported: set[str] = set()
+        step_links: set[str] = set()
+        rendered = False
+        missing_unsub = False
+        for j, sample in enumerate(samples):
+            who = f" (sample {sample.get('email', j + 1)})" if c.samples else ""
+            try:
+                msg = renderer.render(campaign=c, step=step, contact=sample_contact(sample, contact_id=j + 1),
+                                      send_id=0, link_ids=memory_link_ids(), now=_NOW)
+            except SubjectError as e:
+                if str(e) not in reported:
+                    reported.add(str(e))
+                    errors.append(CampaignError(e.message + (who if e.variable else ""), file=c.path, line=e.line,
+                                                column=e.column, field=e.field))
+                continue
+            except MissingTemplate as e:
+                errors.append(campaign_error(c, e.message if e.line is None else str(e),
+                                             field=f"steps[{i}].{_which(step, e, renderer)}"))
+                break
+            except TemplateError as e:
+                key = str(e)
+                if key not in reported:
+                    reported.add(key)
+                    suffix = who if e.variable else ""
+                    errors.append(campaign_error(c, key + suffix, field=f"steps[{i}].{_which(step, e, renderer)}"))
+                if not e.variable:
+                    break  # a syntax error is the same for every sample
+                continue
+            rendered = True
+            step_links.update(link.name for link in msg.links if not link.honeypot)
+            missing_unsub = missing_unsub or not msg.has_unsubscribe_link
+        if missing_unsub:
+            errors.append(campaign_error(
+                c, f"{renderer.display(step.template)} has no unsubscribe link: add "
+                   '<a href="{{ unsubscribe_url }}">Unsubscribe</a> (or extend base.html, whose footer has one)',
+                field=f"steps[{i}].template"))
+        if rendered and not reported:
+            names[step.id] = frozenset(step_links)
+    return names
+
+
+def _which(step, e: TemplateError, renderer: Renderer) -> str:
+    """Whether a template error belongs to the step's text template or its HTML template."""
+    if step.text_template and e.template == renderer.display(step.text_template):
+        return "text_template"
+    return "template"
+
+
+def _check_link_refs(c: Campaign, names: dict[str, frozenset[str]], errors: list[NurtureError]) -> None:
+    step_ids = [s.id for s in c.steps]
+    for i, step in enumerate(c.steps):
+        for key in ("unless", "only_if"):
+            cond = getattr(step, key)
+            if cond is not None:
+                _check_cond(c, cond, step_ids[:i], names, f"steps[{i}].{key}", "an earlier step", errors)
+    for k, rule in enumerate(c.follow_up):
+        _check_cond(c, rule.when, step_ids, names, f"follow_up[{k}].when", "any step", errors)
+    for k, score in enumerate(c.scoring.rules):
+        _check_cond(c, score.when, step_ids, names, f"scoring.rules[{k}].when", "any step", errors)
+
+
+def _check_cond(c: Campaign, cond: Condition, scope: list[str], names: dict[str, frozenset[str]],
+                path: str, anywhere: str, errors: list[NurtureError]) -> None:
+    if cond.clicked == "any":
+        return
+    steps = [cond.step] if cond.step else scope
+    if not steps or any(s not in names for s in steps):
+        return  # a step that did not render has been reported already; nothing to compare with
+    available = sorted(set().union(*(names[s] for s in steps)))
+    if cond.clicked in available:
+        return
+    where = f'step "{cond.step}"' if cond.step else anywhere
+    known = ", ".join(available) or "none"
+    errors.append(campaign_error(
+        c, f'no link named "{cond.clicked}" in {where} (links: {known}); name a link with '
+           f'data-link="{cond.clicked}" in its template', field=f"{path}.clicked"))
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
