@@ -351,10 +351,10 @@ def test_windows_line_endings_and_byte_order_mark():
     assert c.content_hash == hashlib.sha256(windows).hexdigest()
 
 
-def test_path_is_kept_as_given_without_root():
-    c = load_campaign("campaigns/ec-payments.yaml") if Path("campaigns").is_dir() else None
-    if c is not None:
-        assert c.path == "campaigns/ec-payments.yaml"
+def test_path_is_kept_as_given_without_root(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(ROOT)
+    assert load_campaign("campaigns/ec-payments.yaml").path == "campaigns/ec-payments.yaml"
+    assert [c.path for c in load_campaigns("campaigns")][0] == "campaigns/ec-payments.yaml"
     outside = load_campaign(ROOT / "campaigns" / "industry-news.yaml", root=ROOT / "tests")
     assert outside.path == str(ROOT / "campaigns" / "industry-news.yaml")
 
