@@ -1,0 +1,110 @@
+"""``nurture validate``, ``nurture preview`` and ``nurture schema``: the marketer's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from nurture.campaigns import campaign_json_schema, find_campaign, find_sample, sample_contact
+from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.config import Settings
+from nurture.errors import NotFound
+from nurture.models import Campaign, Contact
+from nurture.render import Renderer, memory_link_ids
+from nurture.timeutil import utcnow
+from nurture.validate import check
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+@handle_errors
+def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Check campaign files and their templates; print every problem.
+
+    PATHS are campaign files or folders (default: the campaigns folder from config.yaml).
+    Each problem is printed as file:line:col: field: message and the exit code is 1;
+    with none, a one-line summary and exit code 0.
+    """
+    report = check(list(paths) or None, settings=settings_of(ctx))
+    if report.errors:
+        for err in report.errors:
+            click.echo(str(err), err=True)
+        n = len(report.errors)
+        click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
+        sys.exit(1)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.argument("step_id", metavar="STEP")
+@click.option("--contact", "contact_key", metavar="EMAIL_OR_SAMPLE",
+              help="A sample's email or number (default: the first sample), or a contact's email "
+                   "in the database.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("preview"),
+              show_default=True, help="Folder for the .eml and .html files.")
+@click.pass_context
+@handle_errors
+def preview(ctx: click.Context, campaign_id: str, step_id: str, contact_key: str | None, out_dir: Path) -> None:
+    """Render one step of a campaign for one contact, exactly as it would be sent.
+
+    Writes OUT/CAMPAIGN-STEP.eml (the real MIME message, both parts) and .html, and prints
+    the subject, headers, links and paths. Uses send id 0 and link ids kept in memory, so
+    the tracked links in a preview do not work on the tracker.
+    """
+    settings = settings_of(ctx)
+    campaign = find_campaign(settings.campaigns_dir, campaign_id, root=Path.cwd())
+    try:
+        step = campaign.step(step_id)
+    except KeyError:
+        known = ", ".join(s.id for s in campaign.steps)
+        raise NotFound(f'no step "{step_id}" in campaign "{campaign.id}" (steps: {known})') from None
+    contact = _contact(settings, campaign, contact_key)
+    msg = Renderer.from_settings(settings).render(
+        campaign=campaign, step=step, contact=contact, send_id=0, link_ids=memory_link_ids(), now=utcnow())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eml = out_dir / f"{campaign.id}-{step.id}.eml"
+    html = out_dir / f"{campaign.id}-{step.id}.html"
+    eml.write_bytes(msg.to_bytes())
+    html.write_text(msg.html, encoding="utf-8")
+
+    console.print(f"[bold]{escape(msg.subject)}[/bold]")
+    console.print(f"preview of {escape(campaign.id)} / {escape(step.id)} for {escape(contact.email)}: "
+                  "send id 0, link ids in memory (tracked links in a preview do not resolve)")
+    headers = Table(show_header=False, box=None, pad_edge=False)
+    for name, value in msg.headers:
+        headers.add_row(f"[dim]{escape(name)}[/dim]", escape(value))
+    console.print(headers)
+    links = Table("link", "goes to", box=None, pad_edge=False)
+    for link in msg.links:
+        links.add_row(escape(link.name + (" (hidden trap for link scanners)" if link.honeypot else "")), escape(link.url))
+    console.print(links)
+    console.print(f"wrote {escape(str(eml))} ({len(msg.to_bytes())} bytes) and {escape(str(html))}")
+
+
+@main.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of campaign files (for editors and CI checks)."""
+    click.echo(json.dumps(campaign_json_schema(), indent=2))
+
+
+def _contact(settings: Settings, campaign: Campaign, key: str | None) -> Contact:
+    try:
+        return sample_contact(find_sample(campaign, key))
+    except NotFound:
+        if key is None or "@" not in key or not Path(settings.database).exists():
+            raise
+    from nurture.store import open_store  # only when a real contact is asked for
+
+    found = open_store(settings.database).get_contact_by_email(key)
+    if found is None:
+        raise NotFound(f'no sample or contact "{key}" (samples: '
+                       f'{", ".join(str(s.get("email")) for s in campaign.samples) or "none"})')
+    return found
