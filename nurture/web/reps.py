@@ -35,7 +35,7 @@ log = logging.getLogger("nurture.reps")
 SESSION_COOKIE = "nurture_session"
 LOGIN_CSRF_COOKIE = "nurture_login_csrf"
 SESSION_TTL = timedelta(days=7)
-_PUBLIC = ("/login", "/static/", "/healthz")
+_PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -65,6 +65,7 @@ def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetim
     r.add_get("/api/tasks", api_tasks)
     r.add_post(r"/api/tasks/{id:\d+}/done", api_done)
     r.add_get("/healthz", healthz)
+    r.add_get("/favicon.ico", favicon)
     r.add_static("/static", str(importlib.resources.files("nurture").joinpath("web/static")))
     return app
 
@@ -128,6 +129,10 @@ def _rep_tz(settings: Settings, rep_id: str | None) -> str:
 
 async def healthz(request: web.Request) -> web.Response:
     return _text("ok\n")
+
+
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
 def _see_other(location: str) -> web.Response:
@@ -216,7 +221,8 @@ def _secure(request: web.Request) -> bool:
 # -- login ------------------------------------------------------------------------------------------
 
 async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
-    token = secrets.token_urlsafe(24)
+    # Reuse the cookie: a second tab (or the favicon fetch) must not invalidate this form.
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     resp = _render(request, "login.html", status=status, csrf=token, error=error,
                    prefill=request.query.get("token", "") if error is None else "")
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/login",
