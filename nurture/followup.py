@@ -174,7 +174,12 @@ def process_clicks(store: Any, campaigns: Mapping[str, Campaign], settings: Sett
     with store.transaction():
         clicks = store.unhandled_human_clicks(limit=limit)
         for click in clicks:
-            task_id = _one_click(store, campaigns, settings, click, now=now)
+            try:
+                with store.transaction():  # a savepoint: one bad click cannot block the rest
+                    task_id = _one_click(store, campaigns, settings, click, now=now)
+            except (NurtureError, ValueError, KeyError) as e:
+                log.error("click %s: no follow-up (%s)", click["click_id"], e)
+                continue
             if task_id is not None and task_id not in touched:
                 touched.append(task_id)
         store.mark_clicks_handled(c["click_id"] for c in clicks)

@@ -516,3 +516,16 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
             await loop
         await runner.cleanup()
         await astore.aclose()
+
+
+def test_a_bad_click_does_not_block_the_others(store, campaigns, settings):
+    bad_campaign = make_campaign(id="broken", follow_up=(
+        FollowUpRule(when=Condition("any"), task="call", priority="bogus"),))
+    c = add_contact(store, "bad@x.example", territory="GB")
+    add_click(store, add_send(store, c, "broken"), add_link(store, "pricing", "broken"))
+    seed_click(store, email="good@x.example", territory="GB")
+    ids = process_clicks(store, {**campaigns, "broken": bad_campaign}, settings, now=NOW)
+    assert len(ids) == 1
+    assert store.contact_for_task(store.get_task(ids[0]).contact_id).email == "good@x.example"
+    assert store.contact_score(c)[0] == 0  # the bad click's partial work was rolled back
+    assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0
