@@ -33,24 +33,30 @@ class ContactRow:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def email_key(email: str) -> str:
     """The case-insensitive key contacts and suppressions are stored under."""
     return email.strip().lower()
 
 
 # Empty cells never erase what is stored: an import can update a few columns of known contacts.
+# Numbered parameters: 1 email, 2 email_key, 3.. the fields, then attributes, time, attributes patch.
+_N = len(CONTACT_FIELDS)
 _UPSERT = f"""
 INSERT INTO contacts (email, email_key, {", ".join(CONTACT_FIELDS)}, attributes, created_at, updated_at)
-VALUES (:email, :email_key, {", ".join(":" + c for c in CONTACT_FIELDS)}, :attributes, :at, :at)
+VALUES (?1, ?2, {", ".join(f"?{i + 3}" for i in range(_N))}, ?{_N + 3}, ?{_N + 4}, ?{_N + 4})
 ON CONFLICT(email_key) DO UPDATE SET
     email = excluded.email,
     {", ".join(
         f"{c} = COALESCE(excluded.{c}, contacts.{c})" if c in _NULLABLE
         else f"{c} = CASE WHEN excluded.{c} = '' THEN contacts.{c} ELSE excluded.{c} END"
         for c in CONTACT_FIELDS)},
-    attributes = json_patch(json_patch(excluded.attributes, contacts.attributes), :patch),
+    attributes = json_patch(json_patch(excluded.attributes, contacts.attributes), ?{_N + 5}),
     updated_at = excluded.updated_at
 """
+_DEFAULTS = tuple(None if c in _NULLABLE else "" for c in CONTACT_FIELDS)
 
 
 class ContactsMixin:
@@ -65,31 +71,20 @@ class ContactsMixin:
         """
         if not rows:
             return 0, 0
-        keys = [email_key(r.email) for r in rows]
         at = ts(now)
+        params = []
+        for r in rows:
+            get = r.fields.get
+            attrs = _dumps(r.attributes)
+            nonempty = {k: v for k, v in r.attributes.items() if v != "" and v is not None}
+            params.append((r.email.strip(), email_key(r.email),
+                           *[get(c) or d for c, d in zip(CONTACT_FIELDS, _DEFAULTS)],
+                           attrs, at, attrs if len(nonempty) == len(r.attributes) else _dumps(nonempty)))
         with self.transaction():  # type: ignore[attr-defined]
-            existing: set[str] = set()
-            unique = list(dict.fromkeys(keys))
-            for i in range(0, len(unique), 900):
-                chunk = unique[i:i + 900]
-                cur = self.conn.execute(
-                    f"SELECT email_key FROM contacts WHERE email_key IN ({','.join('?' * len(chunk))})", chunk)
-                existing.update(k for (k,) in cur)
-            params = []
-            for r, key in zip(rows, keys, strict=True):
-                p: dict[str, Any] = {c: r.fields.get(c) or (None if c in _NULLABLE else "") for c in CONTACT_FIELDS}
-                p.update(email=r.email.strip(), email_key=key, at=at,
-                         attributes=json.dumps(r.attributes, ensure_ascii=False, default=str),
-                         patch=json.dumps({k: v for k, v in r.attributes.items() if v not in ("", None)},
-                                          ensure_ascii=False, default=str))
-                params.append(p)
+            # New rows get ids above the current maximum, so counting those tells new from updated.
+            top = self.conn.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()[0]
             self.conn.executemany(_UPSERT, params)
-        new = 0
-        seen = set(existing)
-        for key in keys:
-            if key not in seen:
-                new += 1
-                seen.add(key)
+            new = self.conn.execute("SELECT count(*) FROM contacts WHERE id > ?", (top,)).fetchone()[0]
         return new, len(rows) - new
 
     def get_contact(self, contact_id: int) -> Contact:
