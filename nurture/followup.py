@@ -142,7 +142,7 @@ def apply_score(store: Any, *, contact_id: int, scoring: Scoring, link: str | No
     crossed = after >= scoring.hot_threshold and (not hot or before < scoring.hot_threshold)
     store.set_contact_score(contact_id, score=after, hot=after >= scoring.hot_threshold, now=now)
     if crossed:
-        c = store.contact_for_task(contact_id)
+        c = store.get_contact(contact_id)
         store.append_event("contact.hot", {
             "contact_id": contact_id, "name": c.name, "company": c.company, "email": c.email,
             "phone": c.phone, "score": round(after, 1), "campaign_id": campaign_id,
@@ -210,7 +210,7 @@ def _one_click(store: Any, campaigns: Mapping[str, Campaign], settings: Settings
 
 def _task_for(store: Any, campaign: Campaign, settings: Settings, rule: FollowUpRule,
               click: Mapping[str, Any], *, now: datetime) -> int:
-    contact = store.contact_for_task(click["contact_id"])
+    contact = store.get_contact(click["contact_id"])
     clicked_at = click["at"] if isinstance(click["at"], datetime) else _from_epoch(click["at"])
     subject = _subject(campaign, click["step_id"], contact)
     variables = {
@@ -278,7 +278,7 @@ def escalate_overdue(store: Any, settings: Settings, *, now: datetime) -> list[i
         for task in store.overdue_unescalated(now=now):
             if not store.mark_escalated(task.id, now=now):
                 continue
-            contact = store.contact_for_task(task.contact_id)
+            contact = store.get_contact(task.contact_id)
             payload = _task_payload(task.id, contact, campaign_id=task.campaign_id,
                                     rep_id=task.rep_id, kind=task.kind, priority=task.priority,
                                     due_at=task.due_at, reason=task.reason)
@@ -326,7 +326,7 @@ def record_outcome(store: Any, *, task_id: int, outcome: str, now: datetime,
             merged.update({k: str(v) for k, v in bant.items() if k in BANT_FIELDS})
             store.set_task_bant(task_id, merged, now=now)
         store.complete_task(task_id, outcome=outcome, notes=notes, now=now, snooze_until=snooze_until)
-        contact = store.contact_for_task(task.contact_id)
+        contact = store.get_contact(task.contact_id)
         if outcome in EXIT_OUTCOMES:
             store.exit_enrollments(task.contact_id, campaign_id=task.campaign_id,
                                    reason=outcome, now=now)
@@ -384,7 +384,7 @@ def task_cards(store: Any, campaigns: Mapping[str, Campaign], settings: Settings
 
 def _card(store: Any, campaigns: Mapping[str, Campaign], settings: Settings, task: Task, *,
           now: datetime, full: bool) -> TaskCard:
-    contact = store.contact_for_task(task.contact_id)
+    contact = store.get_contact(task.contact_id)
     campaign = campaigns.get(task.campaign_id)
     scoring = campaign.scoring if campaign else Scoring()
     raw, raw_at, hot = store.contact_score(contact.id)

@@ -501,7 +501,7 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
         assert {v["verdict"] for v in verdicts if v["send_id"] == mia_send} == {"scanner"}
         assert [v["verdict"] for v in verdicts if v["send_id"] == ken_send] == ["human"]
         [task] = tasks
-        ken = await astore.contact_for_task(task.contact_id)
+        ken = await astore.get_contact(task.contact_id)
         assert ken.email == "ken@shopco.example"
         assert (task.rep_id, task.kind, task.priority) == ("baker", "call_now", "high")
         assert task.due_at == clock.now + timedelta(hours=1)
@@ -526,6 +526,6 @@ def test_a_bad_click_does_not_block_the_others(store, campaigns, settings):
     seed_click(store, email="good@x.example", territory="GB")
     ids = process_clicks(store, {**campaigns, "broken": bad_campaign}, settings, now=NOW)
     assert len(ids) == 1
-    assert store.contact_for_task(store.get_task(ids[0]).contact_id).email == "good@x.example"
+    assert store.get_contact(store.get_task(ids[0]).contact_id).email == "good@x.example"
     assert store.contact_score(c)[0] == 0  # the bad click's partial work was rolled back
     assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from nurture.errors import NotFound
-from nurture.models import PRIORITIES, Contact, Task
+from nurture.models import PRIORITIES, Task
 from nurture.store.base import dt, ts
 
 #: The rep id stored for manager tokens: they see every queue.
@@ -29,16 +29,6 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         due_at=dt(row["due_at"]), created_at=dt(row["created_at"]), rep_id=row["rep_id"],
         reason=row["reason"], context=json.loads(row["context"] or "{}"), outcome=row["outcome"],
         notes=row["notes"], snooze_until=dt(row["snooze_until"]), escalated_at=dt(row["escalated_at"]),
-    )
-
-
-def _contact_from_row(row: Mapping[str, Any]) -> Contact:
-    return Contact(
-        id=row["id"], email=row["email"], first_name=row["first_name"], last_name=row["last_name"],
-        company=row["company"], industry=row["industry"], phone=row["phone"],
-        timezone=row["timezone"], owner=row["owner"], territory=row["territory"],
-        attributes=json.loads(row["attributes"] or "{}"), score=row["score"],
-        hot=bool(row["hot"]), status=row["status"],
     )
 
 
@@ -77,12 +67,6 @@ class TasksMixin:
             (contact_id, ts(since)),
         )
         return int(row["n"]) if row else 0
-
-    def contact_for_task(self, contact_id: int) -> Contact:
-        row = self.query_one("SELECT * FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
-        if row is None:
-            raise NotFound(f"no contact with id {contact_id}")
-        return _contact_from_row(row)
 
     def contact_blocked(self, contact_id: int) -> bool:
         """True when the contact unsubscribed, bounced or is on the suppression list."""
