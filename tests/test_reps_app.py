@@ -11,7 +11,7 @@ from test_followup import NOW, make_campaign, seed_click
 
 from nurture.followup import issue_rep_token, process_clicks
 from nurture.store import open_async_store
-from nurture.web.reps import create_reps_app, relative
+from nurture.web.reps import ago, create_reps_app, relative
 
 
 class Clock:
@@ -228,3 +228,5 @@ def test_relative_times():
     assert relative(NOW + timedelta(minutes=45), NOW) == "in 45 min"
     assert relative(NOW - timedelta(minutes=12), NOW) == "12 min overdue"
     assert relative(NOW + timedelta(days=3), NOW) == "in 3 d"
+    assert ago(NOW - timedelta(hours=5), NOW) == "5 h ago"
+    assert ago(NOW - timedelta(seconds=5), NOW) == "just now"

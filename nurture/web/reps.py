@@ -87,8 +87,7 @@ def relative(moment: datetime, now: datetime) -> str:
     secs = (moment - now).total_seconds()
     n = abs(secs)
     if n < 60:
-        text = "now"
-        return text
+        return "now"
     if n < 3600:
         text = f"{int(n // 60)} min"
     elif n < 86400 * 2:
@@ -98,11 +97,24 @@ def relative(moment: datetime, now: datetime) -> str:
     return f"in {text}" if secs > 0 else f"{text} overdue"
 
 
+def ago(moment: datetime, now: datetime) -> str:
+    """``4 min ago``, ``5 h ago``, ``3 d ago`` (for past events such as clicks)."""
+    n = max(0.0, (now - moment).total_seconds())
+    if n < 60:
+        return "just now"
+    if n < 3600:
+        return f"{int(n // 60)} min ago"
+    if n < 86400 * 2:
+        return f"{n / 3600:.0f} h ago"
+    return f"{n / 86400:.0f} d ago"
+
+
 def _jinja() -> jinja2.Environment:
     folder = importlib.resources.files("nurture").joinpath("web/templates/reps")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["rel"] = relative
+    env.filters["ago"] = ago
     env.filters["local"] = lambda m, tz: m.astimezone(zone(tz)).strftime("%a %d %b %H:%M")
     env.filters["humanize"] = lambda s: str(s).replace("_", " ")
     env.globals.update(OUTCOMES=OUTCOMES, BANT_FIELDS=BANT_FIELDS, PRIORITIES=PRIORITIES)
