@@ -11,6 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from nurture.campaigns import load_campaign, sample_contact
 from nurture.errors import TemplateError
@@ -379,3 +382,51 @@ def test_dkim_signature_verifies(tmp_path, make_settings, campaign) -> None:
     assert not dkim.verify(raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                                        b"List-Unsubscribe-Post: nope"),
                            dnsfunc=lambda name, timeout=5: record)
+
+
+class _Visible(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "title")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "title")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.chunks.append(data)
+
+
+def _visible(html: str) -> str:
+    p = _Visible()
+    p.feed(html)
+    return " ".join("".join(p.chunks).split())
+
+
+_printable = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn")), min_size=0, max_size=30)
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_printable, company=_printable, similar=_printable)
+def test_cached_path_matches_full_render_for_any_values(renderer, campaign, now, first, company, similar) -> None:
+    contact = Contact(id=9, email="x@shop.example", first_name=first, company=company,
+                      attributes={"similar_company": similar})
+    step = campaign.step("case-study")
+    fast = renderer.render(campaign=campaign, step=step, contact=contact, send_id=5,
+                           link_ids=memory_link_ids(), now=now)
+    slow_renderer = Renderer(templates_dir=renderer.templates_dir, signer=renderer.signer,
+                             base_url=renderer.base_url, sender=renderer.sender)
+    slow_renderer._entry = lambda *a, **k: None  # force the full pipeline
+    slow = slow_renderer.render(campaign=campaign, step=step, contact=contact, send_id=5,
+                                link_ids=memory_link_ids(), now=now)
+    assert _visible(fast.html) == _visible(slow.html)
+    assert [a["href"] for a in anchors_of(fast.html)] == [a["href"] for a in anchors_of(slow.html)]
+    assert fast.links == slow.links and fast.subject == slow.subject
+    m = parse(fast.to_bytes())
+    assert m["Subject"] == fast.subject
+    if first.strip():
+        assert " ".join(first.split()) in fast.text
