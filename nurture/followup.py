@@ -26,6 +26,7 @@ from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied, TemplateError
 from nurture.models import (EXIT_OUTCOMES, OUTCOMES, PRIORITIES, TASK_KINDS, Campaign, Condition,
                             Contact, FollowUpRule, Rep, Scoring, Task)
+from nurture.render import template_vars
 from nurture.routing import local_day_start, route, shift_start, on_shift
 from nurture.store.tasks import MANAGER
 from nurture.timeutil import zone
@@ -78,9 +79,9 @@ def _subject(campaign: Campaign, step_id: str, contact: Contact) -> str:
         step = campaign.step(step_id)
     except KeyError:
         return step_id
-    data = dict(getattr(campaign, "defaults", None) or {})
-    data.update(contact.attributes)
-    data.update(contact=contact.as_template_vars(), campaign={"id": campaign.id, "name": campaign.name})
+    cvars, data = template_vars(campaign, contact)  # the same variables the mail was rendered with
+    data.update(contact=cvars, campaign={"id": campaign.id, "name": campaign.name},
+                step={"id": step.id})
     try:
         return _subject_env.from_string(step.subject).render(**data)
     except JinjaError:
@@ -388,6 +389,7 @@ def _card(store: Any, campaigns: Mapping[str, Campaign], settings: Settings, tas
     campaign = campaigns.get(task.campaign_id)
     scoring = campaign.scoring if campaign else Scoring()
     raw, raw_at, hot = store.contact_score(contact.id)
+    score = decayed(raw, raw_at, now=now, half_life=scoring.half_life)
     tz_name = contact.timezone or (campaign.timezone if campaign else "UTC")
     try:
         local = now.astimezone(zone(tz_name))
@@ -401,7 +403,7 @@ def _card(store: Any, campaigns: Mapping[str, Campaign], settings: Settings, tas
                       for s in store.contact_sends(contact.id))
     return TaskCard(
         task=task, contact=contact, rep=_rep(settings, task.rep_id),
-        score=decayed(raw, raw_at, now=now, half_life=scoring.half_life), hot=hot,
+        score=score, hot=hot and score >= scoring.hot_threshold,
         overdue=task.status == "open" and task.due_at < now, contact_tz=tz_name,
         contact_local_time=local, campaign_name=campaign.name if campaign else task.campaign_id,
         bant=store.task_bant(task.id), clicks=clicks, sends=sends,

@@ -311,6 +311,7 @@ class TasksMixin:
 
     def add_session(self, *, session_hash: str, rep_id: str, csrf: str, now: datetime,
                     expires_at: datetime) -> None:
+        self.conn.execute("DELETE FROM rep_sessions WHERE expires_at <= ?", (ts(now),))  # type: ignore[attr-defined]
         self.conn.execute(  # type: ignore[attr-defined]
             """INSERT INTO rep_sessions (session_hash, rep_id, csrf, created_at, expires_at)
                VALUES (?, ?, ?, ?, ?)""",
