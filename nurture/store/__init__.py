@@ -16,11 +16,13 @@ from nurture.store.base import AsyncStore, StoreBase
 from nurture.store.contacts import ContactsMixin
 from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.outbox import OutboxMixin
+from nurture.store.reports import ReportsMixin
 from nurture.store.tasks import TasksMixin
 from nurture.store.tracking import TrackingMixin
 
 
-class Store(ContactsMixin, EnrollmentsMixin, OutboxMixin, TrackingMixin, TasksMixin, StoreBase):
+class Store(ContactsMixin, EnrollmentsMixin, OutboxMixin, TrackingMixin, TasksMixin, ReportsMixin,
+            StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
 
 

@@ -1,0 +1,50 @@
+"""``nurture run``: the main job in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+
+from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.config import Settings
+
+
+async def _run(settings: Settings) -> None:
+    from nurture.campaigns import load_campaigns
+    from nurture.runner import run_all
+    from nurture.store import open_async_store
+
+    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    store = open_async_store(settings.database)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready(part: str, url: str) -> None:
+        label = {"tracker": "tracker (public links)", "reps": "reps' app"}[part]
+        console.print(f"[green]●[/green] {label} listening on [bold]{url}[/bold]")
+
+    try:
+        console.print(f"nurture run: {len(campaigns)} campaign(s), database {settings.database}, "
+                      f"SMTP {settings.smtp.host}:{settings.smtp.port}. Ctrl-C stops cleanly.")
+        await run_all(settings=settings, store=store, campaigns=campaigns, stop=stop, ready=ready)
+    finally:
+        await store.aclose()
+    console.print("stopped: in-flight sends finished, click ledger flushed.")
+
+
+@main.command("run")
+@click.pass_context
+@handle_errors
+def run_command(ctx: click.Context) -> None:
+    """Run the main job: scheduler, sender, tracker, reps' app, follow-up and webhooks.
+
+    Everything in one process on the database from config.yaml. SIGTERM or Ctrl-C
+    drains in-flight sends and flushes recorded clicks before exiting. To split the
+    parts across processes or machines, use `nurture send` and `nurture serve`.
+    """
+    settings = settings_of(ctx)
+    asyncio.run(_run(settings))
