@@ -20,7 +20,6 @@ import functools
 import html as htmlmod
 import os
 import re
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import html2text
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
-from nurture.errors import TemplateError
+from nurture.errors import ConfigError
 from nurture.models import Campaign, Contact, Step
 from nurture.render_links import (
     HONEYPOT_NAME, TEXT_URL_RE, Anchor, add_traps, is_web_url, origin_of, slot_anchors, slug_for,
 )
+from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
 from nurture.render_mime import build_message, clean, mailbox, message_id_for
 from nurture.signing import Signer
 
@@ -56,30 +55,9 @@ _MARK = "nrtmk{}q"
 _FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px))q")
 _MARK_RE = re.compile(r"nrtmk\d+q")
 _BLANK_LINES = re.compile(r"\n{3,}")
-_UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
 _DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
                  b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type"]
 _CACHE_LIMIT = 512
-
-
-class MissingTemplate(TemplateError):
-    """The step's template (or one it extends or includes) does not exist."""
-
-
-class SubjectError(TemplateError):
-    """The step's subject line (a template in the campaign file) does not render."""
-
-    def __init__(self, message: str, *, file: str, line: int | None, column: int | None,
-                 field: str, variable: str | None = None) -> None:
-        self.column = column
-        self.field = field
-        super().__init__(message, template=file, line=line, variable=variable)
-
-    def __str__(self) -> str:
-        where = self.template or ""
-        if self.line:
-            where += f":{self.line}" + (f":{self.column}" if self.column else "")
-        return f"{where}: {self.field}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,27 +101,6 @@ class _Entry:
     anchors: tuple[Anchor, ...]
 
 
-class _Ns(dict):
-    """A dict that knows its variable name, so undefined errors say ``'contact.compnay'``."""
-
-    __slots__ = ("_nurture_path",)
-
-    def __init__(self, path: str, data: Mapping[str, Any]) -> None:
-        super().__init__(data)
-        self._nurture_path = path
-
-
-class _Undefined(jinja2.StrictUndefined):
-    __slots__ = ()
-
-    @property
-    def _undefined_message(self) -> str:
-        obj = self._undefined_obj
-        if isinstance(obj, _Ns) and not self._undefined_hint and isinstance(self._undefined_name, str):
-            return f"'{obj._nurture_path}.{self._undefined_name}' is undefined"
-        return super()._undefined_message
-
-
 class Renderer:
     """Renders campaign steps for contacts. Safe to share; caches compiled templates."""
 
@@ -156,17 +113,10 @@ class Renderer:
         self.sender = sender
         self.open_tracking = open_tracking
         self.dkim = dkim
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(self.templates_dir),
-            undefined=_Undefined,
-            autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
-            auto_reload=False,
-            cache_size=1000,
-        )
+        self.templates = Templates(self.templates_dir)
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._marks: dict[str, int] = {}
         self._cache: dict[tuple[str, str], _Entry] = {}
-        self._subjects: dict[str, jinja2.Template] = {}
         self.stats = {"hits": 0, "misses": 0, "uncached": 0}
 
     @classmethod
@@ -193,21 +143,21 @@ class Renderer:
         sender = {"from_address": from_address, "name": _display_name(from_address),
                   "reply_to": campaign.reply_to or self.sender.reply_to or "",
                   "postal_address": self.sender.postal_address}
-        base = {"campaign": _Ns("campaign", {"id": campaign.id, "name": campaign.name}),
-                "sender": _Ns("sender", sender)}
-        subject = self._subject(campaign, step, index, {
-            **top, **base, "contact": _Ns("contact", cvars),
-            "step": _Ns("step", {"id": step.id, "subject": step.subject}),
-            "unsubscribe_url": unsub})
-        base["step"] = _Ns("step", {"id": step.id, "subject": subject})
+        base = {"campaign": Namespace("campaign", {"id": campaign.id, "name": campaign.name}),
+                "sender": Namespace("sender", sender)}
+        subject = clean(self.templates.subject(campaign, step, index, {
+            **top, **base, "contact": Namespace("contact", cvars),
+            "step": Namespace("step", {"id": step.id, "subject": step.subject}),
+            "unsubscribe_url": unsub}))
+        base["step"] = Namespace("step", {"id": step.id, "subject": subject})
 
-        template = self._template(step.template)
-        real = self._run(template, {**top, **base, "contact": _Ns("contact", cvars),
+        template = self.templates.get(step.template)
+        real = self.templates.run(template, {**top, **base, "contact": Namespace("contact", cvars),
                                     "unsubscribe_url": unsub})
         values: dict[int, str] = {}
         marked_top = {k: self._mark(k, v, values) for k, v in top.items()}
-        marked_contact = _Ns("contact", {k: self._mark(f"contact.{k}", v, values) for k, v in cvars.items()})
-        marked_step = _Ns("step", {"id": step.id, "subject": self._mark("step.subject", subject, values)})
+        marked_contact = Namespace("contact", {k: self._mark(f"contact.{k}", v, values) for k, v in cvars.items()})
+        marked_step = Namespace("step", {"id": step.id, "subject": self._mark("step.subject", subject, values)})
         mctx = {**marked_top, **base, "step": marked_step, "contact": marked_contact,
                 "unsubscribe_url": self._mark("unsubscribe_url", unsub, values)}
         escaped = {i: str(escape(v)) for i, v in values.items()}
@@ -223,7 +173,7 @@ class Renderer:
                      str(escape(honeypot)), str(escape(pixel)))
         if step.text_template:
             text = self._text_template(step.text_template, {
-                **top, **base, "contact": _Ns("contact", cvars), "unsubscribe_url": unsub},
+                **top, **base, "contact": Namespace("contact", cvars), "unsubscribe_url": unsub},
                 links, unsub, send_id, link_ids)
         else:
             text = _fill(entry.text, plain, slot_urls, "", "")
@@ -253,75 +203,20 @@ class Renderer:
         import dkim as dkimpy  # only when configured: signing costs more than rendering
 
         if self.dkim is None:
-            raise TemplateError("DKIM is not configured")
+            raise ConfigError("DKIM is not configured", field="dkim")
         sig = dkimpy.sign(message, self.dkim.selector.encode(), self.dkim.domain.encode(),
                           self.dkim.private_key, include_headers=_DKIM_HEADERS)
         return sig + message
 
     def display(self, name_or_path: str) -> str:
         """A template path as the user wrote it: relative to the working directory if inside it."""
-        path = name_or_path if os.path.isabs(name_or_path) else os.path.join(self.templates_dir, name_or_path)
-        rel = os.path.relpath(path)
-        return rel if not rel.startswith("..") else path
+        return self.templates.display(name_or_path)
 
-    # -- templates --------------------------------------------------------------------------
-
-    def _template(self, name: str) -> jinja2.Template:
-        try:
-            return self.env.get_template(name)
-        except jinja2.TemplateNotFound as e:
-            raise MissingTemplate(f"template not found: {self.display(e.name or name)}",
-                                  template=self.display(name)) from None
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or name),
-                                line=e.lineno) from None
-
-    def _run(self, template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
-        try:
-            return template.render(ctx)
-        except jinja2.TemplateNotFound as e:
-            file, line = self._frame(e.__traceback__, template)
-            raise MissingTemplate(f"template not found: {self.display(e.name)}",
-                                  template=file, line=line) from None
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or e.name or ""),
-                                line=e.lineno) from None
-        except Exception as e:  # anything a template can raise: report where, never a traceback
-            file, line = self._frame(e.__traceback__, template)
-            message = _message(e)
-            m = _UNDEFINED_RE.match(message)
-            raise TemplateError(message, template=file, line=line,
-                                variable=m.group(1) if m else None) from None
-
-    def _frame(self, tb: Any, template: jinja2.Template) -> tuple[str, int | None]:
-        """The innermost template frame of a traceback (Jinja rewrites them to template lines)."""
-        root = os.path.abspath(self.templates_dir)
-        found: tuple[str, int | None] = (self.display(template.filename or template.name or ""), None)
-        for frame in traceback.extract_tb(tb):
-            if frame.filename and os.path.abspath(frame.filename).startswith(root + os.sep):
-                found = (self.display(frame.filename), frame.lineno)
-        return found
-
-    def _subject(self, campaign: Campaign, step: Step, index: int, ctx: Mapping[str, Any]) -> str:
-        field_path = f"steps[{index}].subject"
-        line, col = _where(campaign, step, field_path)
-        try:
-            tpl = self._subjects.get(step.subject)
-            if tpl is None:
-                tpl = self._subjects[step.subject] = self.env.from_string(step.subject)
-            return clean(tpl.render(ctx))
-        except jinja2.TemplateSyntaxError as e:
-            raise SubjectError(e.message or "syntax error", file=campaign.path, line=line, column=col,
-                               field=field_path) from None
-        except Exception as e:
-            message = _message(e)
-            m = _UNDEFINED_RE.match(message)
-            raise SubjectError(message, file=campaign.path, line=line, column=col, field=field_path,
-                               variable=m.group(1) if m else None) from None
+    # -- pieces -----------------------------------------------------------------------------
 
     def _text_template(self, name: str, ctx: Mapping[str, Any], links: list[RenderedLink],
                        unsub: str, send_id: int, link_ids: LinkIds) -> str:
-        text = self._run(self._template(name), ctx)
+        text = self.templates.run(self.templates.get(name), ctx)
         by_url = {link.url: link for link in links}
 
         def track(m: re.Match[str]) -> str:
@@ -451,28 +346,11 @@ def _display_name(from_address: str) -> str:
     return name or addr or from_address
 
 
-def _message(e: Exception) -> str:
-    message = getattr(e, "message", None) or str(e) or type(e).__name__
-    if isinstance(e, SecurityError):
-        message = re.sub(r" of '\w+' object", "", message).rstrip(".").replace(" is unsafe", "")
-        message += " is not allowed (templates run in a sandbox)"
-    return message
-
-
 def _step_index(campaign: Campaign, step: Step) -> int:
     for i, s in enumerate(campaign.steps):
         if s.id == step.id:
             return i
     return 0
-
-
-def _where(campaign: Campaign, step: Step, field_path: str) -> tuple[int | None, int | None]:
-    where = getattr(campaign, "where", None)
-    if where is not None:
-        line, col = where(field_path)
-        if line:
-            return line, col
-    return step.line, None
 
 
 def _fill_marks(text: str, values: Mapping[int, str]) -> str:

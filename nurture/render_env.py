@@ -1,0 +1,150 @@
+"""The Jinja side of rendering: a sandboxed, strict environment over the templates folder,
+and template errors turned into ``file:line: message`` that a marketer can act on."""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from nurture.errors import TemplateError
+from nurture.models import Campaign, Step
+
+_UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
+
+
+class MissingTemplate(TemplateError):
+    """The step's template (or one it extends or includes) does not exist."""
+
+
+class SubjectError(TemplateError):
+    """The step's subject line (a template in the campaign file) does not render."""
+
+    def __init__(self, message: str, *, file: str, line: int | None, column: int | None,
+                 field: str, variable: str | None = None) -> None:
+        self.column = column
+        self.field = field
+        super().__init__(message, template=file, line=line, variable=variable)
+
+    def __str__(self) -> str:
+        where = self.template or ""
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
+        return f"{where}: {self.field}: {self.message}"
+
+
+class Namespace(dict):
+    """A dict that knows its variable name, so undefined errors say ``'contact.compnay'``."""
+
+    __slots__ = ("_nurture_path",)
+
+    def __init__(self, path: str, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self._nurture_path = path
+
+
+class _Undefined(jinja2.StrictUndefined):
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if isinstance(obj, Namespace) and not self._undefined_hint and isinstance(self._undefined_name, str):
+            return f"'{obj._nurture_path}.{self._undefined_name}' is undefined"
+        return super()._undefined_message
+
+
+class Templates:
+    """Compiled templates of one folder (cached; edits need a restart) and subject lines."""
+
+    def __init__(self, templates_dir: str | os.PathLike[str]) -> None:
+        self.root = str(templates_dir)
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.root),
+            undefined=_Undefined,
+            autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
+            auto_reload=False,
+            cache_size=1000,
+        )
+        self._subjects: dict[str, jinja2.Template] = {}
+
+    def display(self, name_or_path: str) -> str:
+        """A template path as the user wrote it: relative to the working directory if inside it."""
+        path = name_or_path if os.path.isabs(name_or_path) else os.path.join(self.root, name_or_path)
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else path
+
+    def get(self, name: str) -> jinja2.Template:
+        """The compiled template ``name``; :class:`TemplateError` if missing or not valid Jinja."""
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound as e:
+            raise MissingTemplate(f"template not found: {self.display(e.name or name)}",
+                                  template=self.display(name)) from None
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or name),
+                                line=e.lineno) from None
+
+    def run(self, template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
+        """Render; any failure becomes a :class:`TemplateError` at the template line that caused it."""
+        try:
+            return template.render(ctx)
+        except jinja2.TemplateNotFound as e:
+            file, line = self._frame(e.__traceback__, template)
+            raise MissingTemplate(f"template not found: {self.display(e.name)}",
+                                  template=file, line=line) from None
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(e.message or "syntax error", template=self.display(e.filename or e.name or ""),
+                                line=e.lineno) from None
+        except Exception as e:  # anything a template can raise: report where, never a traceback
+            file, line = self._frame(e.__traceback__, template)
+            message = _message(e)
+            m = _UNDEFINED_RE.match(message)
+            raise TemplateError(message, template=file, line=line,
+                                variable=m.group(1) if m else None) from None
+
+    def subject(self, campaign: Campaign, step: Step, index: int, ctx: Mapping[str, Any]) -> str:
+        """The rendered subject line; errors point at ``steps[index].subject`` in the campaign file."""
+        field_path = f"steps[{index}].subject"
+        try:
+            tpl = self._subjects.get(step.subject)
+            if tpl is None:
+                tpl = self._subjects[step.subject] = self.env.from_string(step.subject)
+            return tpl.render(ctx)
+        except Exception as e:
+            line, col = _where(campaign, step, field_path)
+            message = _message(e)
+            m = _UNDEFINED_RE.match(message)
+            raise SubjectError(message, file=campaign.path, line=line, column=col, field=field_path,
+                               variable=m.group(1) if m else None) from None
+
+    def _frame(self, tb: Any, template: jinja2.Template) -> tuple[str, int | None]:
+        """The innermost template frame of a traceback (Jinja rewrites them to template lines)."""
+        root = os.path.abspath(self.root)
+        found: tuple[str, int | None] = (self.display(template.filename or template.name or ""), None)
+        for frame in traceback.extract_tb(tb):
+            if frame.filename and os.path.abspath(frame.filename).startswith(root + os.sep):
+                found = (self.display(frame.filename), frame.lineno)
+        return found
+
+
+def _message(e: Exception) -> str:
+    message = getattr(e, "message", None) or str(e) or type(e).__name__
+    if isinstance(e, SecurityError):
+        message = re.sub(r" of '\w+' object", "", message).rstrip(".").replace(" is unsafe", "")
+        message += " is not allowed (templates run in a sandbox)"
+    return message
+
+
+def _where(campaign: Campaign, step: Step, field_path: str) -> tuple[int | None, int | None]:
+    where = getattr(campaign, "where", None)
+    if where is not None:
+        line, col = where(field_path)
+        if line:
+            return line, col
+    return step.line, None
