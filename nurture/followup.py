@@ -11,6 +11,7 @@ the first in the YAML. Every matching ``scoring`` rule adds its points.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError as JinjaError
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateError as JinjaError
 from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.config import Settings
@@ -55,6 +56,12 @@ _note_env.filters["ordinal"] = _ordinal
 _subject_env = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(template: str, *, lenient: bool = False) -> Template:
+    """Compiling costs ~1 ms; rules and subjects are few, so keep them compiled."""
+    return (_subject_env if lenient else _note_env).from_string(template)
+
+
 def render_note(template: str, variables: Mapping[str, Any]) -> str:
     """Render a follow-up rule's ``note`` (sandboxed Jinja, undefined names are errors).
 
@@ -62,7 +69,7 @@ def render_note(template: str, variables: Mapping[str, Any]) -> str:
     (id, name), ``clicks_this_week``, ``minutes_ago``; filter ``ordinal`` (3 → "3rd").
     """
     try:
-        return _note_env.from_string(template).render(**variables).strip()
+        return _compiled(template).render(**variables).strip()
     except JinjaError as e:
         raise TemplateError(f"follow-up note: {e}", variable=getattr(e, "name", None)) from None
 
@@ -83,7 +90,7 @@ def _subject(campaign: Campaign, step_id: str, contact: Contact) -> str:
     data.update(contact=cvars, campaign={"id": campaign.id, "name": campaign.name},
                 step={"id": step.id})
     try:
-        return _subject_env.from_string(step.subject).render(**data)
+        return _compiled(step.subject, lenient=True).render(**data)
     except JinjaError:
         return step.subject
 
