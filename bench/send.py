@@ -1,0 +1,185 @@
+"""Benchmark: end-to-end sends per second (scheduler-queued rows → render + MIME + ledger +
+SMTP) against a loopback sink, beside a bare aiosmtplib loop sending pre-built bytes to the
+same sink in the same run.
+
+    python bench/send.py [--n 4000] [--pool 8] [--delay-n 800]
+
+Mode 1 (fast sink): ratio = nurture / bare (target >= 0.5).
+Mode 2 (sink answers DATA after 50 ms): nurture / (pool / 0.05 s) (target >= 0.8).
+The sink runs in its own process so it does not share the sender's CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nurture.campaigns import load_campaigns  # noqa: E402
+from nurture.config import settings_from_dict  # noqa: E402
+from nurture.render import Renderer  # noqa: E402
+from nurture.scheduler import enroll, tick  # noqa: E402
+from nurture.sender import SenderOptions, renderer_build, run_sender  # noqa: E402
+from nurture.store import open_async_store, open_store  # noqa: E402
+from nurture.store.contacts import ContactRow  # noqa: E402
+
+CAMPAIGN = "industry-news"
+#: A Tuesday 10:00 in London: inside the campaign's send window.
+QUEUED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def _sink_process(delay: float, conn) -> None:  # runs in a child process
+    from nurture.sink import Sink, start_sink
+
+    class CountingSink(Sink):
+        """Counts instead of keeping messages, so memory stays flat."""
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[override]
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.count = getattr(self, "count", 0) + 1
+            return "250 2.0.0 OK queued"
+
+    async def main() -> None:
+        running = await start_sink(CountingSink(delay=delay))
+        conn.send(running.port)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+        await running.aclose()
+
+    asyncio.run(main())
+
+
+class SinkProcess:
+    def __init__(self, delay: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_sink_process, args=(delay, child), daemon=True)
+        self.proc.start()
+        self.port = self.parent.recv()
+
+    def close(self) -> None:
+        self.parent.send("stop")
+        self.proc.join(5)
+
+
+def settings_for(db: str, port: int, pool: int):
+    return settings_from_dict({
+        "database": db, "campaigns_dir": str(ROOT / "campaigns"), "templates_dir": str(ROOT / "templates"),
+        "sender": {"from": "Acme Payments <hello@acme.example>", "postal_address": "1-2-3 Marunouchi, Tokyo"},
+        "smtp": {"host": "127.0.0.1", "port": port, "max_connections": pool, "rate": "1000000/s"},
+    }, env={"NURTURE_SECRET": "bench-secret"})
+
+
+def queue_sends(db: str, n: int, campaigns: dict) -> None:
+    store = open_store(db)
+    rows = [ContactRow(email=f"buyer{i}@shop{i % 97}.example",
+                       fields={"first_name": f"Kim{i}", "last_name": "Lee", "company": f"Shop {i}"})
+            for i in range(n)]
+    store.upsert_contacts(rows, now=QUEUED_AT)
+    enroll(store, campaigns[CAMPAIGN], now=QUEUED_AT, all_contacts=True)
+    result = tick(store, {CAMPAIGN: campaigns[CAMPAIGN]}, now=QUEUED_AT, limit=n + 10)
+    assert result.queued == n, result
+    store.close()
+
+
+async def nurture_run(db: str, settings, campaigns: dict) -> tuple[float, int]:
+    astore = open_async_store(db)
+    build = renderer_build(Renderer.from_settings(settings), campaigns)
+    t0, c0 = time.perf_counter(), time.process_time()
+    summary = await run_sender(store=astore, settings=settings, build=build, stop=asyncio.Event(), once=True,
+                               options=SenderOptions(batch=128))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    await astore.aclose()
+    assert summary.sent > 0 and not summary.retried and not summary.failed, summary
+    return elapsed, summary.sent, cpu
+
+
+def prebuilt(settings, campaigns: dict, n: int) -> tuple[list[bytes], float]:
+    """n rendered messages (and the render-only cost per message, in ms)."""
+    from nurture.models import Contact
+    from nurture.render import memory_link_ids
+
+    renderer = Renderer.from_settings(settings)
+    c = campaigns[CAMPAIGN]
+    links = memory_link_ids()
+    out = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        contact = Contact(id=i + 1, email=f"buyer{i}@shop{i % 97}.example", first_name=f"Kim{i}",
+                          last_name="Lee", company=f"Shop {i}")
+        out.append(renderer.render(campaign=c, step=c.steps[0], contact=contact, send_id=i + 1,
+                                   link_ids=links, now=QUEUED_AT).to_bytes())
+    return out, (time.perf_counter() - t0) * 1000 / n
+
+
+async def bare_run(port: int, pool: int, messages: list[bytes]) -> float:
+    import aiosmtplib
+
+    chunks = [messages[i::pool] for i in range(pool)]
+
+    async def one(chunk: list[bytes]) -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        for i, data in enumerate(chunk):
+            await smtp.sendmail("hello@acme.example", [f"buyer{i}@shop.example"], data)
+        await smtp.quit()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in chunks))
+    return time.perf_counter() - t0
+
+
+def mode(n: int, pool: int, delay: float, campaigns: dict) -> dict[str, float]:
+    sink = SinkProcess(delay)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = str(Path(tmp) / "bench.db")
+            settings = settings_for(db, sink.port, pool)
+            queue_sends(db, n, campaigns)
+            messages, render_ms = prebuilt(settings, campaigns, n)
+            bare = asyncio.run(bare_run(sink.port, pool, messages))
+            elapsed, sent, cpu = asyncio.run(nurture_run(db, settings, campaigns))
+            assert sent == n, (sent, n)
+    finally:
+        sink.close()
+    return {"n": n, "pool": pool, "delay_ms": delay * 1000, "bare_per_s": n / bare,
+            "nurture_per_s": n / elapsed, "render_ms": render_ms,
+            "cpu_ms": cpu * 1000 / n}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=4000, help="messages in the fast-sink mode")
+    p.add_argument("--pool", type=int, default=8, help="SMTP connections")
+    p.add_argument("--delay-n", type=int, default=800, help="messages in the 50 ms mode")
+    args = p.parse_args()
+    campaigns = {c.id: c for c in load_campaigns(ROOT / "campaigns")}
+
+    fast = mode(args.n, args.pool, 0.0, campaigns)
+    ratio = fast["nurture_per_s"] / fast["bare_per_s"]
+    print(f"fast sink, pool {args.pool}, {args.n} messages:")
+    print(f"  bare aiosmtplib, pre-built bytes : {fast['bare_per_s']:8.0f} msg/s")
+    print(f"  nurture end to end               : {fast['nurture_per_s']:8.0f} msg/s")
+    print(f"  ratio                            : {ratio:8.2f}   (target >= 0.5)")
+    print(f"  render + MIME alone              : {fast['render_ms']:8.3f} ms/message")
+    print(f"  sender CPU (all threads)         : {fast['cpu_ms']:8.3f} ms/message")
+
+    slow = mode(args.delay_n, args.pool, 0.05, campaigns)
+    bound = args.pool / 0.05
+    print(f"sink answering after 50 ms, pool {args.pool}, {args.delay_n} messages:")
+    print(f"  bound pool/latency               : {bound:8.0f} msg/s")
+    print(f"  bare aiosmtplib                  : {slow['bare_per_s']:8.0f} msg/s")
+    print(f"  nurture end to end               : {slow['nurture_per_s']:8.0f} msg/s")
+    print(f"  fraction of the bound            : {slow['nurture_per_s'] / bound:8.2f}   (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()
