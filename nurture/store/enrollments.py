@@ -117,7 +117,8 @@ def remap_step(step: str, old: Sequence[str], new: Sequence[str]) -> str | None:
     return new[0] if new else None
 
 
-_BOUNCE = "(status = 'failed' AND (error_enhanced LIKE '5.1.%' OR (error_enhanced IS NULL AND error_code IN (550, 551, 553))))"
+# A hard bounce as SendError.hard_bounce defines it: 5.1.x if an enhanced code came, else 550/551/553.
+_BOUNCE = "(status = 'failed' AND coalesce(error_enhanced LIKE '5.1.%', error_code IN (550, 551, 553), 0))"
 
 
 class EnrollmentsMixin:

@@ -1,0 +1,320 @@
+"""``nurture contacts import``, ``enroll``, ``plan``, ``simulate`` and ``stats``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from nurture.cli.app import console, err_console, handle_errors, main, settings_of
+from nurture.config import Settings
+from nurture.errors import NotFound
+from nurture.models import Campaign, Contact
+from nurture.timeutil import utcnow
+
+#: Bad rows listed after an import (all are counted).
+SHOW_ERRORS = 20
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Any]:
+    from nurture.store import open_store
+
+    store = open_store(settings.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _campaign(settings: Settings, campaign_id: str) -> Campaign:
+    from nurture.campaigns import find_campaign
+
+    return find_campaign(settings.campaigns_dir, campaign_id, root=Path.cwd())
+
+
+@contextmanager
+def _progress(path: Path, label: str) -> Iterator[Any]:
+    total = path.stat().st_size if path.exists() else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(escape(label), total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _report_errors(summary: Any) -> None:
+    for err in summary.errors[:SHOW_ERRORS]:
+        err_console.print(f"[yellow]skipped[/yellow] {escape(str(err))}")
+    if summary.skipped > SHOW_ERRORS:
+        err_console.print(f"… and {summary.skipped - SHOW_ERRORS} more bad rows")
+
+
+@main.group("contacts")
+def contacts_group() -> None:
+    """Import contacts from CSV files."""
+
+
+@contacts_group.command("import")
+@click.argument("file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@handle_errors
+def import_command(ctx: click.Context, file: Path) -> None:
+    """Add or update contacts from a CSV file (matched by email, in any letter case).
+
+    Columns: email, first_name, last_name, company, industry, phone, timezone, owner,
+    territory (or country); any other column is kept for templates as contact.<column>.
+    Bad rows (invalid email, unknown time zone) are listed with their row number and
+    skipped; the good rows are imported. Empty cells leave stored values unchanged.
+    """
+    from nurture.contacts import import_contacts
+
+    settings = settings_of(ctx)
+    with _store(settings) as store, _progress(file, f"importing {file.name}") as progress:
+        summary = import_contacts(store, file, now=utcnow(), progress=progress, display_name=str(file))
+    _report_errors(summary)
+    console.print(f"{escape(str(file))}: imported {summary.new} new, updated {summary.updated}, "
+                  f"skipped {summary.skipped} bad row{'s' if summary.skipped != 1 else ''}")
+
+
+def _where(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise click.BadParameter("use FIELD=VALUE, e.g. --where industry=apparel", param_hint="--where")
+    return name.strip().lower(), value.strip()
+
+
+@main.command()
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Import this CSV file (as `contacts import` does) and enroll its contacts.")
+@click.option("--all", "all_contacts", is_flag=True, help="Enroll every active contact.")
+@click.option("--where", "where", metavar="FIELD=VALUE",
+              help="Enroll contacts whose column or extra attribute FIELD equals VALUE (any letter case).")
+@click.pass_context
+@handle_errors
+def enroll(ctx: click.Context, campaign_id: str, csv_file: Path | None, all_contacts: bool, where: str | None) -> None:
+    """Start contacts on a campaign's first step.
+
+    Choose the contacts with exactly one of --csv, --all or --where. Enrolling is
+    idempotent (contacts already in the campaign are left alone) and skips suppressed,
+    unsubscribed and bounced addresses. Applies the campaign's current YAML first (see
+    `nurture plan`).
+    """
+    from nurture.scheduler import enroll as enroll_contacts
+
+    if sum((csv_file is not None, all_contacts, where is not None)) != 1:
+        raise click.UsageError("choose the contacts with exactly one of --csv FILE, --all or --where FIELD=VALUE")
+    settings = settings_of(ctx)
+    campaign = _campaign(settings, campaign_id)
+    now = utcnow()
+    with _store(settings) as store:
+        if csv_file is None:
+            r = enroll_contacts(store, campaign, now=now, all_contacts=all_contacts, where=_where(where))
+            enrolled, already, suppressed = r.enrolled, r.already, r.suppressed
+        else:
+            from nurture.contacts import import_contacts
+
+            totals = [0, 0, 0]
+
+            def on_batch(keys: Sequence[str]) -> None:
+                r = enroll_contacts(store, campaign, now=now, email_keys=keys)
+                totals[0] += r.enrolled
+                totals[1] += r.already
+                totals[2] += r.suppressed
+
+            with _progress(csv_file, f"importing and enrolling {csv_file.name}") as progress:
+                summary = import_contacts(store, csv_file, now=now, progress=progress, on_batch=on_batch,
+                                          display_name=str(csv_file))
+            _report_errors(summary)
+            console.print(f"{escape(str(csv_file))}: imported {summary.new} new, updated {summary.updated}, "
+                          f"skipped {summary.skipped} bad row{'s' if summary.skipped != 1 else ''}")
+            enrolled, already, suppressed = totals
+    console.print(f"enrolled {enrolled} contact{'s' if enrolled != 1 else ''} in {escape(campaign.id)} "
+                  f"({already} already enrolled, {suppressed} suppressed or unsubscribed skipped)")
+
+
+@main.command()
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.pass_context
+@handle_errors
+def plan(ctx: click.Context, campaign_id: str) -> None:
+    """Show what the campaign's YAML would change for running enrollments, without applying it.
+
+    Enrollments continue by step id; those waiting for a removed step move to the step
+    that now follows the last step they passed. Changes are applied by the next
+    `nurture enroll`, `nurture send` or `nurture run`.
+    """
+    from nurture.scheduler import plan_change
+
+    settings = settings_of(ctx)
+    campaign = _campaign(settings, campaign_id)
+    with _store(settings) as store:
+        p = plan_change(store, campaign)
+    if p.stored_version is None:
+        console.print(f"{escape(campaign.id)} is new: version 1 will be stored on the first enroll; "
+                      f"steps {escape(', '.join(s.id for s in campaign.steps))}")
+        return
+    if not p.changed:
+        console.print(f"{escape(campaign.id)}: no changes (version {p.stored_version} is applied)")
+        return
+    console.print(f"{escape(campaign.id)}: version {p.stored_version} → {p.stored_version + 1}")
+    for step in p.added:
+        console.print(f"  + new step {escape(step)}")
+    for step in p.removed:
+        console.print(f"  - removed step {escape(step)}")
+    if not p.changes:
+        console.print("  no running enrollments")
+    for ch in p.changes:
+        flight = f" ({ch.in_flight} with the previous mail still being sent)" if ch.in_flight else ""
+        if ch.step is None:
+            continue
+        if ch.target == ch.step:
+            console.print(f"  {ch.count} at step {escape(ch.step)} continue{flight}")
+        elif ch.target is None:
+            console.print(f"  {ch.count} at removed step {escape(ch.step)} complete (no step follows){flight}")
+        else:
+            console.print(f"  {ch.count} at removed step {escape(ch.step)} move to {escape(ch.target)}{flight}")
+    console.print("apply with: nurture enroll / nurture send / nurture run")
+
+
+def _sim_contact(settings: Settings, campaign: Campaign, key: str | None) -> Contact:
+    from nurture.campaigns import find_sample, sample_contact
+
+    if key and "@" in key and Path(settings.database).exists():
+        with _store(settings) as store:
+            found = store.get_contact_by_email(key)
+        if found is not None:
+            return found
+    try:
+        return sample_contact(find_sample(campaign, key))
+    except NotFound:
+        if key is None:
+            return Contact(id=0, email="sample@example.com")
+        raise
+
+
+@main.command()
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--contact", "contact_key", metavar="EMAIL",
+              help="A contact in the database, or a sample's email or number (default: the first sample).")
+@click.option("--click", "clicks", metavar="STEP:LINK@+2h", multiple=True,
+              help="Pretend the contact clicks LINK in STEP this long after it arrives (repeatable).")
+@click.pass_context
+@handle_errors
+def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clicks: tuple[str, ...]) -> None:
+    """Play a campaign for one contact on a simulated clock and print the timeline.
+
+    Runs the real scheduler against a throwaway in-memory database (the real one is only
+    read): each step with when it would go out in the contact's local time, what it would
+    skip and why, and which follow-up task a --click would raise.
+    """
+    from nurture.scheduler import parse_click
+    from nurture.scheduler import simulate as run_simulation
+
+    settings = settings_of(ctx)
+    campaign = _campaign(settings, campaign_id)
+    try:
+        parsed = [parse_click(c) for c in clicks]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--click") from None
+    contact = _sim_contact(settings, campaign, contact_key)
+    tl = run_simulation(campaign, contact=contact, now=utcnow(), clicks=parsed)
+    subjects = _subjects(settings, campaign, contact, [e for e in tl.entries if e.kind == "sent"])
+    console.print(f"[bold]{escape(campaign.id)}[/bold] for {escape(contact.name)} <{escape(contact.email)}>, "
+                  f"times in {tl.timezone.key}")
+    table = Table("when", "step", "what", "", box=None, pad_edge=False, header_style="dim")
+    styles = {"sent": "green", "skipped": "yellow", "exited": "red", "task": "bold magenta", "click": "cyan"}
+    for e in tl.entries:
+        when = e.at.astimezone(tl.timezone).strftime("%a %d %b %Y %H:%M %Z")
+        text = subjects.get(e.step, e.text) if e.kind == "sent" else e.text
+        if e.due is not None:
+            text += f" (by {e.due.astimezone(tl.timezone):%a %d %b %H:%M})"
+        style = styles.get(e.kind, "")
+        kind = f"[{style}]{e.kind}[/{style}]" if style else e.kind
+        table.add_row(when, escape(e.step or ""), kind, escape(text))
+    console.print(table)
+
+
+def _subjects(settings: Settings, campaign: Campaign, contact: Contact, sent: Sequence[Any]) -> dict[str | None, str]:
+    """Each sent step's subject as the contact would see it (the raw template if it cannot render)."""
+    from nurture.errors import NurtureError
+    from nurture.render import Renderer, memory_link_ids
+
+    out: dict[str | None, str] = {}
+    try:
+        renderer = Renderer.from_settings(settings)
+        for e in sent:
+            msg = renderer.render(campaign=campaign, step=campaign.step(e.step), contact=contact, send_id=0,
+                                  link_ids=memory_link_ids(), now=e.at)
+            out[e.step] = msg.subject
+    except NurtureError as err:
+        err_console.print(f"[yellow]note[/yellow] subjects shown unrendered: {escape(str(err))}")
+    return out
+
+
+@main.command()
+@click.argument("campaign_id", metavar="CAMPAIGN", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@handle_errors
+def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
+    """Sends per campaign and step: queued, sent, failed, bounced, skipped, suppressed.
+
+    "queued" includes mail being sent and waiting for a retry; "bounced" counts hard
+    bounces (not in "failed"); "skipped" steps were passed over by a condition or an exit.
+    """
+    settings = settings_of(ctx)
+    with _store(settings) as store:
+        report = _stats(store, campaign_id)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if not report["campaigns"]:
+        console.print("no campaigns applied yet (nurture enroll applies one)")
+        return
+    for c in report["campaigns"]:
+        states = ", ".join(f"{n} {s}" for s, n in c["enrollments"].items()) or "no enrollments"
+        table = Table(title=f"{c['id']} (version {c['version']}): {states}", title_justify="left",
+                      header_style="bold")
+        table.add_column("step")
+        for col in _COLUMNS:
+            table.add_column(col, justify="right")
+        for s in c["steps"]:
+            table.add_row(escape(s["step"]) + ("" if s["current"] else " [dim](removed)[/dim]"),
+                          *[str(s[col]) for col in _COLUMNS])
+        console.print(table)
+
+
+_COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed")
+
+
+def _stats(store: Any, campaign_id: str | None) -> dict[str, Any]:
+    ids = [campaign_id] if campaign_id else store.stored_campaign_ids()
+    per_step = store.send_stats(campaign_id)
+    states = store.enrollment_counts(campaign_id)
+    out = []
+    for cid in ids:
+        stored = store.get_stored_campaign(cid)
+        if stored is None:
+            raise NotFound(f'campaign "{cid}" has not been applied yet (nurture enroll {cid} applies it)')
+        rows = {s.step_id: s for s in per_step if s.campaign_id == cid}
+        order = list(stored.steps) + sorted(k for k in rows if k not in stored.steps)
+        steps = []
+        for step in order:
+            s = rows.get(step)
+            steps.append({"step": step, "current": step in stored.steps,
+                          **{col: (getattr(s, col) if s else 0) for col in _COLUMNS}})
+        out.append({"id": cid, "version": stored.version, "enrollments": states.get(cid, {}), "steps": steps})
+    return {"campaigns": out}
+
+
+__all__ = ["contacts_group", "enroll", "plan", "simulate", "stats"]
