@@ -163,3 +163,14 @@ async def deliver_webhooks(*, store: Any, settings: Settings, session: aiohttp.C
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
             pass
+
+
+async def run_webhooks(*, store: Any, settings: Settings, now: Callable[[], datetime],
+                       stop: asyncio.Event, interval: float = 0.5) -> None:
+    """:func:`deliver_webhooks` with its own HTTP session (what ``nurture run`` embeds);
+    returns at once when no webhook is configured."""
+    if not settings.webhooks:
+        return
+    async with aiohttp.ClientSession() as session:
+        await deliver_webhooks(store=store, settings=settings, session=session, now=now,
+                               stop=stop, interval=interval)

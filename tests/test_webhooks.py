@@ -12,7 +12,7 @@ from aiohttp import web
 
 from nurture.store import open_async_store
 from nurture.timeutil import utcnow
-from nurture.webhooks import deliver_once, deliver_webhooks, summary, verify
+from nurture.webhooks import deliver_once, deliver_webhooks, run_webhooks, summary, verify
 
 SECRET = b"hook-secret"
 
@@ -176,3 +176,24 @@ def test_summary_texts():
         ":fire: Ken (ShopCo) is hot: lead score 72.5"
     assert "Overdue by 12 min" in summary("task.overdue", {"name": "Ken", "overdue_minutes": 12})
     assert summary("contact.unsubscribed", {"email": "k@x"}) == ":no_bell: k@x unsubscribed"
+
+
+async def test_run_webhooks_owns_its_session(receiver_at, make_settings, db_path, settings):
+    rcv = Receiver()
+    url = await receiver_at(rcv)
+    astore = open_async_store(db_path)
+    try:
+        stop = asyncio.Event()
+        await asyncio.wait_for(run_webhooks(store=astore, settings=settings, now=utcnow, stop=stop), 1)
+        await add_events(astore, ["contact.hot"])
+        task = asyncio.create_task(run_webhooks(store=astore, settings=hook_settings(make_settings, url),
+                                                now=utcnow, stop=stop, interval=0.02))
+        for _ in range(100):
+            if rcv.accepted:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        assert [r["body"]["event"] for r in rcv.accepted] == ["contact.hot"]
+    finally:
+        await astore.aclose()
