@@ -23,10 +23,15 @@ def message_id_for(send_id: int, campaign_id: str, from_address: str) -> str:
 
     No personal data: the send id, and a hash that ties it to the campaign and sender.
     """
-    addr = parseaddr(from_address)[1] or from_address
-    domain = addr.rpartition("@")[2].strip(">").strip() or "nurture.invalid"
+    addr, domain = _addr_domain(from_address)
     digest = hashlib.sha256(f"{campaign_id}\0{send_id}\0{addr.lower()}".encode()).hexdigest()[:16]
     return f"<{send_id}.{digest}@{domain}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _addr_domain(from_address: str) -> tuple[str, str]:
+    addr = parseaddr(from_address)[1] or from_address
+    return addr, addr.rpartition("@")[2].strip(">").strip() or "nurture.invalid"
 
 
 def clean(value: str) -> str:
