@@ -31,7 +31,7 @@ import html2text
 import jinja2
 from markupsafe import escape
 
-from nurture.errors import ConfigError
+from nurture.errors import ConfigError, TemplateError
 from nurture.models import Campaign, Contact, Step
 from nurture.render_links import (
     HONEYPOT_NAME, TEXT_URL_RE, Anchor, add_traps, is_web_url, origin_of, slot_anchors, slug_for,
@@ -165,7 +165,7 @@ class Renderer:
         if entry is None:
             self.stats["uncached"] += 1
             values, escaped = {}, {}
-            entry = self._build(real, keep=str(escape(unsub)))
+            entry = self._build(real, keep=str(escape(unsub)), name=step.template)
 
         links, slot_urls, honeypot, pixel = self._links(entry, escaped, unsub, send_id, link_ids)
         plain = {i: " ".join(v.split()) for i, v in values.items()}
@@ -257,7 +257,7 @@ class Renderer:
         if entry is not None:
             self.stats["hits"] += 1
             return entry
-        entry = self._build(marked, keep=_MARK.format(self._marks["unsubscribe_url"]))
+        entry = self._build(marked, keep=_MARK.format(self._marks["unsubscribe_url"]), name=name)
         if sorted(_MARK_RE.findall(entry.html)) != sorted(_MARK_RE.findall(marked)) or re.search(
                 r"style=\"[^\"]*nrtmk", entry.html):
             return None  # the inliner touched a marker: this shape cannot be reused
@@ -267,7 +267,7 @@ class Renderer:
         self._cache[key] = entry
         return entry
 
-    def _build(self, html: str, *, keep: str) -> _Entry:
+    def _build(self, html: str, *, keep: str, name: str) -> _Entry:
         slotted, anchors = slot_anchors(html, keep=keep)
         converter = html2text.HTML2Text()
         converter.body_width = 0
@@ -278,7 +278,11 @@ class Renderer:
         # Table layouts leave html2text's markdown hard breaks ("  ") and empty rows behind.
         lines = "\n".join(line.rstrip() for line in converter.handle(slotted).splitlines())
         text = _BLANK_LINES.sub("\n\n", lines).strip() + "\n"
-        inlined = add_traps(self._inliner.inline(slotted), pixel=self.open_tracking)
+        try:
+            inlined = self._inliner.inline(slotted)
+        except Exception as e:  # css_inline.InlineError: e.g. an unreadable stylesheet
+            raise TemplateError(f"CSS cannot be inlined: {e}", template=self.display(name)) from None
+        inlined = add_traps(inlined, pixel=self.open_tracking)
         return _Entry(html=inlined, text=text, anchors=anchors)
 
     def _links(self, entry: _Entry, escaped: Mapping[int, str], unsub: str, send_id: int,
