@@ -430,3 +430,21 @@ def test_cached_path_matches_full_render_for_any_values(renderer, campaign, now,
     assert m["Subject"] == fast.subject
     if first.strip():
         assert " ".join(first.split()) in fast.text
+
+
+def test_slot_anchors_handles_real_world_markup() -> None:
+    from nurture.render_links import slot_anchors, slug_for
+
+    html = ("<A HREF='https://x.example/a?b=1&amp;c=2' data-link=\"promo\" title='say \"hi\" > bye'>1</A>"
+            '<a class=btn href=https://x.example/b>2</a><a name="top">3</a>'
+            '<a href="mailto:a@x.example">4</a><a href=" https://x.example/c ">5</a><a href="U">6</a>')
+    out, anchors = slot_anchors(html, keep="U")
+    assert [(a.href, a.name) for a in anchors] == [
+        ("https://x.example/a?b=1&amp;c=2", "promo"), ("https://x.example/b", None), ("https://x.example/c", None)]
+    assert "data-link" not in out
+    assert 'href="nrtlk0q"' in out and 'title="say &quot;hi&quot; > bye"' in out
+    assert 'href="nrtlk1q"' in out and 'class="btn"' in out
+    assert '<a name="top">' in out and 'href="mailto:a@x.example"' in out and 'href="U"' in out
+    assert slug_for("https://acme.example/payments/pricing") == "payments-pricing"
+    assert slug_for("https://acme.example/") == "acme-example"
+    assert slug_for("https://acme.example/News/Item.html?utm=1") == "news-item"
