@@ -94,11 +94,12 @@ def test_shipped_campaigns_are_ok(make_settings, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     report = check(None, settings=make_settings())
     assert report.errors == ()
-    assert report.campaigns == 2 and report.steps == 5
+    assert {"ec-payments", "industry-news"} <= set(report.link_names)
+    assert report.campaigns == len(report.link_names) >= 2
     assert report.link_names["ec-payments"]["service-page"] >= {"pricing", "service-page"}
     assert report.link_names["ec-payments"]["case-study"] >= {"case-study", "pricing"}
     assert report.link_names["ec-payments"]["webinar"] == {"webinar-register"}
-    assert report.summary().startswith("ok: 2 campaigns, 5 steps, ")
+    assert report.summary().startswith(f"ok: {report.campaigns} campaigns, {report.steps} steps, ")
     assert report.summary().endswith(f"{report.samples} sample contacts")
 
 
