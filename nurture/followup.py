@@ -446,15 +446,23 @@ def issue_rep_token(store: Any, settings: Settings, *, rep_id: str, now: datetim
 
 async def followup_loop(*, store: Any, settings: Settings, campaigns: Mapping[str, Campaign],
                         now: Callable[[], datetime], stop: asyncio.Event,
-                        interval: float = 0.5) -> None:
-    """Process human clicks and escalate overdue tasks every ``interval`` seconds until ``stop``."""
+                        interval: float = 0.5, wake: asyncio.Event | None = None) -> None:
+    """Process human clicks and escalate overdue tasks every ``interval`` seconds until ``stop``.
+
+    Setting ``wake`` (e.g. right after a settle pass stored human verdicts) starts the next
+    round at once instead of at the end of the interval.
+    """
     while not stop.is_set():
         try:
             await store.run(lambda s: process_clicks(s, campaigns, settings, now=now()))
             await store.run(lambda s: escalate_overdue(s, settings, now=now()))
         except Exception:  # keep the loop alive; the next round retries from the DB state
             log.exception("follow-up round failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        _, pending = await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
+        if wake is not None:
+            wake.clear()

@@ -531,3 +531,28 @@ def test_a_bad_click_does_not_block_the_others(store, campaigns, settings):
     assert store.get_contact(store.get_task(ids[0]).contact_id).email == "good@x.example"
     assert store.contact_score(c)[0] == 0  # the bad click's partial work was rolled back
     assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0
+
+
+async def test_followup_loop_wakes_up_at_once(settings, db_path, campaigns):
+    import asyncio
+    import time
+
+    from nurture.followup import followup_loop
+    from nurture.store import open_async_store
+
+    astore = open_async_store(db_path)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
+                                             now=lambda: NOW, stop=stop, interval=30, wake=wake))
+    try:
+        await asyncio.sleep(0.1)  # the first round ran; the next is 30 s away
+        await astore.run(lambda s: seed_click(s, territory="GB"))
+        t0 = time.monotonic()
+        wake.set()
+        while not await astore.list_tasks(now=NOW):
+            assert time.monotonic() - t0 < 1
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 2)  # stop ends the loop without waiting out the interval
+        await astore.aclose()
