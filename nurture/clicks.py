@@ -47,6 +47,12 @@ class ScannerNetwork:
     network: IPNetwork
     certain: bool
     label: str
+    first: int = 0  # the range as integers: the tracker checks every click against the list
+    last: int = 0
+
+    @classmethod
+    def of(cls, network: IPNetwork, certain: bool, label: str) -> ScannerNetwork:
+        return cls(network, certain, label, int(network.network_address), int(network.broadcast_address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +67,8 @@ class Scanners:
         addr = _address(ip)
         if addr is None:
             return None
-        found = [n for n in self.networks if addr.version == n.network.version and addr in n.network]
+        a, version = int(addr), addr.version
+        found = [n for n in self.networks if n.first <= a <= n.last and n.network.version == version]
         found.sort(key=lambda n: (not n.certain, -n.network.prefixlen))
         return found[0] if found else None
 
@@ -94,8 +101,8 @@ def parse_scanners(text: str, *, source: str = "scanners.txt") -> Scanners:
         try:
             if parts[0] == "net" and len(parts) >= 3 and parts[2] in ("certain", "probable"):
                 label = parts[3] if len(parts) > 3 else "scanner network"
-                networks.append(ScannerNetwork(ipaddress.ip_network(parts[1], strict=False),
-                                               parts[2] == "certain", label))
+                networks.append(ScannerNetwork.of(ipaddress.ip_network(parts[1], strict=False),
+                                                  parts[2] == "certain", label))
                 continue
             if parts[0] == "ua" and len(parts) >= 2:
                 tokens.append((parts[1].lower(), parts[2] if len(parts) > 2 else "scanner"))

@@ -112,7 +112,7 @@ def test_pending_clicks_gathers_judge_inputs(db_path, now):
         for i, sid in enumerate(s.send_ids)
     ] + [NewClick(send_id=s.send_ids[0], link_id=s.link_ids["honeypot"], at=now, method="GET", ip=ip,
                   verdict="scanner", score=1.0)])
-    items = store.pending_clicks(now=now + timedelta(minutes=1))
+    items = store.pending_clicks(before=now + timedelta(minutes=1))
     assert len(items) == 4  # the honeypot hit is already judged
     first = items[0]
     assert first.honeypot_hit and not first.honeypot_link
@@ -120,7 +120,7 @@ def test_pending_clicks_gathers_judge_inputs(db_path, now):
     assert first.link_count == 3
     assert first.delivered_at == now
     assert first.other_clicks == ()  # the honeypot click is reported as honeypot_hit, not a sibling
-    assert store.pending_clicks(now=now - timedelta(seconds=1)) == []
+    assert store.pending_clicks(before=now - timedelta(seconds=1)) == []
 
 
 def test_save_verdicts_only_over_pending(db_path, now):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,8 +63,15 @@ class SettledVerdict:
     reasons: tuple[str, ...]
 
 
+_INSERT_CLICKS = """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method,
+                                    verdict, score, reasons, settled_at) VALUES """
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CHUNK = 2000  # 11 parameters a row, under SQLite's 32766 limit
+
 #: How far around a click to look for the same IP clicking for other recipients.
 IP_WINDOW = timedelta(minutes=10)
+#: Recipients per IP are counted up to this (enough to call it a shared scanner).
+IP_COUNT_CAP = 50
 
 
 class TrackingMixin:
@@ -95,18 +103,20 @@ class TrackingMixin:
 
     def record_clicks(self, clicks: Sequence[NewClick]) -> list[int]:
         """Insert every click in one transaction (the tracker's group commit); their ids."""
+        rows = [(c.send_id, c.link_id, c.kind, ts(c.at), c.ip, c.user_agent, c.method, c.verdict,
+                 c.score, json.dumps(list(c.reasons)) if c.reasons else "[]",
+                 None if c.verdict == "pending" else ts(c.at)) for c in clicks]
         ids: list[int] = []
         with self.transaction():  # type: ignore[attr-defined]
-            for c in clicks:
-                settled = None if c.verdict == "pending" else ts(c.at)
-                cur = self.conn.execute(  # type: ignore[attr-defined]
-                    """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method,
-                                           verdict, score, reasons, settled_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (c.send_id, c.link_id, c.kind, ts(c.at), c.ip, c.user_agent, c.method,
-                     c.verdict, c.score, json.dumps(list(c.reasons)), settled),
-                )
-                ids.append(int(cur.lastrowid))
+            # One multi-row INSERT per chunk: SQLite runs it in a single step, so the writer
+            # thread takes the GIL back a few times per batch instead of once per click.
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start:start + _INSERT_CHUNK]
+                sql = _INSERT_CLICKS + ",".join([_ROW] * len(chunk))
+                cur = self.conn.execute(sql, [v for row in chunk for v in row])  # type: ignore[attr-defined]
+                # Rowids of one INSERT are consecutive: we hold the write lock, rowid = max + 1.
+                last = int(cur.lastrowid)
+                ids.extend(range(last - len(chunk) + 1, last + 1))
         return ids
 
     def get_click(self, click_id: int) -> Click | None:
@@ -115,37 +125,44 @@ class TrackingMixin:
 
     # -- settling --------------------------------------------------------------------------------
 
-    def pending_clicks(self, *, now: datetime, limit: int = 500) -> list[JudgeInput]:
-        """Pending clicks (not opens), oldest first, each with its message's other clicks,
-        honeypot hits by the same IP, how many recipients clicked from that IP, and link count."""
+    def pending_clicks(self, *, before: datetime, limit: int = 500) -> list[JudgeInput]:
+        """Pending clicks (not opens) made at or before ``before``, oldest first, each with its
+        message's other clicks, honeypot hits by the same IP, how many recipients clicked
+        from that IP around then (counted up to :data:`IP_COUNT_CAP`), and the link count."""
         rows = self.query(  # type: ignore[attr-defined]
             """SELECT c.*, s.sent_at, s.campaign_id, s.step_id, s.contact_id,
                       coalesce(l.honeypot, 0) AS is_honeypot
                FROM clicks c JOIN sends s ON s.id = c.send_id LEFT JOIN links l ON l.id = c.link_id
                WHERE c.verdict = 'pending' AND c.kind = 'click' AND c.at <= ?
                ORDER BY c.at LIMIT ?""",
-            (ts(now), limit),
+            (ts(before), limit),
         )
-        out: list[JudgeInput] = []
-        by_send: dict[int, list[dict[str, Any]]] = {}
+        if not rows:
+            return []
+        siblings: dict[int, list[dict[str, Any]]] = {}
+        send_ids = sorted({r["send_id"] for r in rows})
+        for i in range(0, len(send_ids), 500):
+            chunk = send_ids[i:i + 500]
+            for o in self.query(  # type: ignore[attr-defined]
+                    f"""SELECT c.*, coalesce(l.honeypot, 0) AS is_honeypot FROM clicks c
+                        LEFT JOIN links l ON l.id = c.link_id
+                        WHERE c.send_id IN ({",".join("?" * len(chunk))}) AND c.kind = 'click'
+                        ORDER BY c.at""", chunk):
+                siblings.setdefault(o["send_id"], []).append(o)
         link_counts: dict[tuple[str, str], int] = {}
+        by_ip = self._ip_timelines(rows)
+        out: list[JudgeInput] = []
         for r in rows:
-            sid = r["send_id"]
-            if sid not in by_send:
-                by_send[sid] = self.query(  # type: ignore[attr-defined]
-                    """SELECT c.*, coalesce(l.honeypot, 0) AS is_honeypot FROM clicks c
-                       LEFT JOIN links l ON l.id = c.link_id
-                       WHERE c.send_id = ? AND c.kind = 'click' ORDER BY c.at""", (sid,))
             key = (r["campaign_id"], r["step_id"])
             if key not in link_counts:
                 link_counts[key] = self._visible_link_count(*key)
-            siblings = by_send[sid]
-            honeypot_hit = any(o["is_honeypot"] and o["ip"] == r["ip"] and r["ip"] for o in siblings)
+            sib = siblings.get(r["send_id"], [])
+            honeypot_hit = bool(r["ip"]) and any(o["is_honeypot"] and o["ip"] == r["ip"] for o in sib)
             out.append(JudgeInput(
                 click=_click(r), kind=r["kind"], delivered_at=dt(r["sent_at"]),
-                other_clicks=tuple(_click(o) for o in siblings if o["id"] != r["id"] and not o["is_honeypot"]),
+                other_clicks=tuple(_click(o) for o in sib if o["id"] != r["id"] and not o["is_honeypot"]),
                 honeypot_link=bool(r["is_honeypot"]), honeypot_hit=honeypot_hit,
-                ip_recipients=self._ip_recipients(r["ip"], r["at"]), link_count=link_counts[key],
+                ip_recipients=_recipients_near(by_ip.get(r["ip"]), r["at"]), link_count=link_counts[key],
             ))
         return out
 
@@ -156,14 +173,21 @@ class TrackingMixin:
             (campaign_id, step_id))
         return int(row["n"]) if row else 0
 
-    def _ip_recipients(self, ip: str | None, at: float) -> int:
-        if not ip:
-            return 0
+    def _ip_timelines(self, rows: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[int]]]:
+        """Per IP of ``rows``: (times, contact ids) of its clicks, sorted, around those rows."""
         w = IP_WINDOW.total_seconds()
-        row = self.query_one(  # type: ignore[attr-defined]
-            """SELECT count(DISTINCT s.contact_id) AS n FROM clicks c JOIN sends s ON s.id = c.send_id
-               WHERE c.ip = ? AND c.at BETWEEN ? AND ?""", (ip, at - w, at + w))
-        return int(row["n"]) if row else 0
+        spans: dict[str, tuple[float, float]] = {}
+        for r in rows:
+            if r["ip"]:
+                lo, hi = spans.get(r["ip"], (r["at"], r["at"]))
+                spans[r["ip"]] = (min(lo, r["at"]), max(hi, r["at"]))
+        out: dict[str, tuple[list[float], list[int]]] = {}
+        for ip, (lo, hi) in spans.items():
+            pts = self.query(  # type: ignore[attr-defined]
+                """SELECT c.at, s.contact_id FROM clicks c JOIN sends s ON s.id = c.send_id
+                   WHERE c.ip = ? AND c.at BETWEEN ? AND ? ORDER BY c.at""", (ip, lo - w, hi + w))
+            out[ip] = ([p["at"] for p in pts], [p["contact_id"] for p in pts])
+        return out
 
     def save_verdicts(self, verdicts: Iterable[SettledVerdict], *, now: datetime) -> int:
         """Store settled verdicts (only over clicks still pending); how many changed."""
@@ -237,6 +261,19 @@ class TrackingMixin:
                     "contact_id": row["contact_id"], "email": row["email"], "send_id": send_id,
                     "campaign_id": row["campaign_id"], "source": "tracker"}, now=now)
         return row["email"]
+
+
+def _recipients_near(timeline: tuple[list[float], list[int]] | None, at: float) -> int:
+    if timeline is None:
+        return 0
+    times, contacts = timeline
+    w = IP_WINDOW.total_seconds()
+    seen: set[int] = set()
+    for i in range(bisect.bisect_left(times, at - w), bisect.bisect_right(times, at + w)):
+        seen.add(contacts[i])
+        if len(seen) >= IP_COUNT_CAP:
+            break
+    return len(seen)
 
 
 def _click(row: dict[str, Any]) -> Click:

@@ -154,7 +154,8 @@ def settle_clicks(store: Any, settings: Settings, *, now: datetime,
     settle = timedelta(seconds=settings.tracking.settle_seconds)
     verdicts: list[SettledVerdict] = []
     counts = {"human": 0, "scanner": 0, "pending": 0}
-    for item in store.pending_clicks(now=now, limit=limit):
+    # Only clicks whose window has passed: each is decided once, none is re-read every pass.
+    for item in store.pending_clicks(before=now - settle, limit=limit):
         v = judge(item.click, delivered_at=item.delivered_at, other_clicks_of_send=item.other_clicks,
                   honeypot_hit=item.honeypot_hit, ip_recipients_count=item.ip_recipients,
                   networks=scanners, now=now, settle=settle, link_count=item.link_count,
@@ -167,16 +168,22 @@ def settle_clicks(store: Any, settings: Settings, *, now: datetime,
 
 
 async def settle_loop(store: Any, settings: Settings, *, stop: asyncio.Event,
-                      clock: Callable[[], datetime], every: float = 5.0) -> None:
-    """Run :func:`settle_clicks` every ``every`` seconds until ``stop`` is set."""
+                      clock: Callable[[], datetime], every: float = 5.0, batch: int = 1000) -> None:
+    """Run :func:`settle_clicks` every ``every`` seconds (sooner while a backlog remains)
+    until ``stop`` is set. ``store`` should be an AsyncStore of its own, so that a long pass
+    never delays the click ledger's commits."""
     scanners = load_scanners(settings.tracking.scanner_networks_file)
     while not stop.is_set():
+        wait = every
         try:
-            await store.run(lambda s: settle_clicks(s, settings, now=clock(), scanners=scanners))
+            done = await store.run(lambda s: settle_clicks(s, settings, now=clock(), scanners=scanners,
+                                                           limit=batch))
+            if done.human + done.scanner + done.pending >= batch:
+                wait = 0.05  # a backlog: keep going, but let the loop breathe
         except Exception:
             log.exception("settle pass failed")
         try:
-            await asyncio.wait_for(stop.wait(), timeout=every)
+            await asyncio.wait_for(stop.wait(), timeout=wait)
         except TimeoutError:
             pass
 

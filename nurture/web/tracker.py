@@ -16,7 +16,7 @@ import importlib.resources
 import ipaddress
 import logging
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from nurture.clicks import Scanners, immediate_verdict
 from nurture.config import Settings, parse_listen
 from nurture.errors import TokenError
 from nurture.signing import Signer
+from nurture.store import open_async_store
 from nurture.store.tracking import NewClick
 from nurture.timeutil import utcnow
 from nurture.web import keys
@@ -68,7 +69,7 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
                        now: Callable[[], datetime] = utcnow) -> web.Application:
     """The public app. ``store`` is an :class:`~nurture.store.AsyncStore`; the click ledger
     starts and (on shutdown, flushing every queued click) stops with the app."""
-    app = web.Application(middlewares=[_not_found_page], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
     app[keys.SIGNER] = signer
@@ -85,6 +86,8 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     app.router.add_post(f"/u/{TOKEN}", unsubscribe_now)
     app.router.add_get(f"/o/{TOKEN}.gif", open_pixel)
     app.router.add_get("/healthz", healthz)
+    # Everything else, any method: the 404 page (a route, not a middleware, keeps clicks fast).
+    app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 
 
@@ -159,6 +162,10 @@ async def unsubscribe_now(request: web.Request) -> web.StreamResponse:
         return _not_found(request)
     body = app[keys.PAGES].done.substitute(email=html.escape(mask_email(email)))
     return web.Response(text=body, content_type="text/html")
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return _not_found(request)
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -239,17 +246,6 @@ def _not_found(request: web.Request) -> web.Response:
     return web.Response(status=404, text=request.app[keys.PAGES].not_found, content_type="text/html")
 
 
-@web.middleware
-async def _not_found_page(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return _not_found(request)
-    except web.HTTPMethodNotAllowed as e:
-        return web.Response(status=405, text="method not allowed\n", headers={"Allow": ",".join(e.allowed_methods)})
-
-
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     h = response.headers
     h["Content-Security-Policy"] = request.app[keys.PAGES].csp
@@ -285,9 +281,12 @@ async def serve_public(*, settings: Settings, store: Any, stop: asyncio.Event,
             sock = site._server.sockets[0].getsockname() if site._server else None  # type: ignore[union-attr]
             ready(f"http://{sock[0]}:{sock[1]}" if sock else site.name)
         if settle:
-            settler = asyncio.create_task(settle_loop(store, settings, stop=stop, clock=now))
+            # Its own connection and thread: a long pass must not hold up click commits.
+            settle_store = open_async_store(settings.database)
+            settler = asyncio.create_task(settle_loop(settle_store, settings, stop=stop, clock=now))
         await stop.wait()
     finally:
         if settler is not None:
             await settler
+            await settle_store.aclose()
         await runner.cleanup()
