@@ -10,12 +10,13 @@ not yet marked. That bounds what a kill -9 can double, and those carry the same 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -26,7 +27,7 @@ from nurture.errors import NotFound, NurtureError, SendError
 from nurture.models import Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
-from nurture.timeutil import utcnow
+from nurture.timeutil import Rate, utcnow
 
 log = logging.getLogger("nurture.sender")
 
@@ -132,6 +133,7 @@ async def run_sender(
     options: SenderOptions = SenderOptions(),
     limiter: RateLimiter | None = None,
     owner: str | None = None,
+    campaign_rates: Mapping[str, Rate] | None = None,
 ) -> SendSummary:
     """Send due mail until ``stop`` is set (or, with ``once``, until nothing is due).
 
@@ -139,25 +141,28 @@ async def run_sender(
     thread; ``tick(store, now)``, if given, runs on the store thread before claiming (the
     scheduler), once at start with ``once`` and on every idle poll otherwise. Setting
     ``stop`` drains: rows claimed but not started go back to the queue, sends in flight
-    finish and are marked, then connections close. Returns the run's counters.
+    finish and are marked, then connections close. ``campaign_rates`` caps single campaigns
+    (their ``rate:``) on top of the global ``settings.smtp.rate``. Returns the run's counters.
     """
     return await _Run(store=store, settings=settings, build=build, now=now, stop=stop, once=once,
                       progress=progress, tick=tick, options=options,
                       limiter=limiter or RateLimiter([settings.smtp.rate]),
-                      owner=owner or sender_owner()).run()
+                      owner=owner or sender_owner(), campaign_rates=campaign_rates).run()
 
 
 class _Run:
     def __init__(self, *, store: Any, settings: Settings, build: Build, now: Callable[[], datetime],
                  stop: asyncio.Event, once: bool, progress: Callable[[SendSummary], None] | None,
                  tick: Callable[[Any, datetime], Any] | None, options: SenderOptions,
-                 limiter: RateLimiter, owner: str) -> None:
+                 limiter: RateLimiter, owner: str, campaign_rates: Mapping[str, Rate] | None) -> None:
         self.store, self.settings, self.build, self.now = store, settings, build, now
         self.stop, self.once, self.progress, self.tick = stop, once, progress, tick
         self.opt, self.limiter, self.owner = options, limiter, owner
         self.summary = SendSummary()
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.busy = 0
+        self.campaign_limiters = {c: RateLimiter([r]) for c, r in (campaign_rates or {}).items()}
+        self.pending: dict[str, collections.deque[_Job]] = {}
         self.crash: BaseException | None = None
         self.pool = [SmtpConnection(settings.smtp) for _ in range(max(1, settings.smtp.max_connections))]
         self.envelope_from = parseaddr(settings.sender.from_address)[1] or settings.sender.from_address
@@ -171,7 +176,7 @@ class _Run:
         try:
             await self._produce()
         finally:
-            leftover: list[int] = []
+            leftover = [j.send.id for d in self.pending.values() for j in d]
             while not self.queue.empty():
                 job = self.queue.get_nowait()
                 if job is not None:
@@ -198,27 +203,50 @@ class _Run:
         if self.tick is not None:
             await self.store.run(lambda s: self.tick(s, self.now()))
         while not self.stop.is_set():
+            wait = self._dispatch()
             if self.queue.qsize() >= self.low_water:
                 await self._sleep(0.002)
                 continue
             claimed, jobs = await self.store.run(self._prepare)
             for job in jobs:
-                self.queue.put_nowait(job)
+                if job.send.campaign_id in self.campaign_limiters:
+                    self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
+                else:
+                    self.queue.put_nowait(job)
             if claimed:
                 continue
             if self.once:
-                if self.queue.empty() and self.busy == 0:
+                if self.queue.empty() and self.busy == 0 and not self._backlog():
                     return
-                await self._sleep(0.005)
+                await self._sleep(min(0.005 if wait is None else max(wait, 0.001), 0.05))
                 continue
             if self.queue.empty() and self.busy == 0 and self.tick is not None:
                 await self.store.run(lambda s: self.tick(s, self.now()))
-            await self._sleep(self.opt.idle)
+            await self._sleep(self.opt.idle if wait is None else min(max(wait, 0.001), self.opt.idle))
+
+    def _backlog(self) -> list[str]:
+        """Campaigns with claimed rows waiting for their own rate limit."""
+        return [c for c, d in self.pending.items() if d]
+
+    def _dispatch(self) -> float | None:
+        """Move rate-limited campaigns' rows into the worker queue as their buckets allow.
+        Returns the shortest wait for the next token, or None when nothing waits."""
+        shortest = None
+        for campaign_id in self._backlog():
+            jobs, limiter = self.pending[campaign_id], self.campaign_limiters[campaign_id]
+            while jobs and self.queue.qsize() < self.low_water:
+                wait = limiter.try_take()
+                if wait:
+                    shortest = wait if shortest is None else min(shortest, wait)
+                    break
+                self.queue.put_nowait(jobs.popleft())
+        return shortest
 
     def _prepare(self, store: Any) -> tuple[int, list[_Job]]:
         """On the store thread: claim a batch, render it, store Message-IDs (one commit)."""
         now = self.now()
-        sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit)
+        sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
+                                  skip_campaigns=self._backlog())
         if not sends:
             return 0, []
         jobs: list[_Job] = []

@@ -318,3 +318,20 @@ sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Mar
     assert {r["message_id"] for r in rows} == {x.message_id for x in msgs}
     assert s.query_one("SELECT count(*) AS n FROM links")["n"] >= 1
     s.close()
+
+
+async def test_a_campaign_rate_caps_that_campaign_without_holding_up_others(smtp_sink, smtp_settings, db_path, now):
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=25, now=now, campaign="slow"))
+    await astore.run(lambda s: seed(s, n=25, now=now, campaign="fast"))
+    t0 = time.monotonic()
+    [summary] = await settle(astore, smtp_settings(smtp_sink.port), campaign_rates={"slow": Rate(10, 1)})
+    elapsed = time.monotonic() - t0
+    assert summary.sent == 50
+    # 10 at once (one second's worth), then 15 more at 10/s
+    assert 1.3 <= elapsed < 3.5
+    msgs = smtp_sink.sink.messages
+    slow = [m.at for m in msgs if "slow" in (m.message_id or "")]
+    fast = [m.at for m in msgs if "fast" in (m.message_id or "")]
+    assert len(slow) == len(fast) == 25
+    assert max(fast) < max(slow) - timedelta(seconds=1)  # the fast campaign did not wait

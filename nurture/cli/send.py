@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from rich.text import Text
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings
 from nurture.sender import Build, SendSummary, renderer_build, run_sender
+from nurture.timeutil import Rate
 
 Tick = Callable[[Any, datetime], Any]
 
@@ -25,9 +27,18 @@ _LABELS = (("sent", "sent (250 from the server)"), ("retried", "retried later (4
            ("skipped", "skipped (enrollment exited)"), ("released", "given back to the queue on stop"))
 
 
-def send_parts(settings: Settings) -> tuple[Build, Tick]:
-    """The real message builder (Renderer over the campaigns folder) and the scheduler tick,
-    as :func:`nurture.sender.run_sender` takes them. ``nurture run`` uses this too."""
+@dataclass(frozen=True, slots=True)
+class SendParts:
+    build: Build
+    tick: Tick
+    campaign_rates: Mapping[str, Rate]
+
+
+def send_parts(settings: Settings) -> SendParts:
+    """The real message builder (Renderer over the campaigns folder), the scheduler tick and
+    the campaigns' own rates, as :func:`nurture.sender.run_sender` takes them. ``nurture run``
+    uses this too: ``run_sender(store=..., settings=..., build=p.build, tick=p.tick,
+    campaign_rates=p.campaign_rates, stop=..., once=False)``."""
     from nurture.campaigns import load_campaigns
     from nurture.render import Renderer
     from nurture.scheduler import tick as scheduler_tick
@@ -38,7 +49,8 @@ def send_parts(settings: Settings) -> tuple[Build, Tick]:
     def tick(store: Any, now: datetime) -> Any:
         return scheduler_tick(store, campaigns, now=now)
 
-    return build, tick
+    return SendParts(build=build, tick=tick,
+                     campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None})
 
 
 def _line(s: SendSummary) -> Text:
@@ -60,7 +72,7 @@ def summary_table(summary: SendSummary, counts: dict[str, int]) -> Table:
 async def _send(settings: Settings, *, once: bool, live: Live | None) -> tuple[SendSummary, dict[str, int]]:
     from nurture.store import open_async_store
 
-    build, tick = send_parts(settings)
+    parts = send_parts(settings)
     store = open_async_store(settings.database)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,8 +85,8 @@ async def _send(settings: Settings, *, once: bool, live: Live | None) -> tuple[S
             pass
     progress = (lambda s: live.update(_line(s))) if live is not None else None
     try:
-        summary = await run_sender(store=store, settings=settings, build=build, stop=stop, once=once,
-                                   progress=progress, tick=tick)
+        summary = await run_sender(store=store, settings=settings, build=parts.build, stop=stop, once=once,
+                                   progress=progress, tick=parts.tick, campaign_rates=parts.campaign_rates)
         counts = await store.outbox_counts()
     finally:
         for sig in handled:

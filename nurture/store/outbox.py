@@ -58,7 +58,8 @@ class OutboxMixin:
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def claim_sends(self, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Send]:
+    def claim_sends(self, *, owner: str, now: datetime, lease: timedelta, limit: int,
+                    skip_campaigns: Iterable[str] = ()) -> list[Send]:
         """Claim up to ``limit`` due rows for ``owner`` in one IMMEDIATE transaction.
 
         Due rows are ``queued``/``retry`` rows whose ``next_attempt_at <= now``, and
@@ -67,22 +68,25 @@ class OutboxMixin:
         a row whose contact is suppressed (or no longer active) becomes ``suppressed``, a
         row whose enrollment has exited becomes ``skipped``; both are returned with that
         status so callers can count them, and only ``sending`` rows are to be delivered.
-        Rows come back oldest due first.
+        Rows come back oldest due first. ``skip_campaigns`` leaves those campaigns' rows
+        alone (the sender skips campaigns that are waiting on their own rate limit).
         """
         t, until = ts(now), ts(now + lease)
+        skip = list(skip_campaigns)
+        skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
         with self.transaction():  # type: ignore[attr-defined]
             rows = self.query(  # type: ignore[attr-defined]
-                """
-                UPDATE sends SET status = 'sending', lease_owner = :owner, lease_until = :until
+                f"""
+                UPDATE sends SET status = 'sending', lease_owner = ?, lease_until = ?
                 WHERE id IN (
                     SELECT id FROM sends
-                    WHERE (status IN ('queued', 'retry') AND next_attempt_at <= :now)
-                       OR (status = 'sending' AND lease_until < :now)
+                    WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= ?)
+                           OR (status = 'sending' AND lease_until < ?)) {skip_sql}
                     ORDER BY next_attempt_at, id
-                    LIMIT :limit)
+                    LIMIT ?)
                 RETURNING *
                 """,
-                {"owner": owner, "until": until, "now": t, "limit": int(limit)},
+                [owner, until, t, t, *skip, int(limit)],
             )
             if not rows:
                 return []
