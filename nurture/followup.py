@@ -35,6 +35,8 @@ from nurture.timeutil import zone
 log = logging.getLogger(__name__)
 
 WEEK = timedelta(days=7)
+#: Clicks per transaction in the loop (~65 ms of writer time at ~0.65 ms a click).
+BATCH = 100
 
 
 class OutcomeError(NurtureError):
@@ -171,7 +173,7 @@ def _task_payload(task_id: int, contact: Contact, *, campaign_id: str, rep_id: s
 
 
 def process_clicks(store: Any, campaigns: Mapping[str, Campaign], settings: Settings, *,
-                   now: datetime, limit: int = 500) -> list[int]:
+                   now: datetime, limit: int = 100) -> list[int]:
     """Turn unhandled human clicks into tasks; returns the ids of tasks created or updated.
 
     One open task per contact and campaign: a later click raises its priority one level,
@@ -454,7 +456,12 @@ async def followup_loop(*, store: Any, settings: Settings, campaigns: Mapping[st
     """
     while not stop.is_set():
         try:
-            await store.run(lambda s: process_clicks(s, campaigns, settings, now=now()))
+            # Small batches, one store hop each: the tracker's click commits share the
+            # writer thread and must not wait behind a long backlog.
+            for _ in range(100):
+                await store.run(lambda s: process_clicks(s, campaigns, settings, now=now(), limit=BATCH))
+                if not await store.run(lambda s: bool(s.unhandled_human_clicks(limit=1))):
+                    break
             await store.run(lambda s: escalate_overdue(s, settings, now=now()))
         except Exception:  # keep the loop alive; the next round retries from the DB state
             log.exception("follow-up round failed")

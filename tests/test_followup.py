@@ -556,3 +556,31 @@ async def test_followup_loop_wakes_up_at_once(settings, db_path, campaigns):
         stop.set()
         await asyncio.wait_for(loop, 2)  # stop ends the loop without waiting out the interval
         await astore.aclose()
+
+
+async def test_followup_loop_drains_a_backlog_in_small_batches(settings, db_path, campaigns):
+    import asyncio
+
+    from nurture.followup import BATCH, followup_loop
+    from nurture.store import open_async_store
+
+    astore = open_async_store(db_path)
+
+    def seed(s):
+        with s.transaction():
+            for i in range(BATCH * 2 + 5):
+                seed_click(s, email=f"b{i}@x.example", territory="GB")
+    await astore.run(seed)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
+                                             now=lambda: NOW, stop=stop, interval=30))
+    try:
+        for _ in range(200):
+            if len(await astore.list_tasks(now=NOW)) == BATCH * 2 + 5:
+                break
+            await asyncio.sleep(0.02)
+        assert len(await astore.list_tasks(now=NOW)) == BATCH * 2 + 5  # one round, not three
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 2)
+        await astore.aclose()
