@@ -74,6 +74,8 @@ class OutboxMixin:
         t, until = ts(now), ts(now + lease)
         skip = list(skip_campaigns)
         skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        # PostgreSQL: concurrent claimers take disjoint rows (SQLite serialises on BEGIN IMMEDIATE).
+        skip_locked = getattr(getattr(self, "dialect", None), "skip_locked", "")
         with self.transaction():  # type: ignore[attr-defined]
             rows = self.query(  # type: ignore[attr-defined]
                 f"""
@@ -83,7 +85,7 @@ class OutboxMixin:
                     WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= ?)
                            OR (status = 'sending' AND lease_until < ?)) {skip_sql}
                     ORDER BY next_attempt_at, id
-                    LIMIT ?)
+                    LIMIT ?{skip_locked})
                 RETURNING *
                 """,
                 [owner, until, t, t, *skip, int(limit)],
