@@ -11,6 +11,7 @@ Problems come back as :class:`~nurture.errors.CampaignError` located in the camp
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,6 +103,7 @@ def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
         samples += len(c.samples)
         names = _check_templates(c, renderer, errors)
         _check_link_refs(c, names, errors)
+        _check_notes(c, names, errors)
         link_names[c.id] = names
         links += sum(len(v) for v in names.values())
     return Report(errors=tuple(errors), campaigns=campaigns, steps=steps, links=links,
@@ -189,6 +191,44 @@ def _check_cond(c: Campaign, cond: Condition, scope: list[str], names: dict[str,
     errors.append(campaign_error(
         c, f'no link named "{cond.clicked}" in {where} (links: {known}); name a link with '
            f'data-link="{cond.clicked}" in its template', field=f"{path}.clicked"))
+
+
+def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[NurtureError]) -> None:
+    """Follow-up notes render for every sample with the variables nurture.followup gives them."""
+    from nurture.followup import render_note  # follow-up owns the note variables
+
+    samples = list(c.samples) or [FALLBACK_SAMPLE]
+    for k, rule in enumerate(c.follow_up):
+        if not rule.note:
+            continue
+        step = next((s for s in c.steps if s.id == rule.when.step), c.steps[0] if c.steps else None)
+        link = rule.when.clicked if rule.when.clicked != "any" else next(iter(sorted(names.get(
+            step.id if step else "", ()))), "a link")
+        for sample in samples:
+            contact = sample_contact(sample)
+            variables = {
+                "contact": contact.as_template_vars(),
+                "step": {"id": step.id if step else "", "subject": step.subject if step else ""},
+                "link": {"name": link, "url": "https://example.com/"},
+                "campaign": {"id": c.id, "name": c.name}, "clicks_this_week": 1, "minutes_ago": 0,
+            }
+            try:
+                render_note(rule.note, variables)
+            except TemplateError as e:
+                message = _explain(rule.note, e.message.removeprefix("follow-up note: "))
+                who = f" (sample {sample.get('email')})" if c.samples and "undefined" in message else ""
+                errors.append(campaign_error(c, message + who, field=f"follow_up[{k}].note"))
+                break
+
+
+def _explain(source: str, message: str) -> str:
+    """``'dict object' has no attribute 'x'`` → ``'contact.x' is undefined``, from the source."""
+    m = re.fullmatch(r"'dict object' has no attribute '(\w+)'", message)
+    if m:
+        found = re.search(r"\b([A-Za-z_]\w*(?:\.\w+)*)\." + re.escape(m.group(1)) + r"\b", source)
+        if found:
+            return f"'{found.group(1)}.{m.group(1)}' is undefined"
+    return message
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -15,6 +15,10 @@ CORPUS = ROOT / "tests" / "corpus" / "templates"
 
 #: Every case of the corpus: campaign file → the exact messages, in order.
 EXPECTED: dict[str, list[str]] = {
+    "bad-note": [
+        "campaigns/bad-note.yaml:15:11: follow_up[1].note: 'contact.budget_size' is undefined "
+        "(sample ana@shop.example)",
+        "campaigns/bad-note.yaml:17:11: follow_up[2].note: Expected an expression, got 'end of statement block'"],
     "extends-missing": [
         "campaigns/extends-missing.yaml:8:15: steps[0].template: templates/extends_missing.html:1: "
         "template not found: templates/no_such_layout.html"],
