@@ -238,27 +238,8 @@ class OutboxMixin:
         contact = self.query_one("SELECT email FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
         if contact is None:
             return
-        suppress = getattr(self, "suppress", None)
-        exit_enrollments = getattr(self, "exit_enrollments", None)
-        if suppress is not None:
-            suppress(contact["email"], "bounced", now=now)
-        else:  # the contacts area is not built yet: the same effect, here
-            self.conn.execute(  # type: ignore[attr-defined]
-                "INSERT OR IGNORE INTO suppressions (email_key, reason, at) VALUES (?, 'bounced', ?)",
-                (contact["email"].lower(), ts(now)),
-            )
-        self.conn.execute(  # type: ignore[attr-defined]
-            "UPDATE contacts SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'",
-            (ts(now), contact_id),
-        )
-        if exit_enrollments is not None:
-            exit_enrollments(contact_id, reason="bounced", now=now)
-        else:
-            self.conn.execute(  # type: ignore[attr-defined]
-                """UPDATE enrollments SET state = 'exited', exit_reason = 'bounced', next_at = NULL,
-                   updated_at = ? WHERE contact_id = ? AND state = 'active'""",
-                (ts(now), contact_id),
-            )
+        self.suppress(contact["email"], "bounced", now=now)  # type: ignore[attr-defined]
+        self.exit_enrollments(contact_id, reason="bounced", now=now)  # type: ignore[attr-defined]
 
     # -- reading ----------------------------------------------------------------------------
 
