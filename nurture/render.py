@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import css_inline
 import html2text
-import jinja2
 from markupsafe import escape
 
 from nurture.errors import ConfigError, TemplateError
@@ -41,6 +40,8 @@ from nurture.render_mime import build_message, clean, mailbox, message_id_for
 from nurture.signing import Signer
 
 if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
+
     from nurture.config import DkimSettings, SenderIdentity, Settings
 
 __all__ = [
