@@ -10,12 +10,12 @@ they carry the same Message-ID.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.models import Contact, Send
+from nurture.store.contacts import contact_from_row
 from nurture.store.base import dt, ts
 
 SENDABLE = ("queued", "retry")
@@ -30,16 +30,6 @@ def _send(row: dict[str, Any]) -> Send:
         attempts=row["attempts"], message_id=row["message_id"], queued_at=dt(row["queued_at"]),
         sent_at=dt(row["sent_at"]), next_attempt_at=dt(row["next_attempt_at"]),
         error_code=row["error_code"], last_error=row["last_error"],
-    )
-
-
-def _contact(row: dict[str, Any]) -> Contact:
-    return Contact(
-        id=row["id"], email=row["email"], first_name=row["first_name"], last_name=row["last_name"],
-        company=row["company"], industry=row["industry"], phone=row["phone"],
-        timezone=row["timezone"], owner=row["owner"], territory=row["territory"],
-        attributes=json.loads(row["attributes"] or "{}"), score=row["score"], hot=bool(row["hot"]),
-        status=row["status"],
     )
 
 
@@ -151,7 +141,7 @@ class OutboxMixin:
             for row in self.query(  # type: ignore[attr-defined]
                 f"SELECT * FROM contacts WHERE id IN ({','.join('?' * len(chunk))})", chunk
             ):
-                out[row["id"]] = _contact(row)
+                out[row["id"]] = contact_from_row(row)
         return out
 
     # -- marking ----------------------------------------------------------------------------
