@@ -20,6 +20,7 @@ import functools
 import html as htmlmod
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,7 +104,8 @@ class _Entry:
 
 
 class Renderer:
-    """Renders campaign steps for contacts. Safe to share; caches compiled templates."""
+    """Renders campaign steps for contacts. Thread-safe; caches compiled templates and the
+    per-step work (see the module docstring)."""
 
     def __init__(self, *, templates_dir: str | os.PathLike[str], signer: Signer, base_url: str,
                  sender: SenderIdentity, open_tracking: bool = True,
@@ -117,6 +119,7 @@ class Renderer:
         self.templates = Templates(self.templates_dir)
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._marks: dict[str, int] = {}
+        self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], _Entry] = {}
         self.stats = {"hits": 0, "misses": 0, "uncached": 0}
 
@@ -240,7 +243,8 @@ class Renderer:
             return value
         i = self._marks.get(path)
         if i is None:
-            i = self._marks[path] = len(self._marks)
+            with self._lock:  # two threads must never give one marker number to two names
+                i = self._marks.setdefault(path, len(self._marks))
         values[i] = value
         return _MARK.format(i)
 
