@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -267,10 +267,16 @@ class Timeline:
     entries: tuple[TimelineEntry, ...]
 
 
+RuleFinder = Callable[..., "FollowUpRule | None"]
+
+
 def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Sequence[SimClick] = (),
-             max_ticks: int = 500) -> Timeline:
+             rule_for: RuleFinder | None = None, max_ticks: int = 500) -> Timeline:
     """Play ``campaign`` for one contact from ``now`` on a throwaway in-memory store with the
-    real scheduler; the sender is assumed to deliver each queued step at once."""
+    real scheduler; the sender is assumed to deliver each queued step at once.
+
+    ``rule_for(campaign, link=, step=)`` picks the follow-up rule a click raises a task by
+    (default :func:`follow_up_rule`)."""
     for c in clicks:
         try:
             campaign.step(c.step)
@@ -281,13 +287,13 @@ def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Seq
                            f'(steps: {", ".join(s.id for s in campaign.steps)})') from None
     store = Store(":memory:")
     try:
-        return _play(store, campaign, contact, now, clicks, max_ticks)
+        return _play(store, campaign, contact, now, clicks, max_ticks, rule_for or follow_up_rule)
     finally:
         store.close()
 
 
 def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, clicks: Sequence[SimClick],
-          max_ticks: int) -> Timeline:
+          max_ticks: int, rule_for: RuleFinder) -> Timeline:
     fields = {k: str(getattr(contact, k) or "") for k in
               ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")}
     store.upsert_contacts([ContactRow(contact.email, fields, dict(contact.attributes))], now=now)
@@ -303,7 +309,7 @@ def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, cli
             pending.remove((when, send_id, c))
         result = tick(store, {campaign.id: campaign}, now=t, explain=True)
         for a in result.decisions:
-            entries.extend(_describe(store, campaign, a, t, tz, clicks, pending))
+            entries.extend(_describe(store, campaign, a, t, tz, clicks, pending, rule_for))
         enr = store.get_enrollment(campaign.id, cid)
         if enr.state != "active" or enr.next_at is None:
             break
@@ -313,7 +319,8 @@ def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, cli
 
 
 def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: ZoneInfo,
-              clicks: Sequence[SimClick], pending: list[tuple[datetime, int, SimClick]]) -> list[TimelineEntry]:
+              clicks: Sequence[SimClick], pending: list[tuple[datetime, int, SimClick]],
+              rule_for: RuleFinder) -> list[TimelineEntry]:
     out: list[TimelineEntry] = []
     if a.action == "queue":
         send = next(s for s in store.enrollment_sends(a.enrollment_id) if s.step_id == a.step_id)
@@ -322,7 +329,7 @@ def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: Zon
         for c in clicks:
             if c.step == a.step_id:
                 pending.append((t + c.after, send.id, c))
-                out.extend(_click_entries(campaign, c, t + c.after))
+                out.extend(_click_entries(campaign, c, t + c.after, rule_for))
     elif a.action == "skip":
         out.append(TimelineEntry(t, "skipped", a.step_id, a.reason or ""))
     elif a.action == "defer":
@@ -336,9 +343,10 @@ def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: Zon
     return out
 
 
-def _click_entries(campaign: Campaign, c: SimClick, at: datetime) -> list[TimelineEntry]:
-    out = [TimelineEntry(at, "click", c.step, f"clicks {c.link} ({format_duration(c.after)} after {c.step})")]
-    rule = follow_up_rule(campaign, step=c.step, link=c.link)
+def _click_entries(campaign: Campaign, c: SimClick, at: datetime, rule_for: RuleFinder) -> list[TimelineEntry]:
+    link = "a link" if c.link == "any" else c.link
+    out = [TimelineEntry(at, "click", c.step, f"clicks {link} ({format_duration(c.after)} after {c.step} arrives)")]
+    rule = rule_for(campaign, link=c.link, step=c.step)
     if rule is not None:
         out.append(TimelineEntry(at, "task", c.step,
                                  f"{rule.task} task, priority {rule.priority}, due within {format_duration(rule.due)}",
@@ -347,8 +355,16 @@ def _click_entries(campaign: Campaign, c: SimClick, at: datetime) -> list[Timeli
 
 
 def follow_up_rule(campaign: Campaign, *, step: str, link: str) -> FollowUpRule | None:
-    """The first follow-up rule a human click on ``link`` in ``step`` matches (rules in file order)."""
+    """The follow-up rule a human click on ``link`` in ``step`` raises a task by, as
+    docs/reps.md defines it: the most specific match wins (link and step, then link, then
+    step, then ``any``), file order breaks ties. ``nurture simulate`` passes
+    ``nurture.followup.match_rule`` itself; this is the same rule for library callers."""
+    best: FollowUpRule | None = None
     for rule in campaign.follow_up:
-        if matches(rule.when, [(step, link)]):
-            return rule
-    return None
+        if matches(rule.when, [(step, link)]) and (best is None or _rank(rule.when) > _rank(best.when)):
+            best = rule
+    return best
+
+
+def _rank(cond: Condition) -> int:
+    return (2 if cond.clicked != "any" else 0) + (1 if cond.step else 0)

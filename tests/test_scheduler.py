@@ -313,3 +313,19 @@ def test_parse_click():
     assert parse_click("webinar:any").after == timedelta(hours=1)
     with pytest.raises(ValueError):
         parse_click("nonsense")
+
+
+def test_follow_up_rule_most_specific_wins_like_followup():
+    from nurture.followup import match_rule
+    from nurture.scheduler import follow_up_rule
+
+    rules = (FollowUpRule(when=Condition(clicked="any"), task="call"),
+             FollowUpRule(when=Condition(clicked="any", step="webinar"), task="email"),
+             FollowUpRule(when=Condition(clicked="pricing"), task="call_now"),
+             FollowUpRule(when=Condition(clicked="pricing", step="webinar"), task="call_now", priority="urgent"))
+    c = campaign(follow_up=rules)
+    for step, link, expected in (("case-study", "blog", rules[0]), ("webinar", "blog", rules[1]),
+                                 ("case-study", "pricing", rules[2]), ("webinar", "pricing", rules[3])):
+        assert follow_up_rule(c, step=step, link=link) is expected
+        assert match_rule(c, link=link, step=step) is expected
+    assert follow_up_rule(campaign(follow_up=()), step="webinar", link="x") is None

@@ -227,7 +227,9 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--click") from None
     contact = _sim_contact(settings, campaign, contact_key)
-    tl = run_simulation(campaign, contact=contact, now=utcnow(), clicks=parsed)
+    from nurture.followup import match_rule
+
+    tl = run_simulation(campaign, contact=contact, now=utcnow(), clicks=parsed, rule_for=match_rule)
     subjects = _subjects(settings, campaign, contact, [e for e in tl.entries if e.kind == "sent"])
     console.print(f"[bold]{escape(campaign.id)}[/bold] for {escape(contact.name)} <{escape(contact.email)}>, "
                   f"times in {tl.timezone.key}")

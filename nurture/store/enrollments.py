@@ -307,7 +307,8 @@ class EnrollmentsMixin:
         moves: list[tuple[Any, ...]] = []
         ends: list[tuple[Any, ...]] = []
         defers: list[tuple[Any, ...]] = []
-        for a in advances:
+        # In id order, so the B-tree updates walk pages in sequence instead of seeking at random.
+        for a in sorted(advances, key=lambda a: a.enrollment_id):
             if a.action in ("queue", "skip"):
                 status = "queued" if a.action == "queue" else "skipped"
                 sends.append((a.enrollment_id, a.campaign_id, a.step_id, a.contact_id, status,
