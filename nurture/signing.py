@@ -58,6 +58,7 @@ class Signer:
             if not secret:
                 raise ValueError(f"key {kid!r} is empty")
             self._macs[raw] = hmac.new(bytes(secret), digestmod=hashlib.sha256)
+        self._states: dict[tuple[bytes, str], hmac.HMAC] = {}
         self._current = current.encode("ascii")
         self._prefix = bytes([VERSION, len(self._current)]) + self._current
 
@@ -104,8 +105,14 @@ class Signer:
         return ids
 
     def _mac(self, kid: bytes, namespace: str, body: bytes | bytearray) -> bytes:
-        h = self._macs[kid].copy()
-        h.update(b"nurture-token\x00" + namespace.encode("utf-8") + b"\x00")
+        # The key and namespace prefix are hashed once; each token only adds its body.
+        state = self._states.get((kid, namespace))
+        if state is None:
+            state = self._macs[kid].copy()
+            state.update(b"nurture-token\x00" + namespace.encode("utf-8") + b"\x00")
+            if len(self._states) < 64:
+                self._states[(kid, namespace)] = state
+        h = state.copy()
         h.update(body)
         return h.digest()[:MAC_BYTES]
 
