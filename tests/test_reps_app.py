@@ -203,6 +203,11 @@ async def test_overdue_sorted_first_and_manager_counts(env):
     assert "Team queues" in page and "Ken Mori" in page and "Yui Sato" in page
     row = re.search(r'data-rep="baker">(.*?)</tr>', page, re.S).group(1)
     assert re.search(r'class="overdue-count">1<', row)
+    # a task of a rep no longer in config.yaml still shows, as unassigned
+    await env["store"].run(lambda s: s.conn.execute(
+        "UPDATE tasks SET rep_id = 'gone' WHERE id = ?", (env["aoki_task"],)))
+    page = await (await c.get("/manager")).text()
+    assert "<h2>Unassigned</h2>" in page and "Yui Sato" in page.split("<h2>Unassigned</h2>")[1]
     # a manager can look but not touch
     page = await (await c.get(f"/tasks/{env['baker_task']}")).text()
     assert "<fieldset disabled>" in page

@@ -364,7 +364,9 @@ async def manager_page(request: web.Request) -> web.StreamResponse:
     queues = []
     for rep in settings.reps:
         queues.append((rep, counts.get(rep.id, {}), [c for c in cards if c.task.rep_id == rep.id]))
-    unassigned = [c for c in cards if c.task.rep_id is None]
+    known = {r.id for r in settings.reps}
+    # Tasks of reps removed from config.yaml would otherwise vanish from every view.
+    unassigned = [c for c in cards if c.task.rep_id not in known]
     return _render(request, "manager.html", queues=queues, unassigned=unassigned,
                    unassigned_counts=counts.get(None, {}))
 
