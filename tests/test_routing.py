@@ -100,3 +100,40 @@ def test_call_now_outside_every_shift_waits_for_the_first_shift():
 def test_no_reps_means_unassigned():
     r = go(contact(), reps=())
     assert r.rep_id is None and r.due_at == NOW + timedelta(hours=1)
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+ZONES = ["Asia/Tokyo", "Europe/London", "America/New_York", "Australia/Sydney", "UTC"]
+HOURS = ["09:00-18:00", "08:30-17:00", "22:00-06:00", "00:00-23:59"]
+
+
+@st.composite
+def teams(draw):
+    n = draw(st.integers(1, 4))
+    reps = tuple(Rep(id=f"r{i}", name=f"R{i}", email=f"r{i}@x", timezone=draw(st.sampled_from(ZONES)),
+                     hours=parse_hours(draw(st.sampled_from(HOURS))),
+                     days=frozenset(draw(st.sets(st.integers(0, 6), min_size=1))),
+                     capacity=draw(st.integers(0, 3))) for i in range(n))
+    assigned = {r.id: draw(st.integers(0, 4)) for r in reps}
+    return reps, assigned
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(teams(), st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
+       st.sampled_from(["call_now", "call"]), st.integers(1, 600))
+def test_routing_invariants(team, naive_now, kind, due_minutes):
+    reps, assigned = team
+    now = naive_now.replace(tzinfo=UTC)
+    due = timedelta(minutes=due_minutes)
+    r = route(contact=contact(), reps=reps, territories={}, kind=kind, due=due,
+              assigned_today=assigned, last_rep=None, now=now)
+    chosen = next(p for p in reps if p.id == r.rep_id)
+    assert r.due_at >= now + due
+    free = [p for p in reps if on_shift(p, now) and assigned[p.id] < p.capacity]
+    if free:
+        assert chosen in free and r.due_at == now + due
+    elif kind == "call_now":
+        start = r.due_at - due
+        assert on_shift(chosen, start)  # due from the start of a real shift
+        assert all(shift_start(p, now) >= now for p in reps)
