@@ -1,0 +1,170 @@
+"""``nurture demo`` (the whole loop on a compressed clock) and ``nurture report``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.timeutil import zone
+
+
+@main.command("demo")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default="nurture-demo",
+              show_default=True, help="Workspace for the demo's database and received mail (recreated).")
+@click.option("--speed", type=click.FloatRange(min=1), default=80_000, show_default=True,
+              help="How much faster simulated time runs while nothing is happening "
+                   "(the default plays the three weekly steps in about a minute).")
+@click.option("--contacts", type=click.IntRange(3, 5000), default=60, show_default=True,
+              help="How many fictional merchants to enroll.")
+@click.option("--exit", "exit_after", is_flag=True,
+              help="Exit after the play instead of serving the reps' app until Ctrl-C.")
+@click.option("--tracker-port", type=int, default=8080, show_default=True,
+              help="Tracker port (another free port is used if it is taken).")
+@click.option("--reps-port", type=int, default=8081, show_default=True,
+              help="Reps' app port (another free port is used if it is taken).")
+@click.pass_context
+@handle_errors
+def demo_command(ctx: click.Context, workdir: Path, speed: float, contacts: int, exit_after: bool,
+                 tracker_port: int, reps_port: int) -> None:
+    """Play a whole nurture campaign on this machine, end to end.
+
+    Starts an embedded SMTP sink (every message lands as a .eml file in DIR/mail), the
+    tracker and the reps' app on localhost; imports fictional e-commerce merchants,
+    enrolls them in campaigns/ec-payments.yaml and plays the campaign on a compressed
+    clock. Simulated recipients read, click and ignore; corporate mail scanners sweep
+    some messages. Human pricing clicks become call-now tasks for reps; scanner sweeps
+    become none. Then it prints the reps' page with login links and serves it until Ctrl-C.
+    """
+    from nurture.demo import play
+
+    settings = settings_of(ctx)
+    campaigns_dir = Path(settings.campaigns_dir)
+    state: dict[str, Any] = {}
+
+    async def run(live: Live) -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        def update(view: dict[str, Any]) -> None:
+            state["view"] = view
+            live.update(_live_view(view, settings))
+
+        def ready(result: Any) -> None:
+            live.update(_live_view(state.get("view", {}), settings, final=True))
+            live.stop()
+            _print_finale(result)
+
+        return await play(base=settings, workdir=workdir, campaigns_dir=campaigns_dir, speed=speed,
+                          contacts=contacts, keep_serving=not exit_after, tracker_port=tracker_port,
+                          reps_port=reps_port, on_update=update, on_ready=ready, stop=stop)
+
+    console.print(f"[bold]nurture demo[/bold]: {contacts} fictional merchants, campaign "
+                  f"ec-payments, workspace {workdir}/")
+    with Live(Text("starting…"), console=console, refresh_per_second=6) as live:
+        asyncio.run(run(live))
+    console.print("demo stopped.")
+
+
+def _live_view(view: dict[str, Any], settings: Any, *, final: bool = False) -> Panel:
+    act = view.get("activity", {})
+    sends, clicks, tasks = act.get("sends", {}), act.get("clicks", {}), act.get("tasks", {})
+    now = view.get("now")
+    when = now.astimezone(zone("Asia/Tokyo")).strftime("%a %d %b %H:%M Tokyo") if now else "…"
+    head = Text.assemble(("simulated time ", "dim"), (when, "bold"), ("   ", ""),
+                         (view.get("phase", ""), "italic"))
+    mail = Table.grid(padding=(0, 2))
+    mail.add_row("mails delivered", f"[bold]{sends.get('sent', 0)}[/bold]",
+                 "failed", str(sends.get("failed", 0)), "skipped", str(sends.get("skipped", 0)),
+                 "waiting", str(sends.get("queued", 0) + sends.get("retry", 0) + sends.get("sending", 0)))
+    mail.add_row("clicks: people", f"[bold green]{clicks.get('human', 0)}[/bold green]",
+                 "scanners", f"[yellow]{clicks.get('scanner', 0)}[/yellow]",
+                 "being judged", str(clicks.get("pending", 0)), "", "")
+    reps = Table("rep", "call now", "call", "done", box=None, header_style="dim", padding=(0, 2))
+    names = {r.id: r.name for r in settings.reps}
+    for rep_id, counts in sorted(tasks.items()):
+        reps.add_row(names.get(rep_id, rep_id or "(unassigned)"),
+                     f"[bold red]{counts.get('open_call_now', 0)}[/bold red]",
+                     str(counts.get("open_call", 0) + counts.get("open_email", 0)),
+                     str(counts.get("done", 0)))
+    title = "nurture demo — done" if final else "nurture demo — playing"
+    return Panel(Group(head, Text(""), mail, Text(""), reps), title=title, border_style="blue")
+
+
+def _print_finale(result: Any) -> None:
+    act = result.activity
+    open_now = sum(c.get("open_call_now", 0) for c in act["tasks"].values())
+    console.print(f"\n[bold green]✓[/bold green] {act['sends'].get('sent', 0)} mails delivered to the sink "
+                  f"({result.workdir}/mail), {act['clicks'].get('human', 0)} human clicks, "
+                  f"{act['clicks'].get('scanner', 0)} scanner clicks filtered, "
+                  f"[bold]{open_now} call-now task(s)[/bold] waiting for reps.\n")
+    console.print("[bold]Reps' task lists[/bold] (each link logs one rep in; the manager sees every queue):")
+    names = {r.id: r.name for r in result.settings.reps}
+    for rep_id, token in result.tokens.items():
+        console.print(f"  {names.get(rep_id, rep_id):<14} {result.reps_url}/login?token={token}",
+                      soft_wrap=True)
+    console.print(f"\nCampaign report: {result.reps_url}/report/ec-payments (after logging in), "
+                  f"or `nurture --config {result.workdir}/config.yaml report ec-payments`", soft_wrap=True)
+    console.print(f"Tracker: {result.tracker_url}   Database: {result.settings.database}", soft_wrap=True)
+
+
+@main.command("report")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--json", "as_json", is_flag=True, help="Print the funnel as JSON.")
+@click.pass_context
+@handle_errors
+def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
+    """Show a campaign's funnel per step: delivered, failed, clicked by people, scanner
+    clicks filtered, tasks and outcomes (connected, qualified)."""
+    from nurture.campaigns import find_campaign
+    from nurture.report import COLUMNS, rows, totals
+    from nurture.store import open_store
+
+    settings = settings_of(ctx)
+    campaign = find_campaign(settings.campaigns_dir, campaign_id)
+    store = open_store(settings.database)
+    try:
+        funnel = store.funnel(campaign.id)
+    finally:
+        store.close()
+    step_rows = rows(campaign, funnel)
+    if as_json:
+        click.echo(json.dumps({"campaign": campaign.id, "steps": [
+            {"step": r.step_id, **{k: r.get(k) for k, _ in COLUMNS}, "click_rate": round(r.click_rate, 4)}
+            for r in step_rows]}, indent=2))
+        return
+    table = Table(title=f"{campaign.name} ({campaign.id})", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  caption="sent: accepted by the SMTP server · clicked: mails a person clicked\n"
+                          "scanner: security-scanner requests filtered out · reached: calls connected",
+                  caption_justify="left")
+    table.add_column("step", no_wrap=True)
+    for _, label in COLUMNS:
+        table.add_column(label, justify="right", min_width=len(label))
+    for r in step_rows:
+        table.add_row(r.step_id, *(str(r.get(k)) for k, _ in COLUMNS))
+    tot = totals(step_rows)
+    table.add_section()
+    table.add_row("[bold]all steps[/bold]", *(f"[bold]{tot.get(k, 0)}[/bold]" for k, _ in COLUMNS))
+    console.print(table)
+    console.print("[bold]sent[/bold] (grey) and [bold]clicked by people[/bold] (blue), per step:")
+    peak = max([r.get("sent") for r in step_rows] + [1])
+    for r in step_rows:
+        bar = "█" * round(30 * r.get("sent") / peak)
+        clicked = "█" * round(30 * r.get("human_clickers") / peak)
+        console.print(f"{r.step_id:>16} [grey50]{bar}[/grey50] {r.get('sent')}")
+        console.print(f"{'':>16} [blue]{clicked}[/blue] {r.get('human_clickers')} clicked "
+                      f"({r.click_rate:.0%})")
