@@ -161,6 +161,8 @@ class _Run:
         self.summary = SendSummary()
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.busy = 0
+        self.wake = asyncio.Event()
+        self.marks = _GroupCommit(store)
         self.campaign_limiters = {c: RateLimiter([r]) for c, r in (campaign_rates or {}).items()}
         self.pending: dict[str, collections.deque[_Job]] = {}
         self.crash: BaseException | None = None
@@ -205,7 +207,11 @@ class _Run:
         while not self.stop.is_set():
             wait = self._dispatch()
             if self.queue.qsize() >= self.low_water:
-                await self._sleep(0.002)
+                self.wake.clear()
+                try:  # a worker wakes us when the queue runs low
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.05 if wait is None else max(wait, 0.001))
+                except TimeoutError:
+                    pass
                 continue
             claimed, jobs = await self.store.run(self._prepare)
             for job in jobs:
@@ -281,6 +287,8 @@ class _Run:
     async def _worker(self, conn: SmtpConnection) -> None:
         while True:
             job = await self.queue.get()
+            if self.queue.qsize() < self.low_water:
+                self.wake.set()
             if job is None:
                 return
             self.busy += 1
@@ -303,7 +311,8 @@ class _Run:
         except SendError as e:
             await self._failed(job, e)
         else:
-            await self.store.mark_sent(s.id, now=self.now())
+            at = self.now()
+            await self.marks.submit(lambda st: st.mark_sent(s.id, now=at))
             self.summary.sent += 1
         self._report()
 
@@ -316,14 +325,15 @@ class _Run:
                         e.code, self.opt.slow_factor * 100, self.opt.slow_seconds)
         attempt = s.attempts + 1
         if e.transient and attempt < self.settings.smtp.max_attempts:
-            await self.store.mark_retry(s.id, next_at=now + self.opt.backoff.delay(attempt), code=e.code,
-                                        error=e.message, enhanced=e.enhanced)
+            next_at = now + self.opt.backoff.delay(attempt)
+            await self.marks.submit(lambda st: st.mark_retry(s.id, next_at=next_at, code=e.code,
+                                                             error=e.message, enhanced=e.enhanced))
             self.summary.retried += 1
             return
         # A sender-side refusal (MAIL FROM) is never the recipient's bounce.
         bounce = e.hard_bounce and e.recipient is not None
-        kind = await self.store.mark_failed(s.id, now=now, code=e.code, enhanced=e.enhanced,
-                                            error=e.message, bounce=bounce)
+        kind = await self.marks.submit(lambda st: st.mark_failed(s.id, now=now, code=e.code, enhanced=e.enhanced,
+                                                                 error=e.message, bounce=bounce))
         if kind == "bounced":
             self.summary.bounced += 1
         elif kind == "blocked":
@@ -336,6 +346,45 @@ class _Run:
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(self.summary)
+
+
+class _GroupCommit:
+    """Runs the workers' marks on the store thread, those that arrive together in one
+    transaction. Each worker still waits for its own mark to commit before it sends again,
+    so no more than the pool size are ever delivered but unmarked."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def submit(self, fn: Callable[[Any], Any]) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((fn, fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+
+            def apply(store: Any) -> list[Any]:
+                with store.transaction():
+                    return [fn(store) for fn, _ in batch]
+
+            try:
+                results = await self.store.run(apply)
+            except BaseException as e:  # noqa: BLE001 - handed to every waiting worker
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
 
 
 def _link_ids(store: Any, send: Send) -> LinkIds:
