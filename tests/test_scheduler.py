@@ -268,8 +268,8 @@ def test_enroll_is_idempotent_and_skips_suppressed(store, now):
 def test_due_query_uses_the_index(store, now):
     plan = store.conn.execute("EXPLAIN QUERY PLAN " + DUE_SQL.format(marks="?"), (0, "ec", 10)).fetchall()
     text = " | ".join(r[-1] for r in plan)
-    assert "USING INDEX enrollments_due" in text, text
-    assert "SCAN e" not in text.replace("SCAN e USING", "")
+    assert "SEARCH e USING INDEX enrollments_due (state=? AND next_at<?)" in text, text
+    assert "SCAN" not in text, text  # no full scan of any table, subqueries included
     assert "TEMP B-TREE" not in text, text  # rows come out in next_at order straight from the index
 
 
@@ -287,7 +287,7 @@ def test_tick_is_fast_with_many_enrollments(tmp_path, now):
     r = tick(store, {c.id: c}, now=now)
     elapsed = time.perf_counter() - started
     assert r.queued == due
-    assert elapsed < 2.0, elapsed  # generous: a regression guard, not a benchmark (bench/ measures)
+    assert elapsed < 5.0, elapsed  # generous (shared CI machines): a guard against per-row work, not a benchmark
     store.close()
 
 
