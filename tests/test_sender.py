@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 from collections import Counter
@@ -335,3 +336,54 @@ async def test_a_campaign_rate_caps_that_campaign_without_holding_up_others(smtp
     fast = [m.at for m in msgs if "fast" in (m.message_id or "")]
     assert len(slow) == len(fast) == 25
     assert max(fast) < max(slow) - timedelta(seconds=1)  # the fast campaign did not wait
+
+
+@pytest.fixture
+def tls_cert(tmp_path, monkeypatch):
+    """A self-signed certificate for 127.0.0.1, trusted through SSL_CERT_FILE."""
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return cert, key
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_tls_and_auth_from_settings(mode, tls_cert, smtp_settings, db_path, now):
+    import ssl
+
+    from aiosmtpd.smtp import SMTP, AuthResult
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password, session.ssl is not None))
+        return AuthResult(success=auth_data.login == b"nurture" and auth_data.password == b"s3cret")
+
+    sink = Sink()
+    # aiosmtpd cannot see that an implicit-TLS transport is encrypted, so it must be told
+    kw = {"require_starttls": True} if mode == "starttls" else {"auth_require_tls": False}
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(sink, hostname="sink", authenticator=authenticator, auth_required=True,
+                     tls_context=ctx if mode == "starttls" else None, **kw),
+        host="127.0.0.1", port=0, ssl=ctx if mode == "tls" else None)
+    port = server.sockets[0].getsockname()[1]
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=3, now=now))
+    base = smtp_settings(port, tls=mode, username="nurture")
+    settings = dataclasses.replace(base, smtp=dataclasses.replace(base.smtp, password="s3cret"))
+    [summary] = await settle(astore, settings)
+    assert summary.sent == 3 and len(sink.messages) == 3
+    assert logins and logins[0][1] == b"nurture"
+    if mode == "starttls":
+        assert all(on_tls for *_, on_tls in logins)  # the password only went over TLS
+    await astore.aclose()
+    server.close()
+    await server.wait_closed()
