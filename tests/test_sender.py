@@ -277,11 +277,9 @@ exit: [unsubscribed, bounced]
 """
 
 
-async def test_send_once_command_renders_queues_and_reports(smtp_sink, tmp_path, root, db_path):
-    from click.testing import CliRunner
-
+def cli_setup(tmp_path, root, db_path, port: int, n: int = 5) -> str:
+    """A config file, the QUICK campaign, ``n`` contacts (the last one unsubscribed), all enrolled."""
     from nurture.campaigns import load_campaign
-    from nurture.cli import main
     from nurture.scheduler import enroll
     from nurture.store import open_store
     from nurture.store.contacts import ContactRow
@@ -293,16 +291,25 @@ async def test_send_once_command_renders_queues_and_reports(smtp_sink, tmp_path,
     cfg.write_text(f"""database: {db_path}
 campaigns_dir: {tmp_path / "campaigns"}
 templates_dir: {root / "templates"}
-smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, max_connections: 2, rate: 1000/s}}
+smtp: {{host: 127.0.0.1, port: {port}, max_connections: 2, rate: 1000/s}}
 sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Marunouchi, Tokyo"}}
 """)
     s = open_store(db_path)
     s.upsert_contacts([ContactRow(email=f"buyer{i}@shop.example", fields={"first_name": f"B{i}", "company": "Shop"})
-                       for i in range(5)], now=utcnow())
-    s.suppress("buyer4@shop.example", "unsubscribed", now=utcnow())
+                       for i in range(n)], now=utcnow())
+    s.suppress(f"buyer{n - 1}@shop.example", "unsubscribed", now=utcnow())
     enroll(s, load_campaign(tmp_path / "campaigns" / "quick.yaml"), now=utcnow(), all_contacts=True)
     s.close()
+    return str(cfg)
 
+
+async def test_send_once_command_renders_queues_and_reports(smtp_sink, tmp_path, root, db_path):
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+    from nurture.store import open_store
+
+    cfg = cli_setup(tmp_path, root, db_path, smtp_sink.port)
     result = await asyncio.to_thread(CliRunner().invoke, main, ["--config", str(cfg), "send", "--once"])
     assert result.exit_code == 0, result.output
     assert "sent (250 from the server)" in result.output
@@ -387,3 +394,31 @@ async def test_tls_and_auth_from_settings(mode, tls_cert, smtp_settings, db_path
     await astore.aclose()
     server.close()
     await server.wait_closed()
+
+
+async def test_send_loop_command_stops_cleanly_on_sigterm(tmp_path, root, db_path):
+    import signal
+    import sys
+
+    sink = Sink(delay=0.02)
+    running = await start_sink(sink)
+    cfg = cli_setup(tmp_path, root, db_path, running.port, n=400)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from nurture.cli import main; main()", "--config", cfg, "send",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(root))
+    for _ in range(3000):
+        if len(sink.messages) >= 20:
+            break
+        await asyncio.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 0, err.decode()
+    from nurture.store import open_store
+
+    s = open_store(db_path)
+    counts = s.outbox_counts()
+    s.close()
+    assert "sending" not in counts
+    assert counts["sent"] == len(sink.messages) < 399
+    assert "given back to the queue on stop" in out.decode()
+    await running.aclose()
