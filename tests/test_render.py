@@ -448,3 +448,22 @@ def test_slot_anchors_handles_real_world_markup() -> None:
     assert slug_for("https://acme.example/payments/pricing") == "payments-pricing"
     assert slug_for("https://acme.example/") == "acme-example"
     assert slug_for("https://acme.example/News/Item.html?utm=1") == "news-item"
+
+
+async def test_rendered_bytes_survive_real_smtp(smtp_sink, renderer, campaign, now) -> None:
+    import aiosmtplib
+
+    # a value with a line that starts with "." checks SMTP dot-stuffing end to end
+    contact = Contact(id=3, email="ana@shop.example", first_name="Ana", company="Shop &\n.Co",
+                      attributes={"similar_company": "Kissa"})
+    msgs = [renderer.render(campaign=campaign, step=s, contact=contact, send_id=10 + i,
+                            link_ids=memory_link_ids(), now=now) for i, s in enumerate(campaign.steps)]
+    assert b"\r\n.Co" in msgs[0].to_bytes()
+    async with aiosmtplib.SMTP(hostname=smtp_sink.host, port=smtp_sink.port) as smtp:
+        for m in msgs:
+            await smtp.sendmail("hello@acme.example", [m.to], m.to_bytes())
+    assert [r.data.replace(b"\r\n", b"\n") for r in smtp_sink.sink.messages] == \
+        [m.to_bytes().replace(b"\r\n", b"\n") for m in msgs]
+    got = smtp_sink.sink.messages[0].message
+    assert got.get_body(("html",)).get_content().replace("\r\n", "\n") == msgs[0].html
+    assert "Shop & .Co" in got.get_body(("plain",)).get_content()
