@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,15 +121,19 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
         missing_unsub = False
         for j, sample in enumerate(samples):
             who = f" (sample {sample.get('email', j + 1)})" if c.samples else ""
+            contact = sample_contact(sample, contact_id=j + 1)
             try:
-                msg = renderer.render(campaign=c, step=step, contact=sample_contact(sample, contact_id=j + 1),
-                                      send_id=0, link_ids=memory_link_ids(), now=_NOW)
-            except SubjectError as e:
-                if str(e) not in reported:
-                    reported.add(str(e))
-                    errors.append(CampaignError(e.message + (who if e.variable else ""), file=c.path, line=e.line,
-                                                column=e.column, field=e.field))
-                continue
+                try:
+                    msg = renderer.render(campaign=c, step=step, contact=contact, send_id=0,
+                                          link_ids=memory_link_ids(), now=_NOW)
+                except SubjectError as e:
+                    if str(e) not in reported:
+                        reported.add(str(e))
+                        errors.append(CampaignError(e.message + (who if e.variable else ""), file=c.path,
+                                                    line=e.line, column=e.column, field=e.field))
+                    # Still check the body, with a plain subject: all problems in one run.
+                    msg = renderer.render(campaign=c, step=replace(step, subject=step.id), contact=contact,
+                                          send_id=0, link_ids=memory_link_ids(), now=_NOW)
             except MissingTemplate as e:
                 errors.append(campaign_error(c, e.message if e.line is None else str(e),
                                              field=f"steps[{i}].{_which(step, e, renderer)}"))

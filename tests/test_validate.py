@@ -49,6 +49,10 @@ EXPECTED: dict[str, list[str]] = {
     "sandbox": [
         "campaigns/sandbox.yaml:8:15: steps[0].template: templates/sandbox.html:3: "
         "access to attribute '__class__' is not allowed (templates run in a sandbox)"],
+    "subject-and-body": [
+        "campaigns/subject-and-body.yaml:7:14: steps[0].subject: 'greeting' is undefined (sample ana@shop.example)",
+        "campaigns/subject-and-body.yaml:8:15: steps[0].template: templates/undefined_variable.html:4: "
+        "'contact.compnay' is undefined (sample ana@shop.example)"],
     "subject-syntax": [
         "campaigns/subject-syntax.yaml:7:14: steps[0].subject: unexpected end of template, "
         "expected 'end of print statement'."],
