@@ -81,14 +81,29 @@ def test_record_clicks_rolls_back_whole_batch(db_path, now):
     store = open_store(db_path)
     s = seed(store, now=now)
     good = NewClick(send_id=s.send_ids[0], link_id=s.link_ids["pricing"], at=now, method="GET")
-    bad = NewClick(send_id=None, link_id=None, at=now, method="GET")  # type: ignore[arg-type]
+    bad = NewClick(send_id=s.send_ids[0], link_id=None, at=now, method=None)  # type: ignore[arg-type]
     try:
         store.record_clicks([good, bad])
     except Exception:
         pass
     else:  # pragma: no cover
-        raise AssertionError("a NULL send_id must fail")
+        raise AssertionError("a NULL method must fail")
     assert store.query("SELECT count(*) AS n FROM clicks")[0]["n"] == 0
+
+
+def test_record_clicks_rejects_unknown_or_foreign_sends(db_path, now):
+    store = open_store(db_path)
+    s = seed(store, now=now)
+    sid, link = s.send_ids[0], s.link_ids["pricing"]
+    ids = store.record_clicks([
+        NewClick(send_id=sid, link_id=link, at=now, method="GET", campaign_id="ec-payments", step_id="case-study"),
+        NewClick(send_id=sid, link_id=link, at=now, method="GET", campaign_id="ec-payments", step_id="webinar"),
+        NewClick(send_id=9999, link_id=link, at=now, method="GET"),
+        NewClick(send_id=sid, link_id=None, at=now, method="GET", kind="open"),
+    ])
+    assert ids[1] is None and ids[2] is None
+    assert ids[0] is not None and ids[3] == ids[0] + 1
+    assert [r["kind"] for r in store.query("SELECT kind FROM clicks ORDER BY id")] == ["click", "open"]
 
 
 def test_click_context_and_links(db_path, now):

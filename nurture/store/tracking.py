@@ -27,6 +27,9 @@ class NewClick:
     verdict: str = "pending"
     score: float = 0.0
     reasons: tuple[str, ...] = ()
+    #: The link's campaign and step: the click is only recorded if its send has the same.
+    campaign_id: str | None = None
+    step_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +104,25 @@ class TrackingMixin:
 
     # -- the ledger ----------------------------------------------------------------------------------
 
-    def record_clicks(self, clicks: Sequence[NewClick]) -> list[int]:
-        """Insert every click in one transaction (the tracker's group commit); their ids."""
-        rows = [(c.send_id, c.link_id, c.kind, ts(c.at), c.ip, c.user_agent, c.method, c.verdict,
-                 c.score, json.dumps(list(c.reasons)) if c.reasons else "[]",
-                 None if c.verdict == "pending" else ts(c.at)) for c in clicks]
-        ids: list[int] = []
+    def record_clicks(self, clicks: Sequence[NewClick]) -> list[int | None]:
+        """Insert every click in one transaction (the tracker's group commit); their ids.
+
+        A click whose send does not exist, or (when the click names them) belongs to another
+        campaign or step than its link, is not recorded: its id is None, and the tracker
+        answers 404. Checking here saves the tracker a database read per click."""
+        out: list[int | None] = [None] * len(clicks)
         with self.transaction():  # type: ignore[attr-defined]
+            sends: dict[int, tuple[str, str]] = {}
+            wanted = sorted({c.send_id for c in clicks if c.send_id is not None})
+            for start in range(0, len(wanted), _INSERT_CHUNK):
+                chunk = wanted[start:start + _INSERT_CHUNK]
+                for sid, camp, step in self.conn.execute(  # type: ignore[attr-defined]
+                        f"SELECT id, campaign_id, step_id FROM sends WHERE id IN ({','.join('?' * len(chunk))})",
+                        chunk):
+                    sends[sid] = (camp, step)
+            keep = [i for i, c in enumerate(clicks) if c.send_id in sends and (
+                c.campaign_id is None or sends[c.send_id] == (c.campaign_id, c.step_id))]
+            rows = [_row(clicks[i]) for i in keep]
             # One multi-row INSERT per chunk: SQLite runs it in a single step, so the writer
             # thread takes the GIL back a few times per batch instead of once per click.
             for start in range(0, len(rows), _INSERT_CHUNK):
@@ -116,8 +131,9 @@ class TrackingMixin:
                 cur = self.conn.execute(sql, [v for row in chunk for v in row])  # type: ignore[attr-defined]
                 # Rowids of one INSERT are consecutive: we hold the write lock, rowid = max + 1.
                 last = int(cur.lastrowid)
-                ids.extend(range(last - len(chunk) + 1, last + 1))
-        return ids
+                for offset, i in enumerate(keep[start:start + _INSERT_CHUNK]):
+                    out[i] = last - len(chunk) + 1 + offset
+        return out
 
     def get_click(self, click_id: int) -> Click | None:
         row = self.query_one("SELECT * FROM clicks WHERE id = ?", (click_id,))  # type: ignore[attr-defined]
@@ -261,6 +277,12 @@ class TrackingMixin:
                     "contact_id": row["contact_id"], "email": row["email"], "send_id": send_id,
                     "campaign_id": row["campaign_id"], "source": "tracker"}, now=now)
         return row["email"]
+
+
+def _row(c: NewClick) -> tuple[Any, ...]:
+    return (c.send_id, c.link_id, c.kind, ts(c.at), c.ip, c.user_agent, c.method, c.verdict, c.score,
+            json.dumps(list(c.reasons)) if c.reasons else "[]",
+            None if c.verdict == "pending" else ts(c.at))
 
 
 def _recipients_near(timeline: tuple[list[float], list[int]] | None, at: float) -> int:

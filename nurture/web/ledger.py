@@ -22,12 +22,12 @@ from nurture.clicks import Scanners, judge, parse_scanners
 from nurture.config import Settings
 from nurture.errors import ConfigError
 from nurture.models import Link
-from nurture.store.tracking import ClickContext, NewClick, SettledVerdict
+from nurture.store.tracking import NewClick, SettledVerdict
 
 log = logging.getLogger("nurture.tracker")
 
-_STOP = object()
-
+#: What :meth:`ClickLedger.record` returns when the database refused the write.
+NOT_RECORDED = -1
 
 class ClickLedger:
     """Group commit: ``await ledger.record(click)`` returns once the click is committed.
@@ -41,7 +41,9 @@ class ClickLedger:
         self._store = store
         self._interval = interval
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._items: list[tuple[NewClick, asyncio.Future[int | None]]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.committed = 0
@@ -50,92 +52,76 @@ class ClickLedger:
         self._task = asyncio.create_task(self._drain(), name="nurture-click-ledger")
 
     async def record(self, click: NewClick) -> int | None:
-        """Commit ``click``; its row id, or None if the database refused the write (logged)."""
+        """Commit ``click``. Its row id; None if the store rejected it (unknown send, or a
+        send of another campaign/step than the link); :data:`NOT_RECORDED` if the database
+        refused the write (logged)."""
         if self._task is None or self._task.done():
-            return (await self._write([click]) or [None])[0]
+            return (await self._write([click]))[0]
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((click, fut))
+        self._items.append((click, fut))
+        self._wake.set()
         return await fut
 
     async def close(self) -> None:
         """Write everything queued, then stop (the app's cleanup calls this: shutdown flushes)."""
         if self._task is None:
             return
-        self._queue.put_nowait(_STOP)
+        self._stopping = True
+        self._wake.set()
         await self._task
 
     async def _drain(self) -> None:
         while True:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            if self._interval > 0:
-                await asyncio.sleep(self._interval)
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            ids = await self._write([c for c, _ in batch])
-            for (_, fut), row_id in zip(batch, ids or [None] * len(batch), strict=True):
-                if not fut.done():
-                    fut.set_result(row_id)
-            if stop:
-                # Anything that raced in behind the stop marker is written too.
-                rest = []
-                while not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is not _STOP:
-                        rest.append(item)
-                if rest:
-                    ids = await self._write([c for c, _ in rest])
-                    for (_, fut), row_id in zip(rest, ids or [None] * len(rest), strict=True):
-                        if not fut.done():
-                            fut.set_result(row_id)
+            await self._wake.wait()
+            if self._interval > 0 and not self._stopping:
+                await asyncio.sleep(self._interval)  # let the clicks of the next few ms join
+            self._wake.clear()
+            batch, self._items = self._items[:self._max_batch], self._items[self._max_batch:]
+            if self._items:
+                self._wake.set()
+            if batch:
+                ids = await self._write([c for c, _ in batch])
+                for (_, fut), row_id in zip(batch, ids, strict=True):
+                    if not fut.done():
+                        fut.set_result(row_id)
+            if self._stopping and not self._items:
                 return
 
-    async def _write(self, clicks: list[NewClick]) -> list[int] | None:
+    async def _write(self, clicks: list[NewClick]) -> list[int | None]:
         try:
-            ids = await self._store.record_clicks(clicks)
+            ids: list[int | None] = await self._store.record_clicks(clicks)
         except Exception:
             # The recipient still gets the redirect; the guarantee covers crashes, not a
             # database that refuses writes (disk full), which must be loud in the log.
             log.exception("could not record %d clicks", len(clicks))
-            return None
+            return [NOT_RECORDED] * len(clicks)
         self.commits += 1
         self.committed += len(clicks)
         return ids
 
 
 class LookupCache:
-    """An in-memory LRU of links and sends, so a hot redirect needs no database read."""
+    """An in-memory LRU of links (few, and never changing), so a redirect reads nothing."""
 
     def __init__(self, *, store: Any, size: int = 100_000) -> None:
         self._store = store
         self._size = size
         self._links: OrderedDict[int, Link] = OrderedDict()
-        self._sends: OrderedDict[int, ClickContext] = OrderedDict()
+
+    def cached_link(self, link_id: int) -> Link | None:
+        """The link if it is in memory (no await on the hot path), else None."""
+        return self._links.get(link_id)
 
     async def link(self, link_id: int) -> Link | None:
-        return await self._get(self._links, link_id, self._store.get_link)
-
-    async def send(self, send_id: int) -> ClickContext | None:
-        """The send's campaign, step and contact (which never change; delivery time may)."""
-        return await self._get(self._sends, send_id, self._store.click_context)
-
-    async def _get(self, cache: OrderedDict[int, Any], key: int, load: Callable[[int], Any]) -> Any:
-        value = cache.get(key)
+        value = self._links.get(link_id)
         if value is not None:
-            cache.move_to_end(key)
+            self._links.move_to_end(link_id)
             return value
-        value = await load(key)
+        value = await self._store.get_link(link_id)
         if value is not None:  # unknown ids are not cached: a forger cannot fill the cache
-            cache[key] = value
-            if len(cache) > self._size:
-                cache.popitem(last=False)
+            self._links[link_id] = value
+            if len(self._links) > self._size:
+                self._links.popitem(last=False)
         return value
 
 

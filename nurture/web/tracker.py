@@ -109,14 +109,17 @@ async def click(request: web.Request) -> web.StreamResponse:
     except TokenError:
         return _not_found(request)
     lookups = app[keys.LOOKUPS]
-    link = await lookups.link(link_id)
-    send = await lookups.send(send_id) if link is not None else None
-    if link is None or send is None or (link.campaign_id, link.step_id) != (send.campaign_id, send.step_id):
+    link = lookups.cached_link(link_id) or await lookups.link(link_id)
+    if link is None:
         return _not_found(request)
     if not _safe_location(link.url):
         log.error("link %d has an unsafe URL; not redirecting", link.id)
         return _not_found(request)
-    await _record(request, send_id=send_id, link_id=link_id, kind="click", honeypot=link.honeypot)
+    # The ledger checks that the send exists and belongs to the link's campaign and step,
+    # in the same transaction that commits the click.
+    if await _record(request, send_id=send_id, link_id=link_id, kind="click", honeypot=link.honeypot,
+                     campaign_id=link.campaign_id, step_id=link.step_id) is None:
+        return _not_found(request)
     return web.Response(status=302, headers={"Location": link.url})
 
 
@@ -128,9 +131,8 @@ async def open_pixel(request: web.Request) -> web.StreamResponse:
         (send_id,) = app[keys.SIGNER].verify("open", request.match_info["token"])
     except TokenError:
         return _not_found(request)
-    if await app[keys.LOOKUPS].send(send_id) is None:
+    if await _record(request, send_id=send_id, link_id=None, kind="open", honeypot=False) is None:
         return _not_found(request)
-    await _record(request, send_id=send_id, link_id=None, kind="open", honeypot=False)
     return web.Response(body=PIXEL, content_type="image/gif")
 
 
@@ -175,18 +177,18 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 # -- helpers -------------------------------------------------------------------------------------
 
 async def _record(request: web.Request, *, send_id: int, link_id: int | None, kind: str,
-                  honeypot: bool) -> None:
+                  honeypot: bool, campaign_id: str | None = None, step_id: str | None = None) -> int | None:
     app = request.app
     ip = client_ip(request, app[keys.TRUSTED_PROXIES])
     ua = request.headers.get("User-Agent")
     method = request.method
     scanners: Scanners = app[keys.SCANNERS]
     v = immediate_verdict(method=method, ip=ip, user_agent=ua, honeypot=honeypot, scanners=scanners)
-    await app[keys.LEDGER].record(NewClick(
+    return await app[keys.LEDGER].record(NewClick(
         send_id=send_id, link_id=link_id, at=app[keys.CLOCK](), method=method, ip=ip,
         user_agent=ua[:512] if ua else None, kind=kind,
         verdict=v.verdict if v else "pending", score=v.score if v else 0.0,
-        reasons=v.reasons if v else ()))
+        reasons=v.reasons if v else (), campaign_id=campaign_id, step_id=step_id))
 
 
 def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str | None:
