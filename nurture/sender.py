@@ -165,6 +165,9 @@ class _Run:
         self.marks = _GroupCommit(store)
         self.campaign_limiters = {c: RateLimiter([r]) for c, r in (campaign_rates or {}).items()}
         self.pending: dict[str, collections.deque[_Job]] = {}
+        # How many rows of a rate-limited campaign may wait here: what its rate sends in half a lease.
+        half_lease = options.lease.total_seconds() / 2
+        self.allowance = {c: max(1, int(r.per_second * half_lease)) for c, r in (campaign_rates or {}).items()}
         self.crash: BaseException | None = None
         self.pool = [SmtpConnection(settings.smtp) for _ in range(max(1, settings.smtp.max_connections))]
         self.envelope_from = parseaddr(settings.sender.from_address)[1] or settings.sender.from_address
@@ -213,7 +216,8 @@ class _Run:
                 except TimeoutError:
                     pass
                 continue
-            claimed, jobs = await self.store.run(self._prepare)
+            skip = self._backlog()
+            claimed, jobs = await self.store.run(lambda st: self._prepare(st, skip))
             for job in jobs:
                 if job.send.campaign_id in self.campaign_limiters:
                     self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
@@ -248,15 +252,26 @@ class _Run:
                 self.queue.put_nowait(jobs.popleft())
         return shortest
 
-    def _prepare(self, store: Any) -> tuple[int, list[_Job]]:
+    def _prepare(self, store: Any, skip: list[str]) -> tuple[int, list[_Job]]:
         """On the store thread: claim a batch, render it, store Message-IDs (one commit)."""
         now = self.now()
         sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
-                                  skip_campaigns=self._backlog())
+                                  skip_campaigns=skip)
         if not sends:
             return 0, []
         jobs: list[_Job] = []
-        todo = [s for s in sends if s.status == "sending"]
+        todo, extra, kept = [], [], collections.Counter[str]()
+        for s in sends:
+            if s.status != "sending":
+                continue
+            allowance = self.allowance.get(s.campaign_id)
+            if allowance is not None and kept[s.campaign_id] >= allowance:
+                extra.append(s.id)  # more than its own rate can send within the lease
+                continue
+            kept[s.campaign_id] += 1
+            todo.append(s)
+        if extra:
+            store.release_sends(extra, owner=self.owner)
         for s in sends:
             if s.status == "suppressed":
                 self.summary.suppressed += 1

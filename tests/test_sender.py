@@ -422,3 +422,26 @@ async def test_send_loop_command_stops_cleanly_on_sigterm(tmp_path, root, db_pat
     assert counts["sent"] == len(sink.messages) < 399
     assert "given back to the queue on stop" in out.decode()
     await running.aclose()
+
+
+async def test_a_slow_campaign_holds_no_more_rows_than_its_rate_sends_within_the_lease(smtp_sink, smtp_settings,
+                                                                                      db_path, now):
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=30, now=now, campaign="daily"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sender(
+        store=astore, settings=smtp_settings(smtp_sink.port), build=stub_build, stop=stop, once=True,
+        options=FAST, campaign_rates={"daily": Rate(10, 86400)}))
+    for _ in range(400):
+        if smtp_sink.sink.messages:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    counts = await astore.outbox_counts()
+    # one went out at once; at 10/day one more waits claimed, the rest stay in the queue
+    assert len(smtp_sink.sink.messages) == 1
+    assert counts == {"sent": 1, "sending": 1, "queued": 28}
+    stop.set()
+    summary = await task
+    assert summary.released == 1 and await astore.outbox_counts() == {"sent": 1, "queued": 29}
+    await astore.aclose()
