@@ -117,7 +117,7 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
     for i, step in enumerate(c.steps):
         reported: set[str] = set()
         step_links: set[str] = set()
-        rendered = False
+        rendered = body_failed = False
         missing_unsub = False
         for j, sample in enumerate(samples):
             who = f" (sample {sample.get('email', j + 1)})" if c.samples else ""
@@ -135,10 +135,12 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
                     msg = renderer.render(campaign=c, step=replace(step, subject=step.id), contact=contact,
                                           send_id=0, link_ids=memory_link_ids(), now=_NOW)
             except MissingTemplate as e:
+                body_failed = True
                 errors.append(campaign_error(c, e.message if e.line is None else str(e),
                                              field=f"steps[{i}].{_which(step, e, renderer)}"))
                 break
             except TemplateError as e:
+                body_failed = True
                 key = str(e)
                 if key not in reported:
                     reported.add(key)
@@ -155,7 +157,7 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
                 c, f"{renderer.display(step.template)} has no unsubscribe link: add "
                    '<a href="{{ unsubscribe_url }}">Unsubscribe</a> (or extend base.html, whose footer has one)',
                 field=f"steps[{i}].template"))
-        if rendered and not reported:
+        if rendered and not body_failed:
             names[step.id] = frozenset(step_links)
     return names
 
