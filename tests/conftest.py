@@ -12,6 +12,9 @@ from nurture.sink import Sink, start_sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# --backend sqlite|postgres, the throwaway PostgreSQL cluster, pg_url, @pytest.mark.sqlite_only
+pytest_plugins = ["pg_fixtures"]
+
 #: A fixed clock for tests: a Tuesday, 10:00 UTC (19:00 in Tokyo).
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -27,7 +30,10 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
+def db_path(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A SQLite file in tmp_path, or with ``--backend postgres`` a fresh PostgreSQL database URL."""
+    if request.config.getoption("--backend") == "postgres":
+        return request.getfixturevalue("pg_url")
     return str(tmp_path / "nurture.db")
 
 

@@ -1,0 +1,129 @@
+"""Copy a whole database between backends: SQLite → PostgreSQL (scale-out) and back.
+
+Both ends are opened as stores (so both are migrated to the same schema); the destination
+must hold no rows yet. Tables go parents first (foreign keys), each in batches inside one
+transaction, read as a stream (never the whole table in memory); ids are kept, so tokens in
+mail already sent keep pointing at the right rows. Into PostgreSQL rows go by ``COPY`` and
+the identity sequences are moved past the copied ids. Every table is verified by row count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from nurture.errors import NurtureError
+
+#: Tables whose ``id`` is generated (an identity column on PostgreSQL).
+ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events")
+
+#: Tables with foreign keys come after the tables they point at; the rest follow by name.
+PARENTS_FIRST = ("contacts", "campaigns", "enrollments", "sends", "links", "clicks", "tasks", "events")
+
+
+@dataclass(frozen=True, slots=True)
+class TableCopy:
+    """One table copied: ``rows`` read from the source, ``dest_rows`` counted after."""
+
+    table: str
+    rows: int
+    dest_rows: int
+
+    @property
+    def ok(self) -> bool:
+        return self.rows == self.dest_rows
+
+
+def _is_pg(store: Any) -> bool:
+    return store.dialect.name == "postgres"
+
+
+def tables(store: Any) -> list[str]:
+    """The data tables of a store (not the migrations bookkeeping), parents first."""
+    if _is_pg(store):
+        rows = store.query("SELECT table_name AS name FROM information_schema.tables"
+                           " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
+    else:
+        rows = store.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+    names = {r["name"] for r in rows if not r["name"].startswith("_")}
+    return [t for t in PARENTS_FIRST if t in names] + sorted(names - set(PARENTS_FIRST))
+
+
+def columns(store: Any, table: str) -> list[str]:
+    cur = store.conn.execute(f"SELECT * FROM {table} LIMIT 0")
+    return [c[0] for c in cur.description]
+
+
+def count(store: Any, table: str) -> int:
+    return int(store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def _read(store: Any, table: str, cols: list[str], batch: int) -> Iterator[list[tuple[Any, ...]]]:
+    order = " ORDER BY id" if "id" in cols else ""
+    sql = f"SELECT {', '.join(cols)} FROM {table}{order}"
+    if _is_pg(store):
+        raw = store.conn.raw
+        with raw.transaction(), raw.cursor(name=f"copy_{table}") as cur:  # server-side: streamed
+            cur.itersize = batch
+            cur.execute(sql)  # type: ignore[arg-type]
+            while rows := cur.fetchmany(batch):
+                yield rows
+    else:
+        cur = store.conn.execute(sql)
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+
+def _write(store: Any, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+    if _is_pg(store):
+        with store.conn.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:  # type: ignore[arg-type]
+            for row in rows:
+                copy.write_row(row)
+    else:
+        store.conn.executemany(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+
+
+def _fix_sequence(store: Any, table: str) -> None:
+    """Move a PostgreSQL identity past the copied ids, so the next insert does not collide."""
+    store.conn.raw.execute(  # type: ignore[call-overload]
+        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}")
+
+
+def copy_database(*, source: Any, dest: Any, batch: int = 5000,
+                  progress: Callable[[str, int], None] | None = None) -> list[TableCopy]:
+    """Copy every table of the ``source`` store into the empty ``dest`` store.
+
+    ``progress(table, rows so far)`` is called after each batch. Raises :class:`NurtureError`
+    when the destination already holds rows, or when a table's counts differ afterwards.
+    """
+    names = tables(source)
+    dest_names = set(tables(dest))
+    missing = [t for t in names if t not in dest_names]
+    if missing:
+        raise NurtureError(f"the destination has no table {', '.join(missing)} (is it an older version?)")
+    busy = [t for t in names if t != "rate_state" and count(dest, t) > 0]
+    if busy:
+        raise NurtureError(f"the destination is not empty ({', '.join(busy)} already hold rows); "
+                           "copy into a new database")
+    out: list[TableCopy] = []
+    for table in names:
+        cols = [c for c in columns(source, table) if c in set(columns(dest, table))]
+        done = 0
+        with dest.transaction():
+            if table == "rate_state":
+                dest.conn.execute("DELETE FROM rate_state")
+            for rows in _read(source, table, cols, batch):
+                _write(dest, table, cols, rows)
+                done += len(rows)
+                if progress is not None:
+                    progress(table, done)
+            if _is_pg(dest) and table in ID_TABLES:
+                _fix_sequence(dest, table)
+        out.append(TableCopy(table=table, rows=done, dest_rows=count(dest, table)))
+    bad = [c for c in out if not c.ok or c.rows != count(source, c.table)]
+    if bad:
+        raise NurtureError("row counts differ after the copy: " + ", ".join(
+            f"{c.table} {c.rows} → {c.dest_rows}" for c in bad))
+    return out
