@@ -29,14 +29,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from nurture.errors import CampaignError, NotFound
 from nurture.models import Campaign, Condition, Contact, FollowUpRule
 from nurture.store import Store
 from nurture.store.contacts import ContactRow, email_key
-from nurture.store.enrollments import Advance, DueEnrollment, remap_step
+from nurture.store.enrollments import Advance, DueEnrollment, EnrollResult, campaign_hash, remap_step
 from nurture.timeutil import format_duration, parse_duration, zone
 
 __all__ = ["Advance", "PlanChange", "SimClick", "TickResult", "Timeline", "TimelineEntry", "enroll",
            "parse_click", "plan_change", "simulate", "tick"]
+
+
+#: How long an enrollment waits when this process's copy of its campaign lacks its step.
+STALE_RETRY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ def tick(store: Store, campaigns: Mapping[str, Campaign], *, now: datetime, limi
     """Queue, skip, defer or end every enrollment due at ``now`` (at most ``limit``)."""
     with store.transaction():
         for campaign in campaigns.values():
-            store.save_campaign(campaign, source=campaign_source(campaign), now=now)
+            store.save_campaign(campaign, source=campaign_source(campaign), now=now, reapply=False)
         due = store.due_enrollments(campaign_ids=campaigns.keys(), now=now, limit=limit)
         conditional = [d.id for d in due if _has_condition(campaigns[d.campaign_id], d.next_step)]
         clicks = store.human_clicks(conditional) if conditional else {}
@@ -89,8 +94,11 @@ def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str
         return Advance("complete", **base)
     try:
         step = campaign.step(d.next_step)
-    except KeyError:  # only if the stored steps and the campaign disagree; nothing sensible to send
-        return Advance("complete", reason=f"step {d.next_step} no longer exists", **base)
+    except KeyError:
+        # This process holds an older copy of the campaign than the one applied (see
+        # save_campaign): leave the step to a process that knows it.
+        return Advance("defer", step_id=d.next_step, next_at=now + STALE_RETRY,
+                       reason="step unknown to this copy of the campaign", **base)
     opens = campaign.send_window.next_open(now, contact_zone(d.timezone, campaign.timezone))
     if opens > now:
         return Advance("defer", step_id=step.id, next_at=opens, reason="outside the send window", **base)
@@ -163,11 +171,9 @@ def _has_condition(campaign: Campaign, step_id: str | None) -> bool:
 
 def enroll(store: Store, campaign: Campaign, *, now: datetime, all_contacts: bool = False,
            where: tuple[str, str] | None = None, email_keys: Sequence[str] | None = None,
-           source: str | None = None):
+           source: str | None = None) -> EnrollResult:
     """Apply the campaign, then enroll the chosen contacts (idempotent; skips suppressed)."""
     if not campaign.steps:
-        from nurture.errors import CampaignError
-
         raise CampaignError("has no steps to enroll anyone in", file=campaign.path, field="steps")
     version = store.save_campaign(campaign, source=source or campaign_source(campaign), now=now)
     first = campaign.steps[0]
@@ -201,8 +207,6 @@ class Plan:
 
 def plan_change(store: Store, campaign: Campaign) -> Plan:
     """Compare ``campaign`` (e.g. the YAML on disk) with the stored version, without applying it."""
-    from nurture.store.enrollments import campaign_hash
-
     stored = store.get_stored_campaign(campaign.id)
     new = [s.id for s in campaign.steps]
     if stored is None:
@@ -281,8 +285,6 @@ def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Seq
         try:
             campaign.step(c.step)
         except KeyError:
-            from nurture.errors import NotFound
-
             raise NotFound(f'--click {c.step}:{c.link}: campaign "{campaign.id}" has no step "{c.step}" '
                            f'(steps: {", ".join(s.id for s in campaign.steps)})') from None
     store = Store(":memory:")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nurture.models import Campaign, Condition, Contact, Exit, FollowUpRule, Step
-from nurture.scheduler import parse_click, plan_change, simulate, tick
+from nurture.scheduler import STALE_RETRY, parse_click, plan_change, simulate, tick
 from nurture.scheduler import enroll as enroll_contacts
 from nurture.store import Store, open_store
 from nurture.store.contacts import ContactRow
@@ -329,3 +329,23 @@ def test_follow_up_rule_most_specific_wins_like_followup():
         assert follow_up_rule(c, step=step, link=link) is expected
         assert match_rule(c, link=link, step=step) is expected
     assert follow_up_rule(campaign(follow_up=()), step="webinar", link="x") is None
+
+
+def test_a_process_with_an_old_copy_never_rolls_an_edit_back(store, now):
+    v1 = campaign(content_hash="v1")
+    steps = v1.steps
+    v2 = campaign(steps=(steps[0], Step(id="ebook", subject="E-book", template="t.html", wait=timedelta(days=2)),
+                         steps[2]), content_hash="v2")
+    cid, _ = _to_second_step(store, v1, now, "old@shop.example")
+    enrolled(store, v2, now, "old@shop.example")  # `nurture enroll` with the edited YAML applies v2
+    assert store.get_enrollment("ec", cid).next_step == "ebook"
+    # A long-running sender still holding v1 ticks: v1 is not applied again, the unknown step waits.
+    later = now + timedelta(days=7)  # the wait computed when case-study was delivered
+    r = tick(store, {"ec": v1}, now=later)
+    assert r.deferred == 1 and store.get_stored_campaign("ec").version == 2
+    assert store.get_enrollment("ec", cid).next_step == "ebook"
+    assert tick(store, {"ec": v2}, now=later + STALE_RETRY).queued == 1
+    # Rolling back on purpose (enroll with the old YAML) is a new version with the old content.
+    enrolled(store, v1, now, "old@shop.example")
+    assert [v for v, _, _ in store.campaign_versions("ec")] == [1, 2, 3]
+    assert store.get_stored_campaign("ec").content_hash == "v1"

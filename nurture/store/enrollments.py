@@ -137,11 +137,16 @@ class EnrollmentsMixin:
         return StoredCampaign(id=row[0], version=row[1], content_hash=row[2], name=row[3],
                               steps=tuple(json.loads(row[4])), updated_at=dt(row[5]))  # type: ignore[arg-type]
 
-    def save_campaign(self, campaign: Campaign, *, source: str | None = None, now: datetime) -> int:
-        """Apply ``campaign``: store it as a new version if its content changed; returns the version.
+    def save_campaign(self, campaign: Campaign, *, source: str | None = None, now: datetime,
+                      reapply: bool = True) -> int:
+        """Apply ``campaign``: store it as a new version if its content changed; returns the
+        version in force.
 
         Active enrollments waiting for a step that no longer exists move on (see
-        :func:`remap_step`); all others continue by step id.
+        :func:`remap_step`); all others continue by step id. With ``reapply=False`` (the
+        scheduler's ticks) content that an earlier version already had is not applied again:
+        a long-running process holding an old copy never rolls a newer edit back. Commands a
+        person runs (``enroll``) re-apply it, which is how an edit is rolled back on purpose.
         """
         digest = campaign_hash(campaign)
         steps = [s.id for s in campaign.steps]
@@ -149,14 +154,21 @@ class EnrollmentsMixin:
             old = self.get_stored_campaign(campaign.id)
             if old is not None and old.content_hash == digest:
                 return old.version
+            if old is not None and not reapply and self.conn.execute(
+                    "SELECT 1 FROM campaign_versions WHERE campaign_id = ? AND content_hash = ?",
+                    (campaign.id, digest)).fetchone():
+                return old.version
             version = 1 if old is None else old.version + 1
+            text = source if source is not None else repr(campaign)
             self.conn.execute(
                 "INSERT INTO campaigns (id, version, content_hash, name, source, steps, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version,"
                 " content_hash = excluded.content_hash, name = excluded.name, source = excluded.source,"
                 " steps = excluded.steps, updated_at = excluded.updated_at",
-                (campaign.id, version, digest, campaign.name, source if source is not None else repr(campaign),
-                 json.dumps(steps), ts(now)))
+                (campaign.id, version, digest, campaign.name, text, json.dumps(steps), ts(now)))
+            self.conn.execute(
+                "INSERT INTO campaign_versions (campaign_id, version, content_hash, steps, source, applied_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (campaign.id, version, digest, json.dumps(steps), text, ts(now)))
             if old is not None:
                 for gone in (s for s in old.steps if s not in steps):
                     target = remap_step(gone, old.steps, steps)
@@ -173,6 +185,12 @@ class EnrollmentsMixin:
                 self.conn.execute("UPDATE enrollments SET campaign_version = ? WHERE campaign_id = ? AND state = 'active'",
                                   (version, campaign.id))
             return version
+
+    def campaign_versions(self, campaign_id: str) -> list[tuple[int, str, datetime]]:
+        """(version, content hash, applied at) of every version applied, oldest first."""
+        return [(v, h, dt(at)) for v, h, at in self.conn.execute(  # type: ignore[misc]
+            "SELECT version, content_hash, applied_at FROM campaign_versions WHERE campaign_id = ? ORDER BY version",
+            (campaign_id,))]
 
     def step_positions(self, campaign_id: str) -> list[tuple[str | None, bool, int]]:
         """Active enrollments of a campaign grouped as (next step, in flight?, count)."""

@@ -205,3 +205,25 @@ def m005_followup(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m003_enrollments(db: Database) -> None:
+    """Every applied version of every campaign, so a process holding an older copy of a
+    campaign never re-applies it over a newer one."""
+    db.executescript(
+        """
+        CREATE TABLE campaign_versions (
+            campaign_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            steps TEXT NOT NULL,                 -- JSON list of step ids, in order
+            source TEXT NOT NULL,
+            applied_at REAL NOT NULL,
+            PRIMARY KEY (campaign_id, version)
+        );
+        CREATE INDEX campaign_versions_hash ON campaign_versions(campaign_id, content_hash);
+        INSERT INTO campaign_versions (campaign_id, version, content_hash, steps, source, applied_at)
+            SELECT id, version, content_hash, steps, source, updated_at FROM campaigns;
+        """
+    )
