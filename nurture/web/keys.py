@@ -21,6 +21,8 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 LEDGER = web.AppKey("ledger", ClickLedger)
 LOOKUPS = web.AppKey("lookups", LookupCache)
 SCANNERS = web.AppKey("scanners", Scanners)
+#: (method, ip, user agent, honeypot) → Verdict | None, memoised immediate_verdict
+IMMEDIATE: web.AppKey[Callable[[str, str | None, str | None, bool], Any]] = web.AppKey("immediate")
 PAGES: web.AppKey[Any] = web.AppKey("pages")  # nurture.web.tracker.Pages
 TRUSTED_PROXIES: web.AppKey[tuple[Any, ...]] = web.AppKey("trusted_proxies")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import html
 import importlib.resources
@@ -23,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from nurture.clicks import Scanners, immediate_verdict
+from nurture.clicks import Verdict, immediate_verdict
 from nurture.config import Settings, parse_listen
 from nurture.errors import TokenError
 from nurture.signing import Signer
@@ -75,7 +76,13 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     app[keys.SIGNER] = signer
     app[keys.CLOCK] = now
     app[keys.LOOKUPS] = LookupCache(store=store)
-    app[keys.SCANNERS] = load_scanners(settings.tracking.scanner_networks_file)
+    app[keys.SCANNERS] = scanners = load_scanners(settings.tracking.scanner_networks_file)
+
+    @functools.lru_cache(maxsize=4096)  # the same IP and browser tend to click several links
+    def immediate(method: str, ip: str | None, ua: str | None, honeypot: bool) -> Verdict | None:
+        return immediate_verdict(method=method, ip=ip, user_agent=ua, honeypot=honeypot, scanners=scanners)
+
+    app[keys.IMMEDIATE] = immediate
     app[keys.PAGES] = Pages.load()
     app[keys.TRUSTED_PROXIES] = tuple(ipaddress.ip_network(c, strict=False)
                                       for c in settings.tracking.trusted_proxies)
@@ -182,8 +189,7 @@ async def _record(request: web.Request, *, send_id: int, link_id: int | None, ki
     ip = client_ip(request, app[keys.TRUSTED_PROXIES])
     ua = request.headers.get("User-Agent")
     method = request.method
-    scanners: Scanners = app[keys.SCANNERS]
-    v = immediate_verdict(method=method, ip=ip, user_agent=ua, honeypot=honeypot, scanners=scanners)
+    v = app[keys.IMMEDIATE](method, ip, ua, honeypot)
     return await app[keys.LEDGER].record(NewClick(
         send_id=send_id, link_id=link_id, at=app[keys.CLOCK](), method=method, ip=ip,
         user_agent=ua[:512] if ua else None, kind=kind,
@@ -194,9 +200,12 @@ async def _record(request: web.Request, *, send_id: int, link_id: int | None, ki
 def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str | None:
     """The peer's address; behind a trusted proxy, the nearest untrusted address that the
     proxies report in ``Forwarded`` (RFC 7239) or ``X-Forwarded-For``."""
-    peer = _ip(request.remote)
+    remote = request.remote
+    if not trusted and remote and not remote.startswith("::ffff:"):
+        return remote  # the common case, without parsing
+    peer = _ip(remote)
     if peer is None or not trusted or not _trusted(peer, trusted):
-        return str(peer) if peer is not None else request.remote
+        return str(peer) if peer is not None else remote
     chain: list[str] = []
     if request.headers.get("Forwarded"):
         chain = [f.get("for", "") for f in request.forwarded]
