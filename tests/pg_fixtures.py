@@ -40,6 +40,16 @@ def pg_bindir() -> str | None:
     return str(Path(initdb).parent) if initdb else None
 
 
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,24 +68,28 @@ class ThrowawayCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="nurture-pg-"))
         self.port = _free_port()
         self._as_root = os.geteuid() == 0
+        # PostgreSQL refuses to run as root: use Debian's postgres user (or nobody).
+        self._user = "postgres" if _user_exists("postgres") else "nobody"
         self._admin = None
         self._names = itertools.count(1)
 
     def _run(self, *args: str) -> None:
         cmd = [os.path.join(self.bindir, args[0]), *args[1:]]
         if self._as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = ["runuser", "-u", self._user, "--", *cmd]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> ThrowawayCluster:
+    def start(self, *, durable: bool = False) -> ThrowawayCluster:
+        """Start the server; ``durable`` keeps fsync and synchronous commit on (benchmarks)."""
         if self._as_root:
-            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.dir, self._user)
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync", "--locale=C.UTF-8")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir}"
-                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-                " -c shared_buffers=64MB")
+                " -c max_connections=300 -c shared_buffers=64MB")
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "log"), "-o", opts, "-w", "start")
         import psycopg
 
