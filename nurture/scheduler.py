@@ -299,8 +299,10 @@ def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, cli
     fields = {k: str(getattr(contact, k) or "") for k in
               ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")}
     store.upsert_contacts([ContactRow(contact.email, fields, dict(contact.attributes))], now=now)
-    enroll(store, campaign, now=now, email_keys=[email_key(contact.email)])
     cid = store.get_contact_by_email(contact.email).id  # type: ignore[union-attr]
+    enroll(store, campaign, now=now, email_keys=[email_key(contact.email)])
+    if contact.status != "active":  # enrolled anyway, so the timeline shows the exit and why
+        store.set_contact_status(cid, contact.status, now=now)
     tz = contact_zone(contact.timezone, campaign.timezone)
     entries: list[TimelineEntry] = []
     pending: list[tuple[datetime, int, SimClick]] = []  # (when, send id, click)

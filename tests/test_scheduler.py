@@ -349,3 +349,9 @@ def test_a_process_with_an_old_copy_never_rolls_an_edit_back(store, now):
     enrolled(store, v1, now, "old@shop.example")
     assert [v for v, _, _ in store.campaign_versions("ec")] == [1, 2, 3]
     assert store.get_stored_campaign("ec").content_hash == "v1"
+
+
+def test_simulate_an_unsubscribed_contact_shows_the_exit(now):
+    contact = Contact(id=7, email="gone@shop.example", timezone="Europe/London", status="unsubscribed")
+    tl = simulate(campaign(), contact=contact, now=now)
+    assert [(e.kind, e.text) for e in tl.entries] == [("exited", "unsubscribed")]
