@@ -156,8 +156,7 @@ class Renderer:
         base["step"] = Namespace("step", {"id": step.id, "subject": subject})
 
         template = self.templates.get(step.template)
-        real = self.templates.run(template, {**top, **base, "contact": Namespace("contact", cvars),
-                                    "unsubscribe_url": unsub})
+        real_ctx = {**top, **base, "contact": Namespace("contact", cvars), "unsubscribe_url": unsub}
         values: dict[int, str] = {}
         marked_top = {k: self._mark(k, v, values) for k, v in top.items()}
         marked_contact = Namespace("contact", {k: self._mark(f"contact.{k}", v, values) for k, v in cvars.items()})
@@ -165,9 +164,22 @@ class Renderer:
         mctx = {**marked_top, **base, "step": marked_step, "contact": marked_contact,
                 "unsubscribe_url": self._mark("unsubscribe_url", unsub, values)}
         escaped = {i: str(escape(v)) for i, v in values.items()}
-        entry = self._entry(step.template, template, mctx, real, escaped, unsub)
+
+        real: str | None = None
+        marked = _try_render(template, mctx)
+        if not self.templates.prints_values_only(step.template):
+            # The values may steer the template ({% if contact.industry == "toys" %}): the
+            # placeholder rendering counts only if, filled in, it is the real rendering.
+            real = self.templates.run(template, real_ctx)
+            if marked is not None and _fill_marks(marked, escaped) != real:
+                marked = None
+        elif marked is None:
+            real = self.templates.run(template, real_ctx)  # raises the real error
+        entry = self._entry(step.template, marked) if marked is not None else None
         if entry is None:
             self.stats["uncached"] += 1
+            if real is None:
+                real = self.templates.run(template, real_ctx)
             values, escaped = {}, {}
             entry = self._build(real, keep=str(escape(unsub)), name=step.template)
 
@@ -248,15 +260,8 @@ class Renderer:
         values[i] = value
         return _MARK.format(i)
 
-    def _entry(self, name: str, template: jinja2.Template, mctx: Mapping[str, Any], real: str,
-               escaped: Mapping[int, str], unsub: str) -> _Entry | None:
-        try:
-            marked = template.render(mctx)
-        except Exception:
-            return None
-        if _FILL_RE.sub(lambda m: escaped.get(int(m.group(1)), m.group(0)) if m.group(1) else m.group(0),
-                        marked) != real:
-            return None
+    def _entry(self, name: str, marked: str) -> _Entry | None:
+        """The cached work for this placeholder rendering (built on first use)."""
         key = (name, marked)
         entry = self._cache.get(key)
         if entry is not None:
@@ -360,6 +365,13 @@ def _step_index(campaign: Campaign, step: Step) -> int:
         if s.id == step.id:
             return i
     return 0
+
+
+def _try_render(template: jinja2.Template, ctx: Mapping[str, Any]) -> str | None:
+    try:
+        return template.render(ctx)
+    except Exception:  # the real rendering reports it, with the real values
+        return None
 
 
 def _fill_marks(text: str, values: Mapping[int, str]) -> str:

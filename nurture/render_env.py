@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from nurture.errors import TemplateError
@@ -72,6 +73,7 @@ class Templates:
             cache_size=1000,
         )
         self._subjects: dict[str, jinja2.Template] = {}
+        self._pure: dict[str, bool] = {}
 
     def display(self, name_or_path: str) -> str:
         """A template path as the user wrote it: relative to the working directory if inside it."""
@@ -123,6 +125,36 @@ class Templates:
             raise SubjectError(message, file=campaign.path, line=line, column=col, field=field_path,
                                variable=m.group(1) if m else None) from None
 
+    def prints_values_only(self, name: str) -> bool:
+        """True when ``name`` (with what it extends and includes) uses a contact's values only
+        by printing them: ``{{ contact.company }}``, ``{{ first_name or "there" }}``, never in
+        a test, filter, loop or assignment. Such a template renders the same with placeholders
+        in place of the values, which lets :class:`nurture.render.Renderer` skip a check."""
+        known = self._pure.get(name)
+        if known is None:
+            try:
+                known = self._check_pure(name, set())
+            except Exception:  # unreadable or invalid: the careful path reports it
+                known = False
+            self._pure[name] = known
+        return known
+
+    def _check_pure(self, name: str, seen: set[str]) -> bool:
+        if name in seen:
+            return True
+        seen.add(name)
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        tree = self.env.parse(source, name)
+        if not _pure(tree, output=False):
+            return False
+        for ref in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            target = ref.template
+            names = target.value if isinstance(target, nodes.Const) else None
+            for n in [names] if isinstance(names, str) else (names or [None]):
+                if not isinstance(n, str) or not self._check_pure(n, seen):
+                    return False
+        return True
+
     def _frame(self, tb: Any, template: jinja2.Template) -> tuple[str, int | None]:
         """The innermost template frame of a traceback (Jinja rewrites them to template lines)."""
         root = os.path.abspath(self.root)
@@ -131,6 +163,40 @@ class Templates:
             if frame.filename and os.path.abspath(frame.filename).startswith(root + os.sep):
                 found = (self.display(frame.filename), frame.lineno)
         return found
+
+
+#: Variables that never hold a contact's value (so any use of them is fine).
+_CONSTANT_ROOTS = frozenset({"campaign", "sender", "super"})
+
+
+def _chain(node: nodes.Node) -> tuple[str, int] | None:
+    """``contact.company`` → ("contact", 1); None for dynamic lookups such as ``contact[key]``."""
+    depth = 0
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Const):
+            return None
+        node, depth = node.node, depth + 1
+    return (node.name, depth) if isinstance(node, nodes.Name) else None
+
+
+def _pure(node: nodes.Node, *, output: bool) -> bool:
+    if isinstance(node, nodes.Output):
+        return all(_pure(n, output=True) for n in node.nodes)
+    if isinstance(node, nodes.Or) and output:
+        return _pure(node.left, output=True) and _pure(node.right, output=True)
+    if isinstance(node, nodes.Name) and node.ctx != "load":
+        return True  # an assignment target, not a read
+    if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
+        chain = _chain(node)
+        if chain is None:
+            return False
+        root, depth = chain
+        if root in _CONSTANT_ROOTS or (root == "step" and isinstance(node, nodes.Getattr)
+                                       and node.attr == "id" and depth == 1):
+            return True
+        # Printed as is: a plain name, or one field of contact / step.
+        return output and (depth == 0 and root not in ("contact", "step") or depth == 1)
+    return all(_pure(child, output=False) for child in node.iter_child_nodes())
 
 
 def _message(e: Exception) -> str:

@@ -467,3 +467,27 @@ async def test_rendered_bytes_survive_real_smtp(smtp_sink, renderer, campaign, n
     got = smtp_sink.sink.messages[0].message
     assert got.get_body(("html",)).get_content().replace("\r\n", "\n") == msgs[0].html
     assert "Shop & .Co" in got.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("source, pure", [
+    ('<p>{{ contact.first_name or "there" }} {{ similar_company }} {{ unsubscribe_url }}</p>', True),
+    ("<p>{{ campaign.name | lower }}{% if sender.postal_address %}{{ sender.postal_address }}{% endif %}</p>", True),
+    ("<title>{{ step.subject }}</title>{{ step.id | upper }}", True),
+    ("{% if contact.industry == 'toys' %}x{% endif %}", False),
+    ("{{ contact.first_name | upper }}", False),
+    ("{{ contact }}", False),
+    ("{{ contact.address.city }}", False),
+    ("{% set n = contact.first_name %}{{ n }}", False),
+    ("{% for x in items %}{{ x }}{% endfor %}", False),
+    ("{{ contact[key] }}", False),
+    ("{{ 'Hi ' ~ contact.first_name }}", False),
+    ('{% include "other.html" %}', False),
+    ('{% include "ok.html" %}', True),
+])
+def test_which_templates_only_print_values(tmp_path, source, pure) -> None:
+    from nurture.render_env import Templates
+
+    (tmp_path / "t.html").write_text(source)
+    (tmp_path / "ok.html").write_text("{{ contact.company }}")
+    (tmp_path / "other.html").write_text("{% if contact.vip %}VIP{% endif %}")
+    assert Templates(tmp_path).prints_values_only("t.html") is pure
