@@ -10,8 +10,10 @@ Speed: inlining and html2text are the slow parts (html2text alone ~1 ms). So the
 rendered with *markers* in place of the contact's string values; when the markers, filled
 in, give exactly the real rendering, the per-step work (inlining, text conversion, link
 slots) is cached under the marked HTML and each later message only fills in its values.
-Templates whose structure depends on the contact (``{% if contact.industry == ... %}``)
-simply miss the cache and take the full path; the result is the same either way.
+Templates that only print values skip that check (see
+:meth:`nurture.render_env.Templates.prints_values_only`); templates whose shape depends on
+the contact (``{% if contact.industry == ... %}``) are cached per shape or take the full path.
+The result is the same either way.
 """
 
 from __future__ import annotations
