@@ -109,3 +109,15 @@ def test_nested_transactions_are_savepoints_and_integrity_errors_look_like_sqlit
             raise RuntimeError("boom")
     assert not s.is_suppressed("c@example.com") and not s.conn.in_transaction
     s.close()
+
+
+def test_a_dropped_connection_is_replaced_between_transactions(pg_cluster, pg_url, now) -> None:
+    s = open_store(pg_url)
+    pid = s.query_one("SELECT pg_backend_pid() AS pid")["pid"]
+    pg_cluster._admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert not s.is_suppressed("a@example.com")  # reconnected, retried
+    with s.transaction():
+        s.suppress("a@example.com", "manual", now=now)
+    assert s.is_suppressed("a@example.com")
+    assert s.query_one("SELECT pg_backend_pid() AS pid")["pid"] != pid
+    s.close()

@@ -161,15 +161,29 @@ class PgConnection:
     """sqlite3.Connection's shape over one autocommit psycopg connection."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        self.raw = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            self.raw = psycopg.connect(url, autocommit=True)
+            raw = psycopg.connect(self.url, autocommit=True)
         except psycopg.OperationalError as e:
             raise NurtureError(f"cannot connect to PostgreSQL: {str(e).strip()}") from e
-        self.raw.adapters.register_loader("numeric", _NumericLoader)
+        raw.adapters.register_loader("numeric", _NumericLoader)
+        return raw
+
+    def ensure(self) -> None:
+        """Reconnect if the server went away between transactions (restart, failover, idle
+        timeout). Inside a transaction a lost connection is an error: the work is gone."""
+        if self.raw.closed or self.raw.info.transaction_status == TransactionStatus.UNKNOWN:
+            with contextlib.suppress(Exception):
+                self.raw.close()
+            self.raw = self._connect()
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.raw.info.transaction_status in (
+            TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
 
     def _prepare(self, sql: str, params: Any) -> tuple[str, Any, bool]:
         named = isinstance(params, Mapping)
@@ -182,12 +196,21 @@ class PgConnection:
 
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, params, added = self._prepare(sql, params)
+        alone = not self.in_transaction
+        if alone:
+            self.ensure()
         cur = self.raw.cursor()
         try:
             cur.execute(text, params)
         except psycopg.errors.IntegrityError as e:
             # Callers written for sqlite3 catch its IntegrityError (a unique index said no).
             raise sqlite3.IntegrityError(str(e).strip()) from e
+        except psycopg.OperationalError:
+            if not alone or not self.raw.closed:
+                raise
+            self.ensure()  # the server closed an idle connection: one retry on a new one
+            cur = self.raw.cursor()
+            cur.execute(text, params)
         return PgCursor(cur, added_returning=added)
 
     def executemany(self, sql: str, seq: Sequence[Any]) -> PgCursor:
@@ -365,6 +388,7 @@ class PgStoreBase(StoreBase):
             finally:
                 self._savepoints -= 1
             return
+        conn.ensure()
         conn.raw.execute("BEGIN")
         try:
             yield self.db
