@@ -76,6 +76,22 @@ def _zone_ok(name: str) -> bool:
     return True
 
 
+_INT = re.compile(r"-?(?:0|[1-9]\d{0,15})")
+_FLOAT = re.compile(r"-?(?:0|[1-9]\d{0,15})\.\d{1,15}")
+
+
+def cell_value(cell: str) -> str | int | float:
+    """An extra column's value for templates: numbers written plainly become numbers (so
+    ``{{ "{:,}".format(contact.monthly_orders) }}`` works as it does for a campaign's samples);
+    anything else, including ``007`` or ``+81 3 …``, stays text."""
+    text = cell.strip()
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text) and not text.endswith("0"):
+        return float(text)
+    return text
+
+
 def valid_email(text: str) -> bool:
     return len(text) <= 254 and _EMAIL.match(text) is not None
 
@@ -139,7 +155,7 @@ def parse_rows(lines: Iterator[str], *, file: str) -> Iterator[ContactRow | CsvR
                 yield CsvRowError(f'"{tz}" is not a time zone', file=file, row=row_no, field="timezone")
                 continue
         yield ContactRow(email, dict(zip(known_names, map(str.strip, known_get(cells)))),
-                         dict(zip(extra_names, map(str.strip, extra_get(cells)))))
+                         dict(zip(extra_names, map(cell_value, extra_get(cells)))))
 
 
 def _picker(columns: list[tuple[int, str]]) -> tuple[list[str], Callable[[list[str]], Sequence[str]]]:

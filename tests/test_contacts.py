@@ -130,3 +130,12 @@ def test_import_streams_in_bounded_memory(store, tmp_path, now):
     assert seen[-1] == size and seen == sorted(seen) and len(seen) >= 100
     # The file is ~10 MB and holding its rows as objects would take well over 100 MB.
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
+
+
+def test_plain_numbers_in_extra_columns_become_numbers(store, tmp_path, now):
+    p = write(tmp_path, "email,monthly_orders,avg_basket,zip,phone,code\n"
+                        "n@shop.example,4200,12.5,01234,+81 3 1234,12.50\n")
+    import_contacts(store, p, now=now)
+    n = store.get_contact_by_email("n@shop.example")
+    assert dict(n.attributes) == {"monthly_orders": 4200, "avg_basket": 12.5, "zip": "01234", "code": "12.50"}
+    assert n.phone == "+81 3 1234"
