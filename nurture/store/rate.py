@@ -12,6 +12,7 @@ limiter; the bucket bounds what all of them together may claim.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,13 +61,16 @@ class RateMixin:
         return min(burst, float(row["tokens"]) + elapsed * per_second), per_second
 
     def claim_sends_rated(self, *, owner: str, now: datetime, lease: timedelta, limit: int, rate: Rate,
-                          slow_factor: float = 0.5, bucket: str = BUCKET) -> RatedClaim:
-        """:meth:`claim_sends`, limited by the shared bucket for ``rate``.
+                          slow_factor: float = 0.5, skip_campaigns: Iterable[str] = (),
+                          bucket: str = BUCKET) -> RatedClaim:
+        """:meth:`claim_sends` (same ``owner``/``now``/``lease``/``limit``/``skip_campaigns``),
+        limited by the shared bucket for ``rate``.
 
         Suppressed and skipped rows cost no token. When the bucket holds less than one token
         and rows are due, returns no rows and the seconds until a token will be there.
         """
         burst = bucket_burst(rate)
+        skip = list(skip_campaigns)
         with self.transaction():  # type: ignore[attr-defined]
             row = self._bucket(bucket, burst)
             tokens, per_second = self._refilled(row, rate=rate, burst=burst, slow_factor=slow_factor)
@@ -74,22 +78,26 @@ class RateMixin:
             sends: list[Send] = []
             wait = 0.0
             if n >= 1:
-                sends = self.claim_sends(owner=owner, now=now, lease=lease, limit=n)  # type: ignore[attr-defined]
+                sends = self.claim_sends(owner=owner, now=now, lease=lease, limit=n,  # type: ignore[attr-defined]
+                                         skip_campaigns=skip)
                 tokens -= sum(1 for s in sends if s.status == "sending")
-            elif self.any_due(now=now):
+            elif self.any_due(now=now, skip_campaigns=skip):
                 wait = (1.0 - tokens) / per_second
             self.conn.execute(  # type: ignore[attr-defined]
                 "UPDATE rate_state SET tokens = ?, updated_at = ? WHERE name = ?",
                 (tokens, float(row["clock"]), bucket))
         return RatedClaim(sends=sends, wait=wait)
 
-    def any_due(self, *, now: datetime) -> bool:
+    def any_due(self, *, now: datetime, skip_campaigns: Iterable[str] = ()) -> bool:
         """Whether a claim at ``now`` would find a row (queued/retry due, or a lapsed lease)."""
         t = now.timestamp()
+        skip = list(skip_campaigns)
+        skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
         return self.query_one(  # type: ignore[attr-defined]
-            """SELECT 1 AS due FROM sends
-               WHERE (status IN ('queued', 'retry') AND next_attempt_at <= ?)
-                  OR (status = 'sending' AND lease_until < ?) LIMIT 1""", (t, t)) is not None
+            f"""SELECT 1 AS due FROM sends
+               WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= ?)
+                      OR (status = 'sending' AND lease_until < ?)) {skip_sql} LIMIT 1""",
+            (t, t, *skip)) is not None
 
     def slow_shared_rate(self, *, seconds: float, bucket: str = BUCKET) -> None:
         """Every sender runs at its slow factor for the next ``seconds`` (a server said 421/451);
