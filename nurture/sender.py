@@ -115,6 +115,10 @@ class SenderOptions:
     slow_seconds: float = 60.0
 
 
+#: Messages rendered per hop to the store thread.
+RENDER_CHUNK = 8
+
+
 def sender_owner() -> str:
     """A lease owner name unique to this process."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -217,12 +221,19 @@ class _Run:
                     pass
                 continue
             skip = self._backlog()
-            claimed, jobs = await self.store.run(lambda st: self._prepare(st, skip))
-            for job in jobs:
-                if job.send.campaign_id in self.campaign_limiters:
-                    self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
-                else:
-                    self.queue.put_nowait(job)
+            claimed, todo, contacts, now = await self.store.run(lambda st: self._claim(st, skip))
+            # Render in small hops so the workers' marks never wait long behind a whole batch.
+            for i in range(0, len(todo), RENDER_CHUNK):
+                if self.stop.is_set():  # give the rest back now rather than at lease expiry
+                    rest = [s.id for s in todo[i:]]
+                    self.summary.released += await self.store.release_sends(rest, owner=self.owner)
+                    break
+                chunk = todo[i:i + RENDER_CHUNK]
+                for job in await self.store.run(lambda st, c=chunk: self._render(st, c, contacts, now)):
+                    if job.send.campaign_id in self.campaign_limiters:
+                        self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
+                    else:
+                        self.queue.put_nowait(job)
             if claimed:
                 continue
             if self.once:
@@ -252,14 +263,13 @@ class _Run:
                 self.queue.put_nowait(jobs.popleft())
         return shortest
 
-    def _prepare(self, store: Any, skip: list[str]) -> tuple[int, list[_Job]]:
-        """On the store thread: claim a batch, render it, store Message-IDs (one commit)."""
+    def _claim(self, store: Any, skip: list[str]) -> tuple[int, list[Send], dict[int, Contact], datetime]:
+        """On the store thread: claim a batch and load its contacts."""
         now = self.now()
         sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
                                   skip_campaigns=skip)
         if not sends:
-            return 0, []
-        jobs: list[_Job] = []
+            return 0, [], {}, now
         todo, extra, kept = [], [], collections.Counter[str]()
         for s in sends:
             if s.status != "sending":
@@ -277,7 +287,12 @@ class _Run:
                 self.summary.suppressed += 1
             elif s.status == "skipped":
                 self.summary.skipped += 1
-        contacts = store.outbox_contacts(s.contact_id for s in todo)
+        return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now
+
+    def _render(self, store: Any, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
+        """On the store thread: render sends and store their Message-IDs (one commit), so
+        every Message-ID is durable before the first attempt."""
+        jobs: list[_Job] = []
         with store.transaction():
             for s in todo:
                 try:
@@ -297,7 +312,7 @@ class _Run:
                     store.set_message_id(s.id, msg.message_id)
                 recipient = parseaddr(msg.to)[1] or msg.to
                 jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id))
-        return len(sends), jobs
+        return jobs
 
     async def _worker(self, conn: SmtpConnection) -> None:
         while True:
