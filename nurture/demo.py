@@ -23,9 +23,10 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -38,8 +39,8 @@ from nurture.sink import Received, Sink, start_sink
 from nurture.timeutil import utcnow
 
 CAMPAIGN = "ec-payments"
-#: Monday 2026-11-30 08:55 in Tokyo: the first wave goes out as Tokyo's send window opens.
-DEFAULT_START = datetime(2026, 11, 29, 23, 55, tzinfo=UTC)
+#: Simulated days the play spans: three weekly steps plus late clicks.
+PLAY_DAYS = 15
 DEFAULT_SPEED = 80_000.0
 SAFE_LINKS_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                  "Chrome/97.0.4692.99 Safari/537.36")
@@ -52,6 +53,15 @@ BROWSER_UAS = (
     "Version/18.1 Mobile/15E148 Safari/604.1",
 )
 _HREF = re.compile(r'href="([^"]+/c/[A-Za-z0-9_\-]+)"')
+
+
+def default_start(now: datetime) -> datetime:
+    """A Monday 08:55 in Tokyo (as Tokyo's send window opens) about ``PLAY_DAYS`` before
+    ``now``, so the play ends close to the real date and its tasks look fresh afterwards."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    day = (now - timedelta(days=PLAY_DAYS)).astimezone(tokyo).date()
+    monday = day - timedelta(days=day.weekday())
+    return datetime.combine(monday, time(8, 55), tzinfo=tokyo).astimezone(UTC)
 
 
 class DemoClock:
@@ -294,13 +304,13 @@ class Director:
                 self.phase = "the campaign has run its course"
                 return
             gap = (target - now).total_seconds()
-            if in_flight or gap <= 1.0:
+            if in_flight or gap <= 0.3:
                 self.phase = "sending" if in_flight else self.phase
                 await asyncio.sleep(0.1)
                 continue
             # Glide: sim time runs `speed` times faster, in small steps so the view moves.
             self.phase = "time passes…"
-            step = min(gap - 0.5, self.speed * 0.05)
+            step = min(gap - 0.2, self.speed * 0.05)
             self.clock.advance(timedelta(seconds=step))
             await asyncio.sleep(0.05)
 
@@ -343,7 +353,7 @@ async def play(
     campaigns_dir: Path,
     speed: float = DEFAULT_SPEED,
     contacts: int = 60,
-    start: datetime = DEFAULT_START,
+    start: datetime | None = None,
     keep_serving: bool = False,
     tracker_port: int | None = 8080,
     reps_port: int | None = 8081,
@@ -358,6 +368,7 @@ async def play(
     from nurture.followup import issue_rep_token
     from nurture.runner import run_all
     from nurture.scheduler import enroll
+    from nurture.sender import SenderOptions
     from nurture.store import open_async_store
 
     stop = stop or asyncio.Event()
@@ -380,6 +391,7 @@ async def play(
     settings = demo_settings(base, workdir=workdir, smtp_port=running_sink.port,
                              tracker_port=free_port(tracker_port), reps_port=free_port(reps_port))
     write_config(settings, workdir / "config.yaml")
+    start = start or default_start(utcnow())
     clock = DemoClock(start)
     store = open_async_store(settings.database)
     rng = random.Random(7)
@@ -395,7 +407,8 @@ async def play(
         await store.run(lambda s: enroll(s, campaign, now=clock.now(), all_contacts=True))
         services = asyncio.create_task(run_all(
             settings=settings, store=store, campaigns={campaign.id: campaign}, stop=services_stop,
-            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url), settle_every=0.3))
+            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url), settle_every=0.3,
+            sender_options=SenderOptions(idle=0.2)))
         while len(urls) < 2:
             if services.done():
                 services.result()

@@ -48,6 +48,7 @@ async def run_all(
     sender_progress: Callable[[Any], None] | None = None,
     tracker_port: int | None = None,
     reps_port: int | None = None,
+    sender_options: Any = None,
 ) -> None:
     """Run the chosen parts until ``stop`` is set.
 
@@ -72,7 +73,7 @@ async def run_all(
         build = renderer_build(Renderer.from_settings(settings), campaigns)
         jobs.append(("sender", run_sender(
             store=store, settings=settings, build=build, now=now, stop=stop, once=False,
-            progress=sender_progress,
+            progress=sender_progress, **({"options": sender_options} if sender_options else {}),
             tick=lambda s, t: scheduler_tick(s, campaigns, now=t),
         )))
     if parts.tracker:

@@ -29,6 +29,7 @@ from nurture.models import OUTCOMES, PRIORITIES, Campaign
 from nurture.store.tasks import MANAGER
 from nurture.timeutil import utcnow, zone
 from nurture.web import keys
+from nurture.web.reports import report_index, report_page
 
 log = logging.getLogger("nurture.reps")
 
@@ -62,6 +63,8 @@ def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetim
     r.add_get(r"/tasks/{id:\d+}", task_page)
     r.add_post(r"/tasks/{id:\d+}", task_post)
     r.add_get("/manager", manager_page)
+    r.add_get("/report", report_index)
+    r.add_get("/report/{campaign}", report_page)
     r.add_get("/api/tasks", api_tasks)
     r.add_post(r"/api/tasks/{id:\d+}/done", api_done)
     r.add_get("/healthz", healthz)

@@ -1,0 +1,40 @@
+"""The campaign report page of the reps' app: the funnel per step with an inline SVG chart.
+
+Reps and the manager can read it (it holds counts, not contacts).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from markupsafe import Markup
+
+from nurture.report import COLUMNS, rows, svg_chart, totals
+from nurture.web import keys
+
+
+def _render(request: web.Request, name: str, **ctx: object) -> web.Response:
+    from nurture.web.reps import _render as render  # reps.py registers these views
+
+    return render(request, name, **ctx)
+
+
+async def report_index(request: web.Request) -> web.StreamResponse:
+    """``/report``: straight to the only campaign, or a list to choose from."""
+    campaigns = request.app[keys.REPS_CAMPAIGNS]
+    if len(campaigns) == 1:
+        raise web.HTTPSeeOther(f"/report/{next(iter(campaigns))}")
+    return _render(request, "report.html", campaign=None, campaigns=sorted(campaigns.values(), key=lambda c: c.id),
+                   step_rows=[], columns=COLUMNS, total={}, chart="")
+
+
+async def report_page(request: web.Request) -> web.StreamResponse:
+    """``/report/{campaign}``: the funnel per step."""
+    campaigns = request.app[keys.REPS_CAMPAIGNS]
+    campaign = campaigns.get(request.match_info["campaign"])
+    if campaign is None:
+        raise web.HTTPNotFound(text="no such campaign")
+    funnel = await request.app[keys.STORE].funnel(campaign.id)
+    step_rows = rows(campaign, funnel)
+    return _render(request, "report.html", campaign=campaign,
+                   campaigns=sorted(campaigns.values(), key=lambda c: c.id), step_rows=step_rows,
+                   columns=COLUMNS, total=totals(step_rows), chart=Markup(svg_chart(step_rows)))

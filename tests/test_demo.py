@@ -1,0 +1,189 @@
+"""The demo plays the whole loop with real parts: sink, tracker, judge, follow-up, reps' app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nurture.config import load_settings
+from nurture.demo import default_start, merchants, persona, play
+from nurture.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTACTS = 30
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory):
+    import asyncio
+
+    workdir = tmp_path_factory.mktemp("demo")
+    base = load_settings(ROOT / "config.yaml", env={"NURTURE_SECRET": "demo-test"})
+    updates = []
+    result = asyncio.run(play(base=base, workdir=workdir, campaigns_dir=ROOT / "campaigns",
+                              speed=1_000_000, contacts=CONTACTS, tracker_port=None, reps_port=None,
+                              start=datetime(2026, 11, 29, 23, 55, tzinfo=UTC),
+                              on_update=updates.append))
+    store = open_store(result.settings.database)
+    yield result, store, updates
+    store.close()
+
+
+def _tasks_by_email(store):
+    rows = store.query("SELECT c.email, c.owner, c.territory, t.rep_id, t.kind FROM tasks t "
+                       "JOIN contacts c ON c.id = t.contact_id")
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["email"], []).append(r)
+    return out
+
+
+def test_every_merchant_got_mail_and_the_sink_kept_it(played):
+    result, store, _ = played
+    assert result.activity["sends"]["sent"] >= 2 * CONTACTS
+    files = list((result.workdir / "mail").glob("*.eml"))
+    assert len(files) == result.activity["sends"]["sent"]
+
+
+def test_human_pricing_clicks_become_call_now_tasks_for_the_right_rep(played):
+    _, store, _ = played
+    tasks = _tasks_by_email(store)
+    pricing = [(i, m) for i, m in enumerate(merchants(CONTACTS))
+               if any(link == "pricing" for _, link, _ in persona(i).clicks)]
+    assert pricing, "the demo must have pricing clickers"
+    clicked = {r["email"] for r in store.query(
+        "SELECT c.email FROM clicks k JOIN sends s ON s.id = k.send_id JOIN contacts c ON c.id = s.contact_id "
+        "JOIN links l ON l.id = k.link_id WHERE l.name = 'pricing' AND k.verdict = 'human'")}
+    # A merchant whose earlier call ended "qualified" or "not interested" left the campaign
+    # before the pricing mail; everyone else who meant to click pricing did.
+    assert len(clicked) >= len(pricing) // 2
+    for i, m in pricing:
+        if m.email not in clicked:
+            continue
+        kinds = {t["kind"] for t in tasks.get(m.email, [])}
+        assert "call_now" in kinds, f"merchant {i} clicked pricing but has no call-now task"
+        for t in tasks[m.email]:
+            if m.owner:
+                assert t["rep_id"] == m.owner  # the owner gets their contacts' calls
+            elif m.territory == "GB":
+                assert t["rep_id"] == "baker"  # territory routing
+
+
+def test_scanner_sweeps_raise_no_task(played):
+    result, store, _ = played
+    tasks = _tasks_by_email(store)
+    swept_only = [m for i, m in enumerate(merchants(CONTACTS)) if persona(i).scanned and not persona(i).clicks]
+    assert swept_only
+    for m in swept_only:
+        assert m.email not in tasks
+    assert result.activity["clicks"]["scanner"] > 0
+    # Scanners' requests never became human clicks.
+    rows = store.query("SELECT COUNT(*) AS n FROM clicks WHERE ip LIKE '40.107.%' AND verdict = 'human'")
+    assert rows[0]["n"] == 0
+
+
+def test_silent_recipients_raise_no_task(played):
+    _, store, _ = played
+    tasks = _tasks_by_email(store)
+    silent = [m for i, m in enumerate(merchants(CONTACTS)) if not persona(i).clicks]
+    assert silent and all(m.email not in tasks for m in silent)
+
+
+def test_live_view_updates_and_some_tasks_are_left_open_for_the_reps(played):
+    result, _, updates = played
+    assert len(updates) > 5
+    assert updates[-1]["activity"]["sends"].get("sent", 0) > 0
+    open_now = sum(c.get("open_call_now", 0) for c in result.activity["tasks"].values())
+    assert open_now >= 1
+    assert set(result.tokens) == {"aoki", "baker", "garcia", "manager"}
+    assert (result.workdir / "config.yaml").exists()
+
+
+def test_default_start_is_a_monday_morning_in_tokyo_before_now():
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    start = default_start(now)
+    local = start.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
+    assert local.weekday() == 0 and (local.hour, local.minute) == (8, 55)
+    assert 15 <= (now - start).days <= 22
+
+
+@pytest.mark.slow
+def test_readme_demo_command_runs_to_the_end(tmp_path):
+    """The README's first command, with --exit so it ends (and fast, to keep CI short)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "nurture demo" in readme.splitlines()[3]
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nurture", "demo", "--exit", "--dir", str(tmp_path / "ws"),
+         "--speed", "1000000", "--contacts", "12", "--tracker-port", "0", "--reps-port", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mails delivered" in proc.stdout
+    assert "/login?token=nrt_" in proc.stdout
+    assert "call-now task(s) waiting for reps" in proc.stdout
+
+
+def test_report_command_on_the_demo_workspace(played):
+    import json
+
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+
+    result, _, _ = played
+    out = CliRunner().invoke(main, ["--config", str(result.workdir / "config.yaml"), "report", "ec-payments",
+                                    "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    steps = {s["step"]: s for s in data["steps"]}
+    assert list(steps) == ["case-study", "service-page", "webinar"]
+    assert steps["case-study"]["sent"] == result.funnel["case-study"]["sent"]
+    assert steps["case-study"]["scanner_clicks"] > 0
+    table = CliRunner().invoke(main, ["--config", str(result.workdir / "config.yaml"), "report", "ec-payments"])
+    assert table.exit_code == 0 and "case-study" in table.output and "clicked" in table.output
+
+
+async def test_report_page_needs_login_and_shows_the_funnel(played):
+    import aiohttp
+
+    from nurture.followup import issue_rep_token
+    from nurture.store import open_async_store
+    from nurture.web.reps import serve_reps
+
+    import asyncio
+
+    result, _, _ = played
+    settings = result.settings
+    store = open_async_store(settings.database)
+    stop = asyncio.Event()
+    urls = []
+    server = asyncio.create_task(serve_reps(settings=settings, store=store, stop=stop, port=0,
+                                            ready=urls.append))
+    try:
+        while not urls:
+            await asyncio.sleep(0.01)
+        token = await store.run(lambda s: issue_rep_token(s, settings, rep_id="aoki",
+                                                          now=datetime.now(UTC)))
+        async with aiohttp.ClientSession() as anon:
+            async with anon.get(f"{urls[0]}/report/ec-payments", allow_redirects=False) as r:
+                assert r.status in (302, 303, 401)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(f"{urls[0]}/login?token={token}") as r:
+                html = await r.text()
+            csrf = html.split('name="csrf" value="')[1].split('"')[0]
+            async with s.post(f"{urls[0]}/login", data={"csrf": csrf, "token": token}) as r:
+                assert r.status == 200
+            async with s.get(f"{urls[0]}/report/ec-payments") as r:
+                page = await r.text()
+                assert r.status == 200
+        assert "<svg" in page and 'data-step="service-page"' in page
+        assert f'data-key="sent">{result.funnel["case-study"]["sent"]}<' in page
+    finally:
+        stop.set()
+        await server
+        await store.aclose()
