@@ -155,3 +155,22 @@ def test_link_id_get_or_create_is_cached(store):
     assert store.query_one("SELECT honeypot FROM links WHERE id = ?", (h,))["honeypot"] == 1
     store.conn.execute("DELETE FROM links")  # the cache answers without the database
     assert store.link_id("c1", "s1", "pricing", "https://acme.example/pricing", False) == a
+
+
+def test_a_contact_suppressed_after_queueing_leaves_its_enrollments(store, now):
+    ids = seed(store, n=2, now=now, next_wait=86400)
+    c1 = store.get_send(ids[0]).contact_id
+    store.suppress("user1@example.com", "bounced", now=now)
+    got = {s.id: s.status for s in store.claim_sends(owner="a", now=now, lease=LEASE, limit=10)}
+    assert got == {ids[0]: "suppressed", ids[1]: "sending"}
+    assert store.query("SELECT contact_id, state, exit_reason FROM enrollments ORDER BY id") == [
+        {"contact_id": c1, "state": "exited", "exit_reason": "bounced"},
+        {"contact_id": store.get_send(ids[1]).contact_id, "state": "active", "exit_reason": None}]
+
+
+def test_a_failed_step_lets_the_enrollment_go_on(store, now):
+    [sid] = seed(store, n=1, now=now, next_wait=7 * 86400)
+    store.claim_sends(owner="a", now=now, lease=LEASE, limit=1)
+    assert store.mark_failed(sid, now=now, code=552, enhanced="5.3.4", error="552 too big") == "failed"
+    e = store.query_one("SELECT state, next_at FROM enrollments")
+    assert e == {"state": "active", "next_at": now.timestamp() + 7 * 86400}

@@ -86,8 +86,10 @@ class OutboxMixin:
             marks = ",".join("?" * len(ids))
             blocked = self.query(  # type: ignore[attr-defined]
                 f"""
-                SELECT s.id,
-                       CASE WHEN e.state = 'exited' THEN 'skipped' ELSE 'suppressed' END AS why
+                SELECT s.id, s.contact_id,
+                       CASE WHEN e.state = 'exited' THEN 'skipped' ELSE 'suppressed' END AS why,
+                       coalesce((SELECT reason FROM suppressions x WHERE x.email_key = c.email_key),
+                                c.status) AS reason
                 FROM sends s
                 JOIN contacts c ON c.id = s.contact_id
                 JOIN enrollments e ON e.id = s.enrollment_id
@@ -103,6 +105,12 @@ class OutboxMixin:
                     "UPDATE sends SET status = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
                     (status, send_id),
                 )
+            # A suppressed contact's enrollments end here; without this they would wait forever
+            # for the delivery of a send that will never go (next_at stays NULL while in flight).
+            reasons = {b["contact_id"]: b["reason"] for b in blocked if b["why"] == "suppressed"}
+            for contact_id, reason in reasons.items():
+                self.exit_enrollments(  # type: ignore[attr-defined]
+                    contact_id, reason=reason if reason in ("unsubscribed", "bounced") else "suppressed", now=now)
             for r in rows:
                 if r["id"] in why:
                     r["status"] = why[r["id"]]
@@ -221,6 +229,14 @@ class OutboxMixin:
                        "policy": kind == "blocked", **row}
             if bounce:
                 self._bounce_contact(row["contact_id"], now=now)
+            else:
+                # The step is given up, not the lead: the enrollment goes on to its next step
+                # as after a skipped one (it would otherwise wait for this delivery forever).
+                self.conn.execute(  # type: ignore[attr-defined]
+                    """UPDATE enrollments SET next_at = :t + next_wait, updated_at = :t
+                       WHERE id = (SELECT enrollment_id FROM sends WHERE id = :s)
+                         AND state = 'active' AND next_at IS NULL AND next_wait IS NOT NULL""",
+                    {"t": ts(now), "s": send_id})
             self.append_event("send.bounced" if bounce else "send.failed", payload, now=now)  # type: ignore[attr-defined]
         return kind
 
