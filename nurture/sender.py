@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class SenderOptions:
     backoff: Backoff = Backoff()
     batch: int = 64
     idle: float = 1.0  # seconds between polls when nothing is due (loop mode)
+    tick_every: float = 5.0  # the scheduler runs at least this often while busy (loop mode)
     slow_factor: float = 0.5
     slow_seconds: float = 60.0
 
@@ -165,6 +167,7 @@ class _Run:
         self.summary = SendSummary()
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.busy = 0
+        self.last_tick = 0.0
         self.wake = asyncio.Event()
         self.marks = _GroupCommit(store)
         self.campaign_limiters = {c: RateLimiter([r]) for c, r in (campaign_rates or {}).items()}
@@ -208,10 +211,16 @@ class _Run:
         except TimeoutError:
             pass
 
-    async def _produce(self) -> None:
+    async def _tick(self) -> None:
         if self.tick is not None:
+            self.last_tick = time.monotonic()
             await self.store.run(lambda s: self.tick(s, self.now()))
+
+    async def _produce(self) -> None:
+        await self._tick()
         while not self.stop.is_set():
+            if not self.once and time.monotonic() - self.last_tick >= self.opt.tick_every:
+                await self._tick()  # a long busy spell must not hold up the scheduler
             wait = self._dispatch()
             if self.queue.qsize() >= self.low_water:
                 self.wake.clear()
@@ -241,8 +250,8 @@ class _Run:
                     return
                 await self._sleep(min(0.005 if wait is None else max(wait, 0.001), 0.05))
                 continue
-            if self.queue.empty() and self.busy == 0 and self.tick is not None:
-                await self.store.run(lambda s: self.tick(s, self.now()))
+            if self.queue.empty() and self.busy == 0:
+                await self._tick()
             await self._sleep(self.opt.idle if wait is None else min(max(wait, 0.001), self.opt.idle))
 
     def _backlog(self) -> list[str]:

@@ -445,3 +445,23 @@ async def test_a_slow_campaign_holds_no_more_rows_than_its_rate_sends_within_the
     summary = await task
     assert summary.released == 1 and await astore.outbox_counts() == {"sent": 1, "queued": 29}
     await astore.aclose()
+
+
+async def test_the_scheduler_ticks_while_the_sender_is_busy(smtp_settings, db_path, now):
+    running = await start_sink(Sink(delay=0.01))
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=60, now=now))
+    ticks = []
+    stop = asyncio.Event()
+
+    def tick(store, at):
+        ticks.append((at, store.outbox_counts().get("queued", 0)))
+        if len(ticks) == 4:
+            stop.set()
+
+    opts = dataclasses.replace(FAST, tick_every=0.1, idle=5.0)
+    await run_sender(store=astore, settings=smtp_settings(running.port, max_connections=1), build=stub_build,
+                     stop=stop, once=False, options=opts, tick=tick)
+    assert len(ticks) == 4 and all(queued > 0 for _, queued in ticks)  # all while mail was waiting
+    await astore.aclose()
+    await running.aclose()
