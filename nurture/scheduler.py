@@ -338,8 +338,7 @@ def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: Zon
         out.append(TimelineEntry(t, "skipped", a.step_id, a.reason or ""))
     elif a.action == "defer":
         local = a.next_at.astimezone(tz) if a.next_at else None
-        out.append(TimelineEntry(t, "deferred", a.step_id,
-                                 f"outside the send window; waits until {local:%a %d %b %H:%M %Z}"))
+        out.append(TimelineEntry(t, "deferred", a.step_id, f"{a.reason}; waits until {local:%a %d %b %H:%M %Z}"))
     elif a.action == "exit":
         out.append(TimelineEntry(t, "exited", None, a.reason or ""))
     if a.action == "complete" or (a.action in ("queue", "skip") and a.next_step is None):
