@@ -163,7 +163,9 @@ def test_unsubscribe_suppresses_exits_and_logs_once(db_path, now):
     enr = store.query("SELECT state, exit_reason FROM enrollments")
     assert enr == [{"state": "exited", "exit_reason": "unsubscribed"}]
     assert store.query("SELECT status FROM contacts") == [{"status": "unsubscribed"}]
-    assert store.query("SELECT status FROM sends") == [{"status": "queued"}]
+    # The queued send will never go out: its enrollment exited, and the address is suppressed.
+    assert store.query("SELECT status FROM sends") == [{"status": "skipped"}]
+    assert store.is_suppressed("buyer0@merchant0.example")
     events = store.events(kind="contact.unsubscribed")
     assert len(events) == 1 and events[0]["payload"]["send_id"] == s.send_ids[0]
     assert store.unsubscribe(12345, now=now) is None

@@ -249,10 +249,10 @@ class TrackingMixin:
     # -- unsubscribe ---------------------------------------------------------------------------------
 
     def unsubscribe(self, send_id: int, *, now: datetime) -> str | None:
-        """Unsubscribe the recipient of ``send_id`` at once: suppress the address, mark the
-        contact, exit every active enrollment, log ``contact.unsubscribed`` (once).
-        Returns the address, or None for an unknown send. Queued sends stay queued; the
-        suppression makes the sender skip them."""
+        """Unsubscribe the recipient of ``send_id`` at once, in one transaction: suppress the
+        address (contact status ``unsubscribed``), exit every active enrollment (their queued
+        sends become ``skipped``), and log ``contact.unsubscribed`` once. Returns the address,
+        or None for an unknown send. Repeating it changes nothing."""
         with self.transaction():  # type: ignore[attr-defined]
             row = self.query_one(  # type: ignore[attr-defined]
                 """SELECT s.contact_id, s.campaign_id, c.email, c.email_key FROM sends s
@@ -261,17 +261,12 @@ class TrackingMixin:
                 return None
             already = self.query_one(  # type: ignore[attr-defined]
                 "SELECT reason FROM suppressions WHERE email_key = ?", (row["email_key"],))
-            if already is None:
-                self.conn.execute(  # type: ignore[attr-defined]
-                    "INSERT INTO suppressions (email_key, reason, at) VALUES (?, 'unsubscribed', ?)",
-                    (row["email_key"], ts(now)))
+            self.suppress(row["email"], "unsubscribed", now=now)  # type: ignore[attr-defined]
+            # A contact suppressed earlier for another reason still leaves as "unsubscribed".
             self.conn.execute(  # type: ignore[attr-defined]
                 "UPDATE contacts SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status = 'active'",
                 (ts(now), row["contact_id"]))
-            exited = self.conn.execute(  # type: ignore[attr-defined]
-                """UPDATE enrollments SET state = 'exited', exit_reason = 'unsubscribed', next_at = NULL,
-                          updated_at = ? WHERE contact_id = ? AND state = 'active'""",
-                (ts(now), row["contact_id"])).rowcount
+            exited = self.exit_enrollments(row["contact_id"], reason="unsubscribed", now=now)  # type: ignore[attr-defined]
             if already is None or exited:
                 self.append_event("contact.unsubscribed", {  # type: ignore[attr-defined]
                     "contact_id": row["contact_id"], "email": row["email"], "send_id": send_id,
