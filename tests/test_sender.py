@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 import time
 from collections import Counter
 from datetime import timedelta
@@ -14,7 +13,7 @@ import pytest
 from nurture.ratelimit import RateLimiter
 from nurture.sender import Backoff, SenderOptions, run_sender
 from nurture.sink import Sink, start_sink
-from nurture.store import open_async_store
+from nurture.store import open_async_store, open_store
 from nurture.timeutil import Rate
 from tests._send_worker import header, seed, stub_build
 
@@ -66,12 +65,11 @@ async def test_delivers_every_queued_send_once_over_reused_connections(smtp_sink
 
 async def test_message_id_is_stored_before_the_first_attempt(smtp_settings, db_path, now):
     seen = []
+    reader = open_store(db_path)  # a second connection, as another process would see the ledger
 
     def fault(envelope, attempt):
         mid = header(envelope.original_content, "Message-ID")
-        with sqlite3.connect(db_path) as c:
-            stored = c.execute("SELECT message_id FROM sends WHERE message_id = ?", (mid,)).fetchone()
-        seen.append(stored is not None)
+        seen.append(reader.query_one("SELECT id FROM sends WHERE message_id = ?", (mid,)) is not None)
         return "451 4.3.0 try again" if attempt == 1 else None
 
     running = await start_sink(Sink(fault=fault))
@@ -82,6 +80,7 @@ async def test_message_id_is_stored_before_the_first_attempt(smtp_settings, db_p
     # the retry carried the same Message-ID: the sink saw attempt 2 of each
     assert sorted(running.sink.attempts.values()) == [2] * 5
     assert len(running.sink.messages) == 5
+    reader.close()
     await astore.aclose()
     await running.aclose()
 
@@ -298,7 +297,8 @@ sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Mar
     s.upsert_contacts([ContactRow(email=f"buyer{i}@shop.example", fields={"first_name": f"B{i}", "company": "Shop"})
                        for i in range(n)], now=utcnow())
     s.suppress(f"buyer{n - 1}@shop.example", "unsubscribed", now=utcnow())
-    enroll(s, load_campaign(tmp_path / "campaigns" / "quick.yaml"), now=utcnow(), all_contacts=True)
+    enroll(s, load_campaign(tmp_path / "campaigns" / "quick.yaml"), now=utcnow(),
+           email_keys=[f"buyer{i}@shop.example" for i in range(n)])
     s.close()
     return str(cfg)
 
