@@ -158,3 +158,14 @@ def test_simulate_prints_the_timeline_in_local_time(env):
     r = env("simulate", "drip", "--click", "nosuch:pricing", code=1)
     assert 'no step "nosuch"' in r.output
     env("simulate", "drip", "--click", "garbage", code=2)
+
+
+def test_simulate_from_a_chosen_start_in_local_time(env):
+    # Friday 17:59 in New York: the first step still goes out; Saturday 10:00 waits for Monday 09:00.
+    r = env("simulate", "drip", "--start", "2026-12-04 17:59")
+    assert "Fri 04 Dec 2026 17:59 EST" in r.output and "sent" in r.output
+    r = env("simulate", "drip", "--start", "2026-12-05T10:00")
+    assert "waits until Mon 07 Dec 09:00 EST" in r.output
+    r = env("simulate", "drip", "--start", "2026-12-05T15:00+00:00")
+    assert "Sat 05 Dec 2026 10:00 EST" in r.output
+    env("simulate", "drip", "--start", "someday", code=2)

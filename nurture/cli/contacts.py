@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +209,13 @@ def _sim_contact(settings: Settings, campaign: Campaign, key: str | None) -> Con
               help="A contact in the database, or a sample's email or number (default: the first sample).")
 @click.option("--click", "clicks", metavar="STEP:LINK@+2h", multiple=True,
               help="Pretend the contact clicks LINK in STEP this long after it arrives (repeatable).")
+@click.option("--start", "start", metavar="TIME",
+              help='When the contact is enrolled, e.g. "2026-12-04 17:30" (in the contact\'s time zone '
+                   "unless it has an offset; default: now).")
 @click.pass_context
 @handle_errors
-def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clicks: tuple[str, ...]) -> None:
+def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clicks: tuple[str, ...],
+             start: str | None) -> None:
     """Play a campaign for one contact on a simulated clock and print the timeline.
 
     Runs the real scheduler against a throwaway in-memory database (the real one is only
@@ -228,8 +233,18 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
         raise click.BadParameter(str(e), param_hint="--click") from None
     contact = _sim_contact(settings, campaign, contact_key)
     from nurture.followup import match_rule
+    from nurture.scheduler import contact_zone
 
-    tl = run_simulation(campaign, contact=contact, now=utcnow(), clicks=parsed, rule_for=match_rule)
+    now = utcnow()
+    if start is not None:
+        try:
+            moment = datetime.fromisoformat(start)
+        except ValueError:
+            raise click.BadParameter(f'"{start}" is not a time (try "2026-12-04 17:30")', param_hint="--start") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=contact_zone(contact.timezone, campaign.timezone))
+        now = moment.astimezone(UTC)
+    tl = run_simulation(campaign, contact=contact, now=now, clicks=parsed, rule_for=match_rule)
     subjects = _subjects(settings, campaign, contact, [e for e in tl.entries if e.kind == "sent"])
     console.print(f"[bold]{escape(campaign.id)}[/bold] for {escape(contact.name)} <{escape(contact.email)}>, "
                   f"times in {tl.timezone.key}")
