@@ -125,14 +125,19 @@ class TrackingMixin:
             rows = [_row(clicks[i]) for i in keep]
             # One multi-row INSERT per chunk: SQLite runs it in a single step, so the writer
             # thread takes the GIL back a few times per batch instead of once per click.
+            pg = getattr(getattr(self, "dialect", None), "name", "sqlite") == "postgres"
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = rows[start:start + _INSERT_CHUNK]
                 sql = _INSERT_CLICKS + ",".join([_ROW] * len(chunk))
-                cur = self.conn.execute(sql, [v for row in chunk for v in row])  # type: ignore[attr-defined]
-                # Rowids of one INSERT are consecutive: we hold the write lock, rowid = max + 1.
-                last = int(cur.lastrowid)
-                for offset, i in enumerate(keep[start:start + _INSERT_CHUNK]):
-                    out[i] = last - len(chunk) + 1 + offset
+                params = [v for row in chunk for v in row]
+                if pg:  # concurrent inserts may interleave sequence values: ask for each id
+                    got = [int(r[0]) for r in self.conn.execute(sql + " RETURNING id", params).fetchall()]  # type: ignore[attr-defined]
+                else:
+                    # Rowids of one INSERT are consecutive: we hold the write lock, rowid = max + 1.
+                    last = int(self.conn.execute(sql, params).lastrowid)  # type: ignore[attr-defined]
+                    got = list(range(last - len(chunk) + 1, last + 1))
+                for i, row_id in zip(keep[start:start + _INSERT_CHUNK], got, strict=True):
+                    out[i] = row_id
         return out
 
     def get_click(self, click_id: int) -> Click | None:
