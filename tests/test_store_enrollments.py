@@ -152,3 +152,24 @@ async def test_tick_runs_on_the_async_store_thread(db_path, now):
         assert result.queued == 1
     finally:
         await astore.aclose()
+
+
+def test_click_and_exit_queries_start_from_the_enrollment(store, now):
+    """Issue 7's guard: these run per tick and per bounce / unsubscribe, so they must not visit
+    every human click or every queued send (the planner would pick clicks_verdict/sends_claim)."""
+    ids = contacts(store, now, 3)
+    store.save_campaign(camp("a", "b"), now=now)
+    store.enroll_contacts(campaign_id="c", first_step="a", first_at=now, version=1, now=now, all_contacts=True)
+    tick(store, {"c": camp("a", "b")}, now=now)
+    seen: list[str] = []
+    store.conn.set_trace_callback(seen.append)
+    try:
+        store.human_clicks([1, 2])
+        store.exit_enrollments(ids[0], reason="replied", now=now)
+    finally:
+        store.conn.set_trace_callback(None)
+    statements = [q for q in seen if q.lstrip().upper().startswith(("SELECT S.ENROLLMENT_ID", "UPDATE SENDS"))]
+    assert len(statements) == 2, seen
+    for sql in statements:
+        plan = " | ".join(r[-1] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN" not in plan and "clicks_verdict" not in plan and "sends_claim" not in plan, (sql, plan)

@@ -282,8 +282,10 @@ class EnrollmentsMixin:
         scope = "contact_id = ? AND state = 'active'" + (" AND campaign_id = ?" if campaign_id else "")
         params: list[Any] = [contact_id, *([campaign_id] if campaign_id else [])]
         with self.transaction():  # type: ignore[attr-defined]
+            # +status: find the rows through the enrollments (UNIQUE (enrollment_id, step_id)),
+            # not through sends_claim, which would visit every queued send.
             self.conn.execute(
-                "UPDATE sends SET status = 'skipped', last_error = ? WHERE status IN ('queued', 'retry')"
+                "UPDATE sends SET status = 'skipped', last_error = ? WHERE +status IN ('queued', 'retry')"
                 f" AND enrollment_id IN (SELECT id FROM enrollments WHERE {scope})",
                 [f"exited: {reason}", *params])
             cur = self.conn.execute(
@@ -314,7 +316,9 @@ class EnrollmentsMixin:
                     "SELECT s.enrollment_id, s.step_id, l.name FROM sends s"
                     " JOIN clicks k ON k.send_id = s.id JOIN links l ON l.id = k.link_id"
                     f" WHERE s.enrollment_id IN ({','.join('?' * len(chunk))})"
-                    " AND k.verdict = 'human' AND k.kind = 'click' AND l.honeypot = 0", chunk):
+                    # Unary + keeps the planner on the enrollment's sends (a few rows) instead of
+                    # the clicks_verdict index (every human click ever recorded).
+                    " AND +k.verdict = 'human' AND +k.kind = 'click' AND l.honeypot = 0", chunk):
                 out.setdefault(eid, []).append((step, name))
         return out
 
