@@ -143,7 +143,9 @@ class EnrollmentsMixin:
         version in force.
 
         Active enrollments waiting for a step that no longer exists move on (see
-        :func:`remap_step`); all others continue by step id. With ``reapply=False`` (the
+        :func:`remap_step`); all others continue by step id. (``enrollments.campaign_version``
+        keeps the version a contact was enrolled under: rewriting it for a million running
+        enrollments on every edit would hold the write lock for seconds.) With ``reapply=False`` (the
         scheduler's ticks) content that an earlier version already had is not applied again:
         a long-running process holding an old copy never rolls a newer edit back. Commands a
         person runs (``enroll``) re-apply it, which is how an edit is rolled back on purpose.
@@ -182,8 +184,6 @@ class EnrollmentsMixin:
                             "UPDATE enrollments SET next_step = ?, updated_at = ?"
                             " WHERE campaign_id = ? AND state = 'active' AND next_step = ?",
                             (target, ts(now), campaign.id, gone))
-                self.conn.execute("UPDATE enrollments SET campaign_version = ? WHERE campaign_id = ? AND state = 'active'",
-                                  (version, campaign.id))
             return version
 
     def campaign_versions(self, campaign_id: str) -> list[tuple[int, str, datetime]]:
