@@ -85,6 +85,7 @@ class Persona:
     scanned: bool = False                       # their company's mail gateway sweeps every link
     clicks: tuple[tuple[str, str, timedelta], ...] = ()  # (step, link name, after delivery)
     unsubscribes_after: str | None = None       # step after which they unsubscribe
+    comes_back: bool = False                    # opens the pricing link of an old mail at the end
     bounces: bool = False
 
 
@@ -100,9 +101,7 @@ def persona(i: int) -> Persona:
         clicks.append(("service-page", "pricing", (1 + i % 4) * h))
     if i % 7 == 3:
         clicks.append(("webinar", "webinar-register", (4 + i % 3) * h))
-    if i % 10 == 9:  # comes back to the service page mail a week later, after the webinar invite
-        clicks.append(("service-page", "pricing", timedelta(days=7, hours=3 + i % 2)))
-    return Persona(scanned=i % 5 == 1, clicks=tuple(clicks),
+    return Persona(scanned=i % 5 == 1, clicks=tuple(clicks), comes_back=i % 10 == 9,
                    unsubscribes_after="case-study" if i == 58 else None, bounces=i == 57)
 
 
@@ -211,6 +210,7 @@ class Director:
         self.delivered = 0
         self.phase = "starting"
         self.errors: list[str] = []
+        self.finale: list[Action] = []
         self.inbox: asyncio.Queue[Received] = asyncio.Queue()
         self.signer = Signer.from_settings(settings.tracking)
         self._link_names: dict[int, str] = {}
@@ -249,6 +249,11 @@ class Director:
             if url:
                 self.actions.append(Action(now + after, email, "click", url, link=link,
                                            headers={"User-Agent": ua, "X-Forwarded-For": ip}))
+        if p.comes_back and step == "service-page":
+            url = await self._link_url(links, "pricing")
+            if url:  # kept for the finale: the morning after the campaign has run its course
+                self.finale.append(Action(now, email, "click", url, link="pricing",
+                                          headers={"User-Agent": ua, "X-Forwarded-For": ip}))
         if p.unsubscribes_after == step:
             m = re.search(r"<(https?://[^>]+/u/[^>]+)>", msg.get("List-Unsubscribe", ""))
             if m:  # RFC 8058 one-click, as a mailbox provider's "Unsubscribe" button sends it
@@ -272,8 +277,28 @@ class Director:
         return None
 
     # -- the play -------------------------------------------------------------------------------
-    async def run(self, session: aiohttp.ClientSession, *, until: datetime, stop: asyncio.Event) -> None:
-        """Perform due actions; glide the clock when nothing is due; end at ``until`` or when idle."""
+    def start_finale(self) -> bool:
+        """Schedule the merchants who come back to an old mail's pricing link: on the next
+        weekday morning in Tokyo, a few minutes apart. False if there is nobody (or it ran)."""
+        if not self.finale:
+            return False
+        tokyo = ZoneInfo("Asia/Tokyo")
+        local = self.clock.now().astimezone(tokyo)
+        day = local.date() + timedelta(days=1 if local.time() >= time(10, 0) else 0)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        start = datetime.combine(day, time(10, 0), tzinfo=tokyo).astimezone(UTC)
+        for n, action in enumerate(self.finale):
+            action.at = start + timedelta(minutes=4 * n + self.rng.randint(0, 3))
+        self.actions = sorted(self.actions + self.finale, key=lambda a: a.at)
+        self.finale = []
+        self.phase = "the next morning…"
+        return True
+
+    async def run(self, session: aiohttp.ClientSession, *, until: datetime, stop: asyncio.Event,
+                  before_finale: Callable[[], Any] | None = None) -> None:
+        """Perform due actions; glide the clock when nothing is due; end when idle (after the
+        finale) or at ``until``."""
         idle_rounds = 0
         while not stop.is_set():
             while not self.inbox.empty():
@@ -284,17 +309,19 @@ class Director:
                 self.actions = [a for a in self.actions if a.at > now]
                 await asyncio.gather(*(self._perform(session, a) for a in due))
                 continue
-            busy = await self.store.run(lambda s: (s.sending_in_flight(), s.next_activity_at(),
-                                                   s.pending_clicks_count()))
-            in_flight, next_due, pending = busy
+            settle = self.settings.tracking.settle_seconds + 1
+            in_flight, next_due, clicks_due = await self.store.run(lambda s: (
+                s.sending_in_flight(), s.next_activity_at(), s.click_work_at(settle_seconds=settle)))
             candidates = [a.at for a in self.actions[:1]]
-            if next_due is not None:
-                candidates.append(next_due)
-            if pending:
-                candidates.append(now + timedelta(seconds=self.settings.tracking.settle_seconds + 1))
+            candidates += [t for t in (next_due, clicks_due) if t is not None]
             if not candidates and not in_flight:
                 idle_rounds += 1
                 if idle_rounds > 6:  # nothing left: every enrollment finished, every click judged
+                    if before_finale is not None and self.finale:
+                        await before_finale()
+                    if self.start_finale():
+                        idle_rounds = 0
+                        continue
                     return
                 await asyncio.sleep(0.25)
                 continue
@@ -434,12 +461,12 @@ async def play(
 
         reporter = asyncio.create_task(report_loop())
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            await director.run(session, until=until, stop=stop)
+            await director.run(session, until=until, stop=stop, before_finale=lambda: work_old_tasks(
+                store, now=clock.now(), older_than=timedelta(0), rng=rng))
         # Let the last clicks settle and the follow-up loop turn them into tasks.
         clock.advance(timedelta(seconds=settings.tracking.settle_seconds + 5))
-        for _ in range(50):
-            act = await store.run(lambda s: (s.pending_clicks_count(), s.activity()))
-            if act[0] == 0:
+        for _ in range(100):
+            if await store.run(lambda s: s.click_work_at(settle_seconds=0)) is None:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # one more follow-up round

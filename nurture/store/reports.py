@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
-from nurture.store.base import dt, ts
+from nurture.store.base import dt
 
 #: How a permanent failure counts: a hard bounce (the mailbox does not exist) or not.
 _BOUNCE = ("(error_enhanced LIKE '5.1.%' OR (error_enhanced IS NULL AND error_code IN (550, 551, 553)))")
@@ -83,11 +83,17 @@ class ReportsMixin:
         row = self.query_one("SELECT COUNT(*) AS n FROM sends WHERE status = 'sending'")  # type: ignore[attr-defined]
         return int(row["n"]) if row else 0
 
-    def pending_clicks_count(self, *, before: datetime | None = None) -> int:
-        sql = "SELECT COUNT(*) AS n FROM clicks WHERE verdict = 'pending'"
-        params: tuple[Any, ...] = ()
-        if before is not None:
-            sql += " AND at < ?"
-            params = (ts(before),)
-        row = self.query_one(sql, params)  # type: ignore[attr-defined]
+    def pending_clicks_count(self) -> int:
+        row = self.query_one("SELECT COUNT(*) AS n FROM clicks WHERE verdict = 'pending'")  # type: ignore[attr-defined]
         return int(row["n"]) if row else 0
+
+    def click_work_at(self, *, settle_seconds: float) -> datetime | None:
+        """When the click pipeline next has work: the oldest pending click's end of its settle
+        window, or the time of the oldest human click that follow-up has not handled yet."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            """SELECT MIN(t) AS t FROM (
+                 SELECT MIN(at) + ? AS t FROM clicks WHERE verdict = 'pending' AND kind = 'click'
+                 UNION ALL
+                 SELECT MIN(at) FROM clicks WHERE verdict = 'human' AND handled = 0 AND kind = 'click')""",
+            (settle_seconds,))
+        return dt(row["t"]) if row and row["t"] is not None else None
