@@ -113,6 +113,7 @@ class SenderOptions:
     batch: int = 64
     idle: float = 1.0  # seconds between polls when nothing is due (loop mode)
     tick_every: float = 5.0  # the scheduler runs at least this often while busy (loop mode)
+    shared_rate: bool = True  # also take tokens from the database's bucket (several senders)
     slow_factor: float = 0.5
     slow_seconds: float = 60.0
 
@@ -230,7 +231,7 @@ class _Run:
                     pass
                 continue
             skip = self._backlog()
-            claimed, todo, contacts, now = await self.store.run(lambda st: self._claim(st, skip))
+            claimed, todo, contacts, now, rate_wait = await self.store.run(lambda st: self._claim(st, skip))
             # Render in small hops so the workers' marks never wait long behind a whole batch.
             for i in range(0, len(todo), RENDER_CHUNK):
                 if self.stop.is_set():  # give the rest back now rather than at lease expiry
@@ -244,6 +245,9 @@ class _Run:
                     else:
                         self.queue.put_nowait(job)
             if claimed:
+                continue
+            if rate_wait > 0:  # rows are due but the shared bucket is empty
+                await self._sleep(min(rate_wait, self.opt.idle))
                 continue
             if self.once:
                 if self.queue.empty() and self.busy == 0 and not self._backlog():
@@ -272,13 +276,21 @@ class _Run:
                 self.queue.put_nowait(jobs.popleft())
         return shortest
 
-    def _claim(self, store: Any, skip: list[str]) -> tuple[int, list[Send], dict[int, Contact], datetime]:
+    def _claim(self, store: Any, skip: list[str]) -> tuple[int, list[Send], dict[int, Contact], datetime, float]:
         """On the store thread: claim a batch and load its contacts."""
         now = self.now()
-        sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
-                                  skip_campaigns=skip)
+        wait = 0.0
+        if self.opt.shared_rate and hasattr(store, "claim_sends_rated"):
+            # The bucket in the database bounds what all sender processes together claim.
+            rated = store.claim_sends_rated(owner=self.owner, now=now, lease=self.opt.lease,
+                                            limit=self.claim_limit, rate=self.settings.smtp.rate,
+                                            slow_factor=self.opt.slow_factor, skip_campaigns=skip)
+            sends, wait = rated.sends, rated.wait
+        else:
+            sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
+                                      skip_campaigns=skip)
         if not sends:
-            return 0, [], {}, now
+            return 0, [], {}, now, wait
         todo, extra, kept = [], [], collections.Counter[str]()
         for s in sends:
             if s.status != "sending":
@@ -296,7 +308,7 @@ class _Run:
                 self.summary.suppressed += 1
             elif s.status == "skipped":
                 self.summary.skipped += 1
-        return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now
+        return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now, wait
 
     def _render(self, store: Any, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
         """On the store thread: render sends and store their Message-IDs (one commit), so
@@ -360,6 +372,8 @@ class _Run:
         now = self.now()
         if e.code in THROTTLE_CODES:
             self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
+            if self.opt.shared_rate and hasattr(self.store.sync, "slow_shared_rate"):
+                await self.marks.submit(lambda st: st.slow_shared_rate(seconds=self.opt.slow_seconds))
             log.warning("server asked to slow down (%s); rate cut to %.0f%% for %.0fs",
                         e.code, self.opt.slow_factor * 100, self.opt.slow_seconds)
         attempt = s.attempts + 1

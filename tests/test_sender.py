@@ -465,3 +465,21 @@ async def test_the_scheduler_ticks_while_the_sender_is_busy(smtp_settings, db_pa
     assert len(ticks) == 4 and all(unsent > 0 for _, unsent in ticks)  # all while mail was waiting
     await astore.aclose()
     await running.aclose()
+
+
+async def test_two_senders_share_one_global_rate_through_the_database(smtp_sink, smtp_settings, db_path, now):
+    one, two = open_async_store(db_path), open_async_store(db_path)
+    await one.run(lambda s: seed(s, n=50, now=now))
+    settings = smtp_settings(smtp_sink.port, rate="20/s")
+    t0 = time.monotonic()
+    a, b = await asyncio.gather(*(
+        run_sender(store=st, settings=settings, build=stub_build, stop=asyncio.Event(), once=True,
+                   options=dataclasses.replace(FAST, batch=5))
+        for st in (one, two)))
+    elapsed = time.monotonic() - t0
+    # together: a burst of 20, then 30 more at 20/s (each alone would allow 20/s of its own)
+    assert a.sent + b.sent == 50 and len(deliveries(smtp_sink.sink)) == 50
+    assert a.sent > 5 and b.sent > 5
+    assert elapsed >= 1.3
+    await one.aclose()
+    await two.aclose()
