@@ -2,9 +2,8 @@
 
     python bench/latency.py [--clicks 1000] [--settle 0] [--concurrency 1] [--poll-ms 5]
 
-A server process runs what ``nurture run`` embeds on one store: the public tracker with its
-settle loop (``serve_public``), the follow-up loop (``followup_loop``) and the reps' app
-(``serve_reps``). Behind a trusted proxy (``X-Forwarded-For``), each click comes from its own
+The server is the real ``nurture run`` (scheduler, sender, tracker, settle loop, follow-up
+loop and reps' app in one process on one SQLite file), started as a subprocess. Behind a trusted proxy (``X-Forwarded-For``), each click comes from its own
 address, with a current browser's user agent, an hour after delivery, on a distinct contact's
 mail, so every one is a new human click and a new task. The client times from sending
 ``GET /c/<token>`` to the first ``GET /api/tasks`` (rep token, polled every ``--poll-ms``)
@@ -103,39 +102,6 @@ def seed(cfg: Path, n: int) -> tuple[list[tuple[int, str]], str]:
     token = issue_rep_token(store, settings, rep_id=REP, now=real)
     store.close()
     return out, token
-
-
-# -- the server: what ``nurture run`` embeds -------------------------------------------------------
-
-def serve(cfg: Path) -> None:
-    from nurture.campaigns import load_campaigns
-    from nurture.config import load_settings
-    from nurture.followup import followup_loop
-    from nurture.store import open_async_store
-    from nurture.timeutil import utcnow
-    from nurture.web.reps import serve_reps
-    from nurture.web.tracker import serve_public
-
-    settings = load_settings(cfg)
-    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        store = open_async_store(settings.database)
-        try:
-            await asyncio.gather(
-                serve_public(settings=settings, store=store, stop=stop, now=utcnow),
-                followup_loop(store=store, settings=settings, campaigns=campaigns, now=utcnow, stop=stop),
-                serve_reps(settings=settings, store=store, stop=stop, campaigns=campaigns,
-                           ready=lambda url: print(f"ready {url}", flush=True)),
-            )
-        finally:
-            await store.aclose()
-
-    asyncio.run(run())
 
 
 def wait_ready(port: int, timeout: float = 20) -> None:
@@ -242,11 +208,7 @@ def main() -> None:
     ap.add_argument("--poll-ms", type=float, default=5.0, help="how often the client polls /api/tasks")
     ap.add_argument("--timeout", type=float, default=0.0, help="give up on a click after this many s "
                     "(default settle + 30)")
-    ap.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve:
-        serve(Path(args.serve))
-        return
     with tempfile.TemporaryDirectory(prefix="nurture-latency-") as tmp:
         d = Path(tmp)
         cfg = write_config(d, settle=args.settle)
@@ -255,8 +217,9 @@ def main() -> None:
         print(f"seeded {len(targets)} delivered mails in {time.perf_counter() - t0:.1f} s", flush=True)
         conf = json.loads(cfg.read_text())
         env = {**os.environ, "NURTURE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-        server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(cfg)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=(d / "server.log").open("w"))
+        server = subprocess.Popen([sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg),
+                                   "run"], env=env, stdout=subprocess.DEVNULL, stderr=(d / "server.log").open("w"),
+                                  cwd=d)
         try:
             wait_ready(int(conf["tracking"]["listen"].rsplit(":", 1)[1]))
             wait_ready(int(conf["reps_app"]["listen"].rsplit(":", 1)[1]))

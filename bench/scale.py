@@ -80,6 +80,10 @@ def write_config(d: Path, *, smtp_port: int = 1025) -> Path:
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none", "max_connections": 8,
                  "rate": "1000000/s"},
         "tracking": {"base_url": "http://127.0.0.1:8080", "secret_env": "NURTURE_SECRET"},
+        # The CSV's owners; on shift around the clock, so routing takes its usual path.
+        "reps": [{"id": f"rep{i}", "name": f"Rep {i}", "email": f"rep{i}@acme.example", "timezone": "UTC",
+                  "hours": "00:00-23:59", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                  "capacity": 100_000} for i in range(12)],
     }))  # JSON is YAML
     return cfg
 
