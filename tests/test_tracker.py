@@ -387,3 +387,17 @@ def test_random_paths_never_5xx(threaded_server, method, prefix, rest, suffix):
     if resp.status in (301, 302, 303, 307, 308):
         # Only a genuine click token can redirect, and only to a stored URL.
         assert resp.getheader("Location") in dict(LINKS).values() or resp.getheader("Location") == "https://acme.example/"
+
+
+def test_bad_trusted_proxy_or_scanner_list_is_a_config_error(make_settings, tmp_path):
+    from nurture.errors import ConfigError
+    from nurture.web.tracker import check_settings
+
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        check_settings(make_settings(tracking={"trusted_proxies": ["10.0.0.0/33"]}))
+    bad = tmp_path / "scanners.txt"
+    bad.write_text("net 10.0.0.0/8 certain corp\nnet nonsense certain x\n")
+    with pytest.raises(ConfigError, match="scanners.txt:2"):
+        check_settings(make_settings(tracking={"scanner_networks": str(bad)}))
+    with pytest.raises(ConfigError, match="cannot read"):
+        check_settings(make_settings(tracking={"scanner_networks": str(tmp_path / "missing.txt")}))

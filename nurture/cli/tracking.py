@@ -48,6 +48,9 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
         parse_listen(settings.reps_app.listen)
     except ValueError as e:
         raise ConfigError(str(e), field="reps_app.listen") from None
+    from nurture.web.tracker import check_settings
+
+    check_settings(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if workers == 1:
         _worker(settings, host, port, 0, access_log, reuse_port=False, reps=reps_app)

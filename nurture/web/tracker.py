@@ -26,7 +26,7 @@ from aiohttp import web
 
 from nurture.clicks import Verdict, immediate_verdict
 from nurture.config import Settings, parse_listen
-from nurture.errors import TokenError
+from nurture.errors import ConfigError, TokenError
 from nurture.signing import Signer
 from nurture.store import open_async_store
 from nurture.store.tracking import NewClick
@@ -84,8 +84,7 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
 
     app[keys.IMMEDIATE] = immediate
     app[keys.PAGES] = Pages.load()
-    app[keys.TRUSTED_PROXIES] = tuple(ipaddress.ip_network(c, strict=False)
-                                      for c in settings.tracking.trusted_proxies)
+    app[keys.TRUSTED_PROXIES] = trusted_networks(settings)
     app.cleanup_ctx.append(_ledger_ctx)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get(f"/c/{TOKEN}", click)  # HEAD too: answered, never counted
@@ -96,6 +95,20 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     # Everything else, any method: the 404 page (a route, not a middleware, keeps clicks fast).
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+def trusted_networks(settings: Settings) -> tuple[Network, ...]:
+    """``tracking.trusted_proxies`` as networks; ConfigError on a bad entry."""
+    try:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in settings.tracking.trusted_proxies)
+    except ValueError as e:
+        raise ConfigError(f"not a network: {e}", field="tracking.trusted_proxies") from None
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail early (ConfigError) on tracking settings the app would refuse: for the CLI."""
+    trusted_networks(settings)
+    load_scanners(settings.tracking.scanner_networks_file)
 
 
 async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
