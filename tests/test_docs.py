@@ -50,3 +50,28 @@ def test_command_is_in_readme(path: tuple[str, ...], cmd: click.Command) -> None
     invocation = "`nurture " + " ".join(path)
     assert re.search(re.escape(invocation) + r"[ `]", section), \
         f"README.md's command table does not mention {invocation}`"
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 3)
+    return text[start:end if end != -1 else None]
+
+
+@pytest.mark.parametrize("key", __import__("nurture.config", fromlist=["CONFIG_KEYS"]).CONFIG_KEYS)
+def test_config_key_is_in_the_reference(key: str) -> None:
+    assert f"| `{key}` |" in _section("Configuration reference"), f"config key {key} is not documented"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert lines[3] == "pip install -e . && nurture demo"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert ci == lines[4], "the README's test command and .ci/run's last line must be the same"
+
+
+def test_shipped_config_has_only_documented_keys() -> None:
+    from nurture.config import load_settings
+
+    load_settings(ROOT / "config.yaml", env={})  # unknown keys would raise ConfigError
