@@ -66,22 +66,26 @@ class OutboxMixin:
         skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
         # PostgreSQL: concurrent claimers take disjoint rows (SQLite serialises on BEGIN IMMEDIATE).
         skip_locked = getattr(getattr(self, "dialect", None), "skip_locked", "")
+        limit = int(limit)
         with self.transaction():  # type: ignore[attr-defined]
-            rows = self.query(  # type: ignore[attr-defined]
-                f"""
-                UPDATE sends SET status = 'sending', lease_owner = ?, lease_until = ?
-                WHERE id IN (
-                    SELECT id FROM sends
-                    WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= ?)
-                           OR (status = 'sending' AND lease_until < ?)) {skip_sql}
-                    ORDER BY next_attempt_at, id
-                    LIMIT ?{skip_locked})
-                RETURNING *
-                """,
-                [owner, until, t, t, *skip, int(limit)],
-            )
-            if not rows:
+            # Three walks in index order (sends_claim: status, next_attempt_at), each stopping
+            # after ``limit`` rows, merged here: no sort of everything that is due.
+            candidates: list[tuple[float, int]] = []
+            for status, cond in (("queued", "next_attempt_at <= ?"), ("retry", "next_attempt_at <= ?"),
+                                 ("sending", "lease_until < ?")):
+                order = "" if status == "sending" else " ORDER BY next_attempt_at, id"
+                candidates += self.conn.execute(  # type: ignore[attr-defined]
+                    f"SELECT next_attempt_at, id FROM sends WHERE status = ? AND {cond} {skip_sql}"
+                    f"{order} LIMIT ?{skip_locked}",
+                    [status, t, *skip, limit]).fetchall()
+            ids = [i for _, i in sorted(candidates)[:limit]]
+            if not ids:
                 return []
+            rows = self.query(  # type: ignore[attr-defined]
+                f"UPDATE sends SET status = 'sending', lease_owner = ?, lease_until = ?"
+                f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING *",
+                [owner, until, *ids],
+            )
             ids = [r["id"] for r in rows]
             marks = ",".join("?" * len(ids))
             blocked = self.query(  # type: ignore[attr-defined]
@@ -95,7 +99,7 @@ class OutboxMixin:
                 JOIN enrollments e ON e.id = s.enrollment_id
                 WHERE s.id IN ({marks})
                   AND (c.status != 'active' OR e.state = 'exited'
-                       OR c.email_key IN (SELECT email_key FROM suppressions))
+                       OR EXISTS (SELECT 1 FROM suppressions x WHERE x.email_key = c.email_key))
                 """,
                 ids,
             )
@@ -124,7 +128,8 @@ class OutboxMixin:
     def release_sends(self, send_ids: Iterable[int], *, owner: str) -> int:
         """Give claimed rows that were never attempted back to the queue (graceful stop).
 
-        Only rows still leased by ``owner`` are released; returns how many were.
+        Only rows still leased by ``owner`` are released; returns how many were. (A lease
+        owner is set only while a row is ``sending``: every mark clears it.)
         """
         ids = list(send_ids)
         if not ids:
@@ -134,7 +139,7 @@ class OutboxMixin:
                 f"""
                 UPDATE sends SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'queued' END,
                                  lease_owner = NULL, lease_until = NULL
-                WHERE status = 'sending' AND lease_owner = ? AND id IN ({",".join("?" * len(ids))})
+                WHERE lease_owner = ? AND id IN ({",".join("?" * len(ids))})
                 """,
                 [owner, *ids],
             )
