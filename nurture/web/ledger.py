@@ -32,9 +32,9 @@ NOT_RECORDED = -1
 class ClickLedger:
     """Group commit: ``await ledger.record(click)`` returns once the click is committed.
 
-    ``interval`` (seconds, ``tracking.group_commit_ms``) is how long the writer waits after
-    the first click of a batch for others to join it; 0 batches only what queued up while
-    the previous commit ran.
+    One task writes every click that queued up while the previous commit ran, in one
+    transaction. ``interval`` (seconds, ``tracking.group_commit_ms``) is the shortest time
+    between the starts of two commits, so under load each commit carries more clicks.
     """
 
     def __init__(self, *, store: Any, interval: float = 0.002, max_batch: int = 4096) -> None:
@@ -71,10 +71,16 @@ class ClickLedger:
         await self._task
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_start = 0.0
         while True:
             await self._wake.wait()
-            if self._interval > 0 and not self._stopping:
-                await asyncio.sleep(self._interval)  # let the clicks of the next few ms join
+            # At most one commit per interval: a lone click is written at once, while under
+            # load clicks queue up behind the running commit and share the next one.
+            delay = last_start + self._interval - loop.time()
+            if delay > 0 and not self._stopping:
+                await asyncio.sleep(delay)
+            last_start = loop.time()
             self._wake.clear()
             batch, self._items = self._items[:self._max_batch], self._items[self._max_batch:]
             if self._items:
