@@ -39,7 +39,7 @@ async def _main(args: argparse.Namespace) -> int:
         store=store, settings=settings, build=stub_build, stop=asyncio.Event(), once=True,
         now=lambda: datetime.now(UTC),
         options=SenderOptions(lease=timedelta(seconds=60), backoff=Backoff(base=timedelta(0)),
-                              batch=args.batch),
+                              batch=args.batch, shared_rate=not args.no_shared_rate),
     )
     elapsed = time.perf_counter() - started
     await store.aclose()
@@ -55,4 +55,5 @@ if __name__ == "__main__":
     p.add_argument("--rate", default="20/s")
     p.add_argument("--pool", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--no-shared-rate", action="store_true", help="per-process rate only (to show the difference)")
     sys.exit(asyncio.run(_main(p.parse_args())))

@@ -77,17 +77,19 @@ async def test_two_senders_send_each_row_once_within_the_global_rate(shared_db, 
     assert all(r["sent"] > 0 for r in results), f"one sender did all the work: {results}"
 
     # The bucket allows a burst of one second's worth, then RATE per second: any k
-    # consecutive arrivals span at least (k - burst) / RATE seconds (10% and 2 mails slack).
+    # consecutive arrivals span at least (k - burst) / RATE seconds. Tokens are taken at
+    # claim time, so arrivals may bunch by what is in flight: slack of both pools (2 x 4
+    # mails) and 10%. With --no-shared-rate (per-process limits only) this is ~38 mails over.
     burst = RATE
     times = sorted(m.at.timestamp() for m in got)
     worst = 0.0
     for i in range(len(times)):
         for j in range(i + 1, len(times)):
-            allowed = burst + 2 + RATE * (times[j] - times[i]) * 1.1
+            allowed = burst + 8 + RATE * (times[j] - times[i]) * 1.1
             worst = max(worst, (j - i + 1) - allowed)
     assert worst <= 0, f"{worst:.1f} mails over the global rate"
     span = times[-1] - times[0]
-    assert span >= (N - burst - 2) / RATE / 1.1, f"{N} mails in {span:.2f}s at {RATE}/s with two senders"
+    assert span >= (N - burst - 8) / RATE / 1.1, f"{N} mails in {span:.2f}s at {RATE}/s with two senders"
     after = open_store(shared_db)
     assert after.outbox_counts() == {"sent": N}
     assert after.rate_state()["tokens"] < burst
