@@ -239,8 +239,8 @@ def _max_in_span(clicks: Sequence[Click], span: timedelta) -> int:
 
 def _chrome_behind(user_agent: str, now: datetime) -> int | None:
     m = _CHROME.search(user_agent)
-    if not m or "Edg/" in user_agent and "OneOutlook" in user_agent:
-        return None
+    if not m or ("Edg/" in user_agent and "OneOutlook" in user_agent):
+        return None  # the new Outlook client (next-auth#1840): its age says nothing
     version, anchor = _CHROME_ANCHOR
     current = version + int((now - anchor) / timedelta(weeks=4))
     return current - int(m.group(1))
