@@ -174,3 +174,13 @@ def test_a_failed_step_lets_the_enrollment_go_on(store, now):
     assert store.mark_failed(sid, now=now, code=552, enhanced="5.3.4", error="552 too big") == "failed"
     e = store.query_one("SELECT state, next_at FROM enrollments")
     assert e == {"state": "active", "next_at": now.timestamp() + 7 * 86400}
+
+
+def test_claim_can_skip_campaigns_without_walking_their_backlog(store, now):
+    slow = seed(store, n=30, now=now - timedelta(hours=1), campaign="slow")
+    fast = seed(store, n=5, now=now, campaign="fast")
+    other = seed(store, n=3, now=now - timedelta(minutes=1), campaign="other")
+    got = store.claim_sends(owner="a", now=now, lease=LEASE, limit=6, skip_campaigns=["slow"])
+    assert [s.id for s in got] == other + fast[:3]
+    with_slow = store.claim_sends(owner="a", now=now, lease=LEASE, limit=4)
+    assert [s.id for s in with_slow] == slow[:4]

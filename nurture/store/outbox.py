@@ -68,16 +68,27 @@ class OutboxMixin:
         skip_locked = getattr(getattr(self, "dialect", None), "skip_locked", "")
         limit = int(limit)
         with self.transaction():  # type: ignore[attr-defined]
-            # Three walks in index order (sends_claim: status, next_attempt_at), each stopping
-            # after ``limit`` rows, merged here: no sort of everything that is due.
+            # Walks in index order (sends_claim: status, next_attempt_at), each stopping after
+            # ``limit`` rows, merged here: no sort of everything that is due.
             candidates: list[tuple[float, int]] = []
-            for status, cond in (("queued", "next_attempt_at <= ?"), ("retry", "next_attempt_at <= ?"),
-                                 ("sending", "lease_until < ?")):
-                order = "" if status == "sending" else " ORDER BY next_attempt_at, id"
-                candidates += self.conn.execute(  # type: ignore[attr-defined]
-                    f"SELECT next_attempt_at, id FROM sends WHERE status = ? AND {cond} {skip_sql}"
-                    f"{order} LIMIT ?{skip_locked}",
-                    [status, t, *skip, limit]).fetchall()
+            for status in ("queued", "retry"):
+                if not skip:
+                    candidates += self.conn.execute(  # type: ignore[attr-defined]
+                        "SELECT next_attempt_at, id FROM sends WHERE status = ? AND next_attempt_at <= ?"
+                        f" ORDER BY next_attempt_at, id LIMIT ?{skip_locked}", (status, t, limit)).fetchall()
+                    continue
+                # Skipping a campaign must not mean stepping over its (maybe huge) backlog in
+                # due order: walk each other campaign's slice of sends_claim_campaign instead.
+                for campaign_id in self._outbox_campaigns(status):
+                    if campaign_id in skip:
+                        continue
+                    candidates += self.conn.execute(  # type: ignore[attr-defined]
+                        "SELECT next_attempt_at, id FROM sends WHERE status = ? AND campaign_id = ?"
+                        f" AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{skip_locked}",
+                        (status, campaign_id, t, limit)).fetchall()
+            candidates += self.conn.execute(  # type: ignore[attr-defined]
+                f"SELECT next_attempt_at, id FROM sends WHERE status = 'sending' AND lease_until < ? {skip_sql}"
+                f" LIMIT ?{skip_locked}", [t, *skip, limit]).fetchall()
             ids = [i for _, i in sorted(candidates)[:limit]]
             if not ids:
                 return []
@@ -124,6 +135,20 @@ class OutboxMixin:
                          "contact_id": r["contact_id"]}, now=now)
         rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
         return [_send(r) for r in rows]
+
+    def _outbox_campaigns(self, status: str) -> list[str]:
+        """Campaigns with rows in ``status``: one index seek per campaign (a loose index scan
+        of sends_claim_campaign), however many rows each has."""
+        rows = self.conn.execute(  # type: ignore[attr-defined]
+            """
+            WITH RECURSIVE c(id) AS (
+                SELECT (SELECT min(campaign_id) FROM sends WHERE status = ?)
+                UNION ALL
+                SELECT (SELECT min(campaign_id) FROM sends WHERE status = ? AND campaign_id > c.id)
+                FROM c WHERE c.id IS NOT NULL)
+            SELECT id FROM c WHERE id IS NOT NULL
+            """, (status, status)).fetchall()
+        return [r[0] for r in rows]
 
     def release_sends(self, send_ids: Iterable[int], *, owner: str) -> int:
         """Give claimed rows that were never attempted back to the queue (graceful stop).

@@ -227,3 +227,10 @@ def m003_enrollments(db: Database) -> None:
             SELECT id, version, content_hash, steps, source, updated_at FROM campaigns;
         """
     )
+
+
+@migrations()
+def m009_outbox(db: Database) -> None:
+    """Claiming around a campaign that waits on its own rate: each other campaign's due rows
+    are walked in order (and the campaigns found by a loose index scan)."""
+    db.executescript("CREATE INDEX sends_claim_campaign ON sends(status, campaign_id, next_attempt_at);")
