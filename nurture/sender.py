@@ -331,7 +331,7 @@ class _Run:
                     continue
                 if s.message_id != msg.message_id:
                     store.set_message_id(s.id, msg.message_id)
-                recipient = parseaddr(msg.to)[1] or msg.to
+                recipient = msg.to if "<" not in msg.to else (parseaddr(msg.to)[1] or msg.to)
                 jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id))
         return jobs
 
