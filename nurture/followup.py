@@ -243,7 +243,8 @@ def _task_for(store: Any, campaign: Campaign, settings: Settings, rule: FollowUp
     if existing is None:
         reps = settings.reps
         r = route(contact=contact, reps=reps, territories=settings.territories, kind=rule.task,
-                  due=rule.due, now=now, last_rep=store.last_assigned_rep(),
+                  # Without reps nothing is assigned, and the lookup would read every task.
+                  due=rule.due, now=now, last_rep=store.last_assigned_rep() if reps else None,
                   assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
         context = {"timeline": [entry], "route": r.reason}
         task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
