@@ -399,7 +399,8 @@ async def play(
     from nurture.store import open_async_store
 
     stop = stop or asyncio.Event()
-    campaign = find_campaign(campaigns_dir, CAMPAIGN)
+    # The campaign's own rate (its relay quota) would stretch the play; the sink has none.
+    campaign = replace(find_campaign(campaigns_dir, CAMPAIGN), rate=None)
     if workdir.exists():
         for name in ("nurture.db", "nurture.db-wal", "nurture.db-shm", "merchants.csv", "config.yaml"):
             (workdir / name).unlink(missing_ok=True)

@@ -75,6 +75,7 @@ async def run_all(
             store=store, settings=settings, build=build, now=now, stop=stop, once=False,
             progress=sender_progress, **({"options": sender_options} if sender_options else {}),
             tick=lambda s, t: scheduler_tick(s, campaigns, now=t),
+            campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None},
         )))
     if parts.tracker:
         jobs.append(("tracker", serve_public(settings=settings, store=store, stop=stop, settle=False,
