@@ -213,6 +213,8 @@ def parent(args: argparse.Namespace) -> None:
         r = run_step(name, d, args)
         r.setdefault("time", r["wall"])
         checkpoint(db)
+        # Flush what this step wrote, so the next step is not timed during its writeback.
+        os.sync()
         r["db_mb"] = db_size(db)
         rows.append((label, r, target, detail(r) if callable(detail) else detail))
         print(f"  {r['time']:.2f} s, peak RSS {r['rss_mb']:.0f} MB, DB {r['db_mb']:.0f} MB", flush=True)
