@@ -11,11 +11,8 @@ class NurtureError(Exception):
     """Root of every error nurture raises on purpose."""
 
 
-class ConfigError(NurtureError):
-    """config.yaml or the environment holds a bad value.
-
-    ``file``/``line``/``column`` point at the offending key when known.
-    """
+class LocatedError(NurtureError):
+    """An error at a place in a file: ``file:line:col: field: message``."""
 
     def __init__(
         self,
@@ -37,27 +34,15 @@ class ConfigError(NurtureError):
         return _located(self.file, self.line, self.column, self.field, self.message)
 
 
-class CampaignError(NurtureError):
+class ConfigError(LocatedError):
+    """config.yaml or the environment holds a bad value.
+
+    ``file``/``line``/``column`` point at the offending key when known.
+    """
+
+
+class CampaignError(LocatedError):
     """One problem in a campaign file: ``file:line:col: field: message``."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        file: str,
-        line: int | None = None,
-        column: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.message = message
-        self.file = file
-        self.line = line
-        self.column = column
-        self.field = field
-        super().__init__(self.__str__())
-
-    def __str__(self) -> str:
-        return _located(self.file, self.line, self.column, self.field, self.message)
 
 
 class CampaignErrors(NurtureError):
