@@ -118,7 +118,7 @@ def remap_step(step: str, old: Sequence[str], new: Sequence[str]) -> str | None:
 
 
 # A hard bounce as SendError.hard_bounce defines it: 5.1.x if an enhanced code came, else 550/551/553.
-_BOUNCE = "(status = 'failed' AND coalesce(error_enhanced LIKE '5.1.%', error_code IN (550, 551, 553), 0))"
+_BOUNCE = "(status = 'failed' AND coalesce(error_enhanced LIKE '5.1.%', error_code IN (550, 551, 553), FALSE))"
 
 
 class EnrollmentsMixin:
@@ -236,7 +236,7 @@ class EnrollmentsMixin:
             params.extend(keys)
         elif not all_contacts:
             raise ValueError("choose contacts: all_contacts, where or email_keys")
-        selected = " AND ".join(conds) or "1"
+        selected = " AND ".join(conds) or "1 = 1"  # a bare 1 is no boolean on PostgreSQL
         bad = "(c.status != 'active' OR EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key))"
         insert = (
             "INSERT OR IGNORE INTO enrollments (campaign_id, contact_id, state, next_step, next_at,"
