@@ -31,6 +31,8 @@ def test_translate_placeholders_literals_and_upserts() -> None:
     sql, _, added = translate("INSERT INTO sends (a) VALUES (?) RETURNING id, a", False)
     assert sql.endswith("RETURNING id, a") and not added
     assert translate("BEGIN IMMEDIATE", False)[0] == "BEGIN"
+    sql, _, _ = translate("SELECT a + b, x+1 FROM t WHERE +status IN (?) AND +k.verdict = '+x' AND (+y = 1)", False)
+    assert sql == "SELECT a + b, x+1 FROM t WHERE status IN (%s) AND k.verdict = '+x' AND (y = 1)"
 
 
 def test_translate_ddl() -> None:

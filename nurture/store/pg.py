@@ -5,9 +5,10 @@ offers the part of that API they use (``execute`` → cursor with ``fetchone``/`
 ``description``/``lastrowid``/``rowcount``, ``executemany``, ``in_transaction``) over a psycopg 3
 connection, and rewrites each statement once (cached): ``?``/``?N``/``:name`` placeholders,
 ``INSERT OR IGNORE`` → ``ON CONFLICT DO NOTHING``, ``LIKE`` → ``ILIKE`` (SQLite's LIKE ignores
-ASCII case), ``RETURNING id`` for ``lastrowid``. The few SQLite functions the mixins call
-(``json_patch``, ``json_extract``, ``group_concat``, ``sum(boolean)``) are created in the
-database as small SQL functions, so the statements stay the same text on both backends.
+ASCII case), SQLite's ``+column`` index hint dropped, ``RETURNING id`` for ``lastrowid``.
+The few SQLite functions the mixins call (``json_patch``, ``json_extract``, ``group_concat``,
+``sum(boolean)``) are created in the database as small SQL functions, so the statements stay
+the same text on both backends.
 
 Schema migrations are the same functions as on SQLite (``nurture.store.schema``): they get a
 small stand-in for the sqlite-utils ``Database`` whose ``executescript`` translates the DDL
@@ -54,6 +55,9 @@ _NUMBERED = re.compile(r"\?(\d+)")
 _INSERT = re.compile(r"^\s*INSERT\s+(OR\s+IGNORE\s+)?INTO\s+(\w+)", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _LIKE = re.compile(r"(?<!I)\bLIKE\b", re.IGNORECASE)
+# SQLite's planner hint "+column" (do not use an index for this term): no-op, and no
+# unary plus on text in PostgreSQL.
+_UNARY_PLUS = re.compile(r"(\b(?:AND|OR|WHERE|NOT|ON|WHEN|THEN|ELSE)\s+|[(,]\s*)\+(?=[A-Za-z_])", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -77,7 +81,7 @@ def translate(sql: str, named: bool) -> tuple[str, tuple[int, ...] | None, bool]
                 return "%s"
             p = _NUMBERED.sub(number, p)
             p = p.replace("?", "%s")
-        parts[i] = _LIKE.sub("ILIKE", p)
+        parts[i] = _UNARY_PLUS.sub(r"\1", _LIKE.sub("ILIKE", p))
     for i in range(1, len(parts), 2):
         parts[i] = parts[i].replace("%", "%%")
     out = "".join(parts)
