@@ -37,8 +37,10 @@ class ClickLedger:
     between the starts of two commits, so under load each commit carries more clicks.
     """
 
-    def __init__(self, *, store: Any, interval: float = 0.002, max_batch: int = 4096) -> None:
+    def __init__(self, *, store: Any, interval: float = 0.002, max_batch: int = 4096,
+                 on_commit: Callable[[], None] | None = None) -> None:
         self._store = store
+        self._on_commit = on_commit  # e.g. wakes the settle loop of ``nurture run``
         self._interval = interval
         self._max_batch = max_batch
         self._items: list[tuple[NewClick, asyncio.Future[int | None]]] = []
@@ -103,6 +105,8 @@ class ClickLedger:
             return [NOT_RECORDED] * len(clicks)
         self.commits += 1
         self.committed += len(clicks)
+        if self._on_commit is not None:
+            self._on_commit()
         return ids
 
 
@@ -160,24 +164,49 @@ def settle_clicks(store: Any, settings: Settings, *, now: datetime,
 
 
 async def settle_loop(store: Any, settings: Settings, *, stop: asyncio.Event,
-                      clock: Callable[[], datetime], every: float = 5.0, batch: int = 1000) -> None:
+                      clock: Callable[[], datetime], every: float = 5.0, batch: int = 1000,
+                      wake: asyncio.Event | None = None,
+                      on_settled: Callable[[SettleResult], None] | None = None) -> None:
     """Run :func:`settle_clicks` every ``every`` seconds (sooner while a backlog remains)
     until ``stop`` is set. ``store`` should be an AsyncStore of its own, so that a long pass
-    never delays the click ledger's commits."""
+    never delays the click ledger's commits.
+
+    ``wake`` (set by the tracker's ledger after each commit) brings the next pass forward to
+    ``tracking.settle`` after the new clicks, when that is sooner than ``every``: with a short
+    window a click's verdict no longer waits for the next round. ``on_settled`` gets every
+    pass that stored human or scanner verdicts (``nurture run`` wakes follow-up with it).
+    """
     scanners = load_scanners(settings.tracking.scanner_networks_file)
+    window = settings.tracking.settle_seconds
     while not stop.is_set():
+        if wake is not None:
+            wake.clear()
         wait = every
         try:
             done = await store.run(lambda s: settle_clicks(s, settings, now=clock(), scanners=scanners,
                                                            limit=batch))
+            if on_settled is not None and done.human + done.scanner:
+                on_settled(done)
             if done.human + done.scanner + done.pending >= batch:
                 wait = 0.05  # a backlog: keep going, but let the loop breathe
         except Exception:
             log.exception("settle pass failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=wait)
-        except TimeoutError:
-            pass
+        woken = await _first(stop, wake if window < wait else None, timeout=wait)
+        if woken and window > 0:
+            await _first(stop, None, timeout=window)  # the new clicks can be judged from then
+
+
+async def _first(stop: asyncio.Event, wake: asyncio.Event | None, *, timeout: float) -> bool:
+    """Wait until ``stop`` or ``wake`` is set, or ``timeout``; True when woken (not stopped)."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    return wake is not None and wake.is_set() and not stop.is_set()
 
 
 @functools.lru_cache(maxsize=8)

@@ -67,9 +67,12 @@ class Pages:
 
 
 def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
-                       now: Callable[[], datetime] = utcnow) -> web.Application:
+                       now: Callable[[], datetime] = utcnow,
+                       on_commit: Callable[[], None] | None = None) -> web.Application:
     """The public app. ``store`` is an :class:`~nurture.store.AsyncStore`; the click ledger
-    starts and (on shutdown, flushing every queued click) stops with the app."""
+    starts and (on shutdown, flushing every queued click) stops with the app.
+    ``on_commit()`` is called after each commit of clicks (``nurture run`` wakes its settle
+    loop with it)."""
     app = web.Application(client_max_size=64 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -85,7 +88,7 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     app[keys.IMMEDIATE] = immediate
     app[keys.PAGES] = Pages.load()
     app[keys.TRUSTED_PROXIES] = trusted_networks(settings)
-    app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(functools.partial(_ledger_ctx, on_commit=on_commit))
     app.on_response_prepare.append(_security_headers)
     app.router.add_get(f"/c/{TOKEN}", click)  # HEAD too: answered, never counted
     app.router.add_get(f"/u/{TOKEN}", unsubscribe_page)
@@ -111,9 +114,10 @@ def check_settings(settings: Settings) -> None:
     load_scanners(settings.tracking.scanner_networks_file)
 
 
-async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _ledger_ctx(app: web.Application, *,
+                      on_commit: Callable[[], None] | None = None) -> AsyncIterator[None]:
     ledger = ClickLedger(store=app[keys.STORE],
-                         interval=app[keys.SETTINGS].tracking.group_commit_ms / 1000)
+                         interval=app[keys.SETTINGS].tracking.group_commit_ms / 1000, on_commit=on_commit)
     await ledger.start()
     app[keys.LEDGER] = ledger
     yield
@@ -286,13 +290,15 @@ async def serve_public(*, settings: Settings, store: Any, stop: asyncio.Event,
                        signer: Signer | None = None, host: str | None = None, port: int | None = None,
                        reuse_port: bool = False, settle: bool = True, access_log: bool = False,
                        ready: Callable[[str], None] | None = None,
-                       now: Callable[[], datetime] = utcnow) -> None:
+                       now: Callable[[], datetime] = utcnow,
+                       on_commit: Callable[[], None] | None = None) -> None:
     """Serve the public app on ``tracking.listen`` (or ``host``/``port``) until ``stop`` is
     set; also run the settle loop unless ``settle`` is False. ``ready`` gets the bound URL.
     ``nurture run`` embeds this; ``nurture serve`` runs it in each worker process."""
     lhost, lport = parse_listen(settings.tracking.listen)
     app = create_tracker_app(settings=settings, store=store,
-                             signer=signer or Signer.from_settings(settings.tracking), now=now)
+                             signer=signer or Signer.from_settings(settings.tracking), now=now,
+                             on_commit=on_commit)
     runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None,
                            shutdown_timeout=5.0)
     await runner.setup()
