@@ -109,6 +109,7 @@ def test_valid_email(email, ok):
 
 
 @pytest.mark.slow  # tracemalloc makes every allocation slow; this takes ~15 s
+@pytest.mark.sqlite_only("tracemalloc makes psycopg's per-row work 10x slower (90 s); the bound is the importer's")
 def test_import_streams_in_bounded_memory(store, tmp_path, now):
     """Issue 7's regression guard: importing 200,000 rows must not hold the file in memory."""
     p = tmp_path / "big.csv"

@@ -265,6 +265,7 @@ def test_enroll_is_idempotent_and_skips_suppressed(store, now):
     assert (r.enrolled, r.already, r.suppressed) == (0, 4, 1)
 
 
+@pytest.mark.sqlite_only("EXPLAIN QUERY PLAN is SQLite's")
 def test_due_query_uses_the_index(store, now):
     plan = store.conn.execute("EXPLAIN QUERY PLAN " + DUE_SQL.format(marks="?"), (0, "ec", 10)).fetchall()
     text = " | ".join(r[-1] for r in plan)

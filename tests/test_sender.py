@@ -63,6 +63,7 @@ async def test_delivers_every_queued_send_once_over_reused_connections(smtp_sink
     await astore.aclose()
 
 
+@pytest.mark.sqlite_only("reads the database file with sqlite3 while the sender runs")
 async def test_message_id_is_stored_before_the_first_attempt(smtp_settings, db_path, now):
     seen = []
     reader = open_store(db_path)  # a second connection, as another process would see the ledger

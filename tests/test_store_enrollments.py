@@ -154,6 +154,7 @@ async def test_tick_runs_on_the_async_store_thread(db_path, now):
         await astore.aclose()
 
 
+@pytest.mark.sqlite_only("traces statements and reads EXPLAIN QUERY PLAN, both SQLite's")
 def test_click_and_exit_queries_start_from_the_enrollment(store, now):
     """Issue 7's guard: these run per tick and per bounce / unsubscribe, so they must not visit
     every human click or every queued send (the planner would pick clicks_verdict/sends_claim)."""

@@ -98,6 +98,7 @@ def test_contact_blocked_by_status_or_suppression(store):
     assert [store.contact_blocked(i) for i in (a, b, c, 999)] == [False, True, True, True]
 
 
+@pytest.mark.sqlite_only("EXPLAIN QUERY PLAN is SQLite's")
 def test_unhandled_human_clicks_use_the_index(store):
     plan = store.query("EXPLAIN QUERY PLAN SELECT c.id FROM clicks c WHERE c.handled = 0 "
                        "AND c.verdict = 'human' AND c.kind = 'click' ORDER BY c.id LIMIT 10")
