@@ -76,3 +76,15 @@ def test_cli_copy_prints_verified_counts(tmp_path, pg_url, now):
     assert "differs" not in result.output
     missing = CliRunner().invoke(main, ["db", "copy", str(tmp_path / "nope.db"), pg_url])
     assert missing.exit_code == 1 and "no database file" in missing.output
+
+
+def test_tables_come_after_the_tables_their_foreign_keys_name(tmp_path, pg_url):
+    from nurture.store.copy import tables
+
+    for path in (str(tmp_path / "x.db"), pg_url):
+        s = open_store(path)
+        order = tables(s)
+        assert order.index("contacts") < order.index("enrollments") < order.index("sends")
+        assert order.index("contacts") < order.index("tasks")
+        assert not any(t.startswith("_") for t in order) and "rate_state" in order
+        s.close()

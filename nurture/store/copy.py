@@ -1,7 +1,7 @@
 """Copy a whole database between backends: SQLite → PostgreSQL (scale-out) and back.
 
 Both ends are opened as stores (so both are migrated to the same schema); the destination
-must hold no rows yet. Tables go parents first (foreign keys), each in batches inside one
+must hold no rows yet. Tables go parents first (by their foreign keys), each in batches inside one
 transaction, read as a stream (never the whole table in memory); ids are kept, so tokens in
 mail already sent keep pointing at the right rows. Into PostgreSQL rows go by ``COPY`` and
 the identity sequences are moved past the copied ids. Every table is verified by row count.
@@ -9,6 +9,7 @@ the identity sequences are moved past the copied ids. Every table is verified by
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,6 @@ from nurture.errors import NurtureError
 #: Tables whose ``id`` is generated (an identity column on PostgreSQL).
 ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events")
 
-#: Tables with foreign keys come after the tables they point at; the rest follow by name.
-PARENTS_FIRST = ("contacts", "campaigns", "enrollments", "sends", "links", "clicks", "tasks", "events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +39,34 @@ def _is_pg(store: Any) -> bool:
 
 
 def tables(store: Any) -> list[str]:
-    """The data tables of a store (not the migrations bookkeeping), parents first."""
+    """The data tables of a store (not the migrations bookkeeping), each after the tables its
+    foreign keys point at, otherwise by name."""
     if _is_pg(store):
         rows = store.query("SELECT table_name AS name FROM information_schema.tables"
                            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
+        refs = store.query(
+            """SELECT DISTINCT tc.table_name AS name, ccu.table_name AS ref
+               FROM information_schema.table_constraints tc
+               JOIN information_schema.constraint_column_usage ccu
+                 ON ccu.constraint_name = tc.constraint_name AND ccu.table_schema = tc.table_schema
+               WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = current_schema()""")
     else:
         rows = store.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
-    names = {r["name"] for r in rows if not r["name"].startswith("_")}
-    return [t for t in PARENTS_FIRST if t in names] + sorted(names - set(PARENTS_FIRST))
+        refs = store.query("SELECT DISTINCT m.name, f.\"table\" AS ref FROM sqlite_master m,"
+                           " pragma_foreign_key_list(m.name) f WHERE m.type = 'table'")
+    names = sorted(r["name"] for r in rows if not r["name"].startswith("_"))
+    graph: dict[str, set[str]] = {n: set() for n in names}
+    for r in refs:
+        if r["name"] in graph and r["ref"] in graph and r["ref"] != r["name"]:
+            graph[r["name"]].add(r["ref"])
+    order = graphlib.TopologicalSorter(graph)
+    order.prepare()
+    out: list[str] = []
+    while order.is_active():
+        ready = sorted(order.get_ready())
+        out.extend(ready)
+        order.done(*ready)
+    return out
 
 
 def columns(store: Any, table: str) -> list[str]:
