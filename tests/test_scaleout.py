@@ -111,3 +111,46 @@ def test_rate_bucket_refills_by_the_database_clock_and_caps_claims(db_path, now)
     s.slow_shared_rate(seconds=30)
     assert s.rate_state()["slow_until"] is not None
     s.close()
+
+
+def test_trackers_on_two_connections_share_the_click_ledger(shared_db, now):
+    """Two trackers (two connections, as on two machines) group-commit clicks at the same time:
+    every click is stored once, and the id each gets back is the id of its own row."""
+    import threading
+
+    from nurture.store.tracking import NewClick
+
+    s = open_store(shared_db)
+    sends = seed(s, n=20, now=now)
+    link = s.link_id("c1", "s1", "pricing", "https://acme.example/pricing")
+    s.close()
+    got: dict[str, dict[str, int]] = {}
+    errors: list[BaseException] = []
+
+    def tracker(name: str) -> None:
+        try:
+            t = open_store(shared_db)
+            mine: dict[str, int] = {}
+            # Big batches, so that the two INSERTs overlap: on PostgreSQL their ids then
+            # interleave (assuming consecutive ids got ~10% of them wrong when tried).
+            for batch in range(10):
+                clicks = [NewClick(send_id=sends[(batch + i) % len(sends)], link_id=link, at=now, method="GET",
+                                   ip="192.0.2.7", user_agent=f"{name}-{batch}-{i}") for i in range(1000)]
+                for c, click_id in zip(clicks, t.record_clicks(clicks), strict=True):
+                    mine[c.user_agent] = click_id
+            got[name] = mine
+            t.close()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=tracker, args=(n,)) for n in ("a", "b")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    s = open_store(shared_db)
+    stored = {r["user_agent"]: r["id"] for r in s.query("SELECT id, user_agent FROM clicks")}
+    assert len(stored) == 2 * 10 * 1000
+    assert stored == {**got["a"], **got["b"]}
+    s.close()
