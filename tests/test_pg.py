@@ -31,6 +31,8 @@ def test_translate_placeholders_literals_and_upserts() -> None:
     sql, _, added = translate("INSERT INTO sends (a) VALUES (?) RETURNING id, a", False)
     assert sql.endswith("RETURNING id, a") and not added
     assert translate("BEGIN IMMEDIATE", False)[0] == "BEGIN"
+    sql, _, added = translate("INSERT OR IGNORE INTO enrollments (a) SELECT c.id FROM contacts c WHERE c.id > ?", False)
+    assert sql.endswith("WHERE c.id > %s ON CONFLICT DO NOTHING") and not added
     sql, _, _ = translate("SELECT a + b, x+1 FROM t WHERE +status IN (?) AND +k.verdict = '+x' AND (+y = 1)", False)
     assert sql == "SELECT a + b, x+1 FROM t WHERE status IN (%s) AND k.verdict = '+x' AND (y = 1)"
 

@@ -54,6 +54,7 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _NUMBERED = re.compile(r"\?(\d+)")
 _INSERT = re.compile(r"^\s*INSERT\s+(OR\s+IGNORE\s+)?INTO\s+(\w+)", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_SELECT = re.compile(r"\bSELECT\b", re.IGNORECASE)
 _LIKE = re.compile(r"(?<!I)\bLIKE\b", re.IGNORECASE)
 # SQLite's planner hint "+column" (do not use an index for this term): no-op, and no
 # unary plus on text in PostgreSQL.
@@ -96,7 +97,9 @@ def translate(sql: str, named: bool) -> tuple[str, tuple[int, ...] | None, bool]
                 out = out[:returning.start()] + "ON CONFLICT DO NOTHING " + out[returning.start():]
             else:
                 out += " ON CONFLICT DO NOTHING"
-        if not returning and m.group(2).lower() in ID_TABLES:
+        # lastrowid matters after INSERT ... VALUES; an INSERT ... SELECT of a whole batch
+        # would otherwise ship every new id back for nothing.
+        if not returning and m.group(2).lower() in ID_TABLES and not _SELECT.search(out, _INSERT.match(out).end()):  # type: ignore[union-attr]
             out += " RETURNING id"
             added = True
     return out, (tuple(order) if order else None), added
