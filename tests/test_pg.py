@@ -10,7 +10,7 @@ import pytest
 from nurture.errors import NurtureError
 from nurture.store import open_store
 from nurture.store.dialect import is_postgres_url
-from nurture.store.pg import MIGRATIONS_TABLE, translate, translate_ddl
+from nurture.store.pg import COMPAT_NAME, MIGRATIONS_TABLE, apply_migrations, translate, translate_ddl
 from nurture.store.schema import migrations
 
 pytestmark = pytest.mark.postgres
@@ -75,7 +75,8 @@ def test_migrations_recorded_once_even_when_processes_open_together(pg_cluster) 
     assert not errors
     s = open_store(url)
     names = [r["name"] for r in s.query(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name")]
-    assert names == sorted(m.name for m in migrations._migrations)
+    assert names == sorted([COMPAT_NAME, *(m.name for m in migrations._migrations)])
+    assert apply_migrations(s.conn) == []  # nothing pending: nothing done
     s.close()
     pg_cluster.drop_database(url)
 
@@ -124,4 +125,22 @@ def test_a_dropped_connection_is_replaced_between_transactions(pg_cluster, pg_ur
         s.suppress("a@example.com", "manual", now=now)
     assert s.is_suppressed("a@example.com")
     assert s.query_one("SELECT pg_backend_pid() AS pid")["pid"] != pid
+    s.close()
+
+
+def test_a_migration_outside_a_transaction_runs_once(pg_url) -> None:
+    from sqlite_utils.migrations import Migrations
+
+    extra = Migrations("nurture-test-extra")
+
+    @extra(transactional=False)
+    def m001_vacuum(db) -> None:  # VACUUM cannot run inside a transaction
+        db.executescript("CREATE TABLE IF NOT EXISTS extra_t (id INTEGER PRIMARY KEY, x REAL)")
+        db.executescript("VACUUM extra_t")
+
+    s = open_store(pg_url)
+    assert apply_migrations(s.conn, source=extra) == ["_compat_functions_v1", "m001_vacuum"]
+    assert apply_migrations(s.conn, source=extra) == []
+    assert s.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'extra_t' ORDER BY ordinal_position") \
+        == [{"data_type": "bigint"}, {"data_type": "double precision"}]
     s.close()

@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
+from sqlite_utils.migrations import Migrations
 
 from nurture.errors import NurtureError
 from nurture.store.base import StoreBase
@@ -336,27 +337,58 @@ class _MigrationDb:
             f"migrations must use db.execute/db.executescript to run on PostgreSQL too (not db.{name})")
 
 
-def apply_migrations(conn: PgConnection) -> list[str]:
-    """Apply pending migrations (and the compat functions); returns the names applied."""
-    applied_now: list[str] = []
+#: Recorded like a migration, so the functions are (re)created once per version of them.
+COMPAT_NAME = "_compat_functions_v1"
+
+
+def _applied(raw: psycopg.Connection[Any], name: str) -> set[str]:
+    if raw.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+        return set()
+    rows = raw.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = %s",  # type: ignore[arg-type]
+                       (name,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def apply_migrations(conn: PgConnection, *, source: Migrations = migrations) -> list[str]:
+    """Apply pending migrations (and the compat functions); returns the names applied.
+
+    One query when nothing is pending. Otherwise each migration runs in its own transaction
+    with its record, under an advisory lock, so processes starting together migrate once;
+    a migration registered with ``transactional=False`` runs outside a transaction.
+    """
     raw = conn.raw
+    if _applied(raw, source.name) >= {COMPAT_NAME, *(m.name for m in source._migrations)}:
+        return []
+    applied_now: list[str] = []
+
+    def record(name: str) -> None:
+        raw.execute(f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) VALUES (%s, %s, %s)",  # type: ignore[arg-type]
+                    (source.name, name, str(datetime.now(UTC))))
+        applied_now.append(name)
+
     with raw.transaction():
         raw.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        raw.execute(COMPAT_SQL)  # type: ignore[arg-type]
         raw.execute(f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
             migration_set TEXT NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL,
             PRIMARY KEY (migration_set, name))""")  # type: ignore[arg-type]
-    for m in migrations._migrations:
-        with raw.transaction():
-            raw.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            done = raw.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE migration_set = %s AND name = %s",  # type: ignore[arg-type]
-                               (migrations.name, m.name)).fetchone()
-            if done:
-                continue
-            m.fn(_MigrationDb(conn))  # type: ignore[arg-type]
-            raw.execute(f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) VALUES (%s, %s, %s)",  # type: ignore[arg-type]
-                        (migrations.name, m.name, str(datetime.now(UTC))))
-            applied_now.append(m.name)
+        if COMPAT_NAME not in _applied(raw, source.name):
+            raw.execute(COMPAT_SQL)  # type: ignore[arg-type]
+            record(COMPAT_NAME)
+    for m in source._migrations:
+        if m.transactional:
+            with raw.transaction():
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                if m.name not in _applied(raw, source.name):
+                    m.fn(_MigrationDb(conn))  # type: ignore[arg-type]
+                    record(m.name)
+            continue
+        raw.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            if m.name not in _applied(raw, source.name):
+                m.fn(_MigrationDb(conn))  # type: ignore[arg-type]
+                record(m.name)
+        finally:
+            raw.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
 
 
