@@ -72,7 +72,7 @@ def test_cli_copy_prints_verified_counts(tmp_path, pg_url, now):
     counts = _fill(src, now)
     result = CliRunner().invoke(main, ["db", "copy", src, pg_url, "--batch", "50"])
     assert result.exit_code == 0, result.output
-    assert f"sends" in result.output and str(counts["sends"]) in result.output
+    assert "sends" in result.output and str(counts["sends"]) in result.output
     assert "differs" not in result.output
     missing = CliRunner().invoke(main, ["db", "copy", str(tmp_path / "nope.db"), pg_url])
     assert missing.exit_code == 1 and "no database file" in missing.output
