@@ -154,3 +154,21 @@ def test_trackers_on_two_connections_share_the_click_ledger(shared_db, now):
     assert len(stored) == 2 * 10 * 1000
     assert stored == {**got["a"], **got["b"]}
     s.close()
+
+
+def test_two_schedulers_take_disjoint_due_enrollments(pg_url, now):
+    """On PostgreSQL a tick locks the due enrollments it reads (SKIP LOCKED): a second tick at
+    the same moment gets the others, never a stale copy of the same ones."""
+    from nurture.store.contacts import ContactRow
+
+    a, b = open_store(pg_url), open_store(pg_url)
+    a.upsert_contacts([ContactRow(f"p{i}@x.example") for i in range(10)], now=now)
+    a.enroll_contacts(campaign_id="c", first_step="s1", first_at=now, version=1, now=now, all_contacts=True)
+    with a.transaction():
+        first = a.due_enrollments(campaign_ids=["c"], now=now, limit=6)
+        second = b.due_enrollments(campaign_ids=["c"], now=now, limit=10)  # does not wait for a
+    assert len(first) == 6 and len(second) == 4
+    assert not {e.id for e in first} & {e.id for e in second}
+    assert len(b.due_enrollments(campaign_ids=["c"], now=now, limit=10)) == 10  # a committed, locks gone
+    a.close()
+    b.close()

@@ -21,6 +21,10 @@ class Dialect:
     lock_row: str
     clock: str
 
+    def skip_locked_of(self, alias: str) -> str:
+        """``skip_locked`` for a join: lock (and skip locked) rows of ``alias`` only."""
+        return f" FOR UPDATE OF {alias} SKIP LOCKED" if self.skip_locked else ""
+
 
 SQLITE = Dialect(name="sqlite", skip_locked="", lock_row="",
                  clock="((julianday('now') - 2440587.5) * 86400.0)")

@@ -300,7 +300,12 @@ class EnrollmentsMixin:
         ids = list(campaign_ids)
         if not ids:
             return []
-        rows = self.conn.execute(DUE_SQL.format(marks=",".join("?" * len(ids))), [ts(now), *ids, limit]).fetchall()
+        # PostgreSQL: two schedulers ticking at once (senders on several machines) take disjoint
+        # enrollments; a stale read could otherwise undo a mark_sent's next_at. SQLite
+        # serialises ticks on BEGIN IMMEDIATE.
+        lock = self.dialect.skip_locked_of("e")  # type: ignore[attr-defined]
+        rows = self.conn.execute(DUE_SQL.format(marks=",".join("?" * len(ids))).rstrip() + lock,
+                                 [ts(now), *ids, limit]).fetchall()
         return [DueEnrollment(id=r[0], campaign_id=r[1], contact_id=r[2], next_step=r[3], next_at=dt(r[4]),  # type: ignore[arg-type]
                               timezone=r[5], contact_status=r[6], suppressed=bool(r[7]),
                               outcomes=frozenset(r[8].split(",")) if r[8] else frozenset())
