@@ -172,3 +172,21 @@ def test_two_schedulers_take_disjoint_due_enrollments(pg_url, now):
     assert len(b.due_enrollments(campaign_ids=["c"], now=now, limit=10)) == 10  # a committed, locks gone
     a.close()
     b.close()
+
+
+def test_two_follow_up_loops_take_disjoint_clicks(pg_url, now):
+    """On PostgreSQL unhandled clicks read inside a transaction are locked (SKIP LOCKED): the
+    follow-up loop of a second ``nurture serve`` gets other clicks, never the same ones."""
+    from nurture.store.tracking import NewClick
+
+    a, b = open_store(pg_url), open_store(pg_url)
+    sends = seed(a, n=10, now=now)
+    link = a.link_id("c1", "s1", "pricing", "https://acme.example/pricing")
+    a.record_clicks([NewClick(send_id=s, link_id=link, at=now, method="GET", verdict="human") for s in sends])
+    with a.transaction():
+        first = a.unhandled_human_clicks(limit=6)
+        second = b.unhandled_human_clicks(limit=10)  # does not wait for a
+    assert len(first) == 6 and len(second) == 4
+    assert not {c["click_id"] for c in first} & {c["click_id"] for c in second}
+    a.close()
+    b.close()

@@ -38,9 +38,14 @@ class TasksMixin:
     # -- clicks waiting for the follow-up rules ---------------------------------------------
 
     def unhandled_human_clicks(self, *, limit: int = 500) -> list[dict[str, Any]]:
-        """Human clicks not yet turned into tasks, oldest first, with send and link facts."""
+        """Human clicks not yet turned into tasks, oldest first, with send and link facts.
+
+        On PostgreSQL the clicks are locked until the caller's transaction ends and clicks
+        another process holds are skipped: follow-up loops on several machines (one per
+        ``nurture serve``) never handle the same click twice."""
+        lock = self.dialect.skip_locked_of("c")  # type: ignore[attr-defined]
         return self.query(  # type: ignore[attr-defined]
-            """
+            f"""
             SELECT c.id AS click_id, c.at, c.send_id, c.link_id, s.contact_id, s.campaign_id,
                    s.step_id, s.sent_at, l.name AS link_name, l.url AS link_url,
                    l.honeypot AS honeypot
@@ -48,7 +53,7 @@ class TasksMixin:
             JOIN sends s ON s.id = c.send_id
             LEFT JOIN links l ON l.id = c.link_id
             WHERE c.handled = 0 AND c.verdict = 'human' AND c.kind = 'click'
-            ORDER BY c.id LIMIT ?
+            ORDER BY c.id LIMIT ?{lock}
             """,
             (limit,),
         )
