@@ -94,3 +94,93 @@ def test_nurture_run_stops_cleanly_on_sigterm(tmp_path):
     assert proc.returncode == 0, text
     assert "tracker (public links) listening on http://127.0.0.1:" in text
     assert "stopped" in text
+
+
+def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
+    """`nurture send --once` then `nurture serve`: a person's pricing click becomes a task."""
+    import socket
+    import time
+    import urllib.request
+
+    from nurture.sink import Sink, start_sink
+
+    with socket.socket() as s1, socket.socket() as s2:
+        s1.bind(("127.0.0.1", 0))
+        s2.bind(("127.0.0.1", 0))
+        tport, rport = s1.getsockname()[1], s2.getsockname()[1]
+
+    async def send_once() -> list:
+        sink = await start_sink(Sink())
+        # The shipped campaign without its send window, so the test does not depend on the hour.
+        (tmp_path / "campaigns").mkdir()
+        yaml_text = (ROOT / "campaigns" / "industry-news.yaml").read_text()
+        yaml_text = re.sub(r"(?m)^send_window:.*\n", "", yaml_text)
+        (tmp_path / "campaigns" / "industry-news.yaml").write_text(yaml_text)
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            f"database: {tmp_path / 'n.db'}\ncampaigns_dir: {tmp_path / 'campaigns'}\n"
+            f"templates_dir: {ROOT / 'templates'}\nsmtp: {{port: {sink.port}, rate: 50/s}}\n"
+            f"tracking: {{listen: '127.0.0.1:{tport}', base_url: 'http://127.0.0.1:{tport}', settle: 1s}}\n"
+            f"reps_app: {{listen: '127.0.0.1:{rport}'}}\n"
+            "reps: [{id: aoki, name: Aoki Yui, email: aoki@acme.example, timezone: Asia/Tokyo, territory: [JP]}]\n")
+        csv = tmp_path / "c.csv"
+        csv.write_text("email,first_name,company,timezone,territory\nkim@shop.example,Kim,Shop,UTC,JP\n")
+        env = {**os.environ, "COLUMNS": "200"}
+        for args in (["contacts", "import", str(csv)], ["enroll", "industry-news", "--all"],
+                     ["send", "--once"]):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "nurture", "--config", str(cfg), *args, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await proc.communicate()
+            assert proc.returncode == 0, out.decode()
+        await sink.aclose()
+        return sink.sink.messages
+
+    messages = asyncio.run(send_once())
+    assert len(messages) == 1
+    # A click seconds after delivery looks like a mail scanner's; let the mail be two
+    # minutes old, as a person's click would be.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        db.execute("UPDATE sends SET sent_at = sent_at - 120")
+    html = messages[0].message.get_body(preferencelist=("html",)).get_content()
+    links = re.findall(r'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', html)
+    visible = links[1]  # links[0] is the hidden honeypot
+    proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(tmp_path / "config.yaml"),
+                             "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{tport}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        req = urllib.request.Request(visible, headers={
+            "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 "
+                          "(KHTML, like Gecko) Version/18.1 Safari/605.1.15"})
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **k):  # noqa: ANN002, ANN003
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(req, timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 302
+        from nurture.store import open_store
+
+        store = open_store(str(tmp_path / "n.db"))
+        try:
+            tasks = []
+            deadline = time.monotonic() + 30  # the settle window (1 s) plus a settle round
+            while time.monotonic() < deadline and not tasks:
+                tasks = store.query("SELECT rep_id, kind FROM tasks")
+                time.sleep(0.3)
+        finally:
+            store.close()
+        assert tasks == [{"rep_id": "aoki", "kind": "call"}]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -91,16 +91,35 @@ def _worker(settings: Settings, host: str, port: int, index: int, access_log: bo
             loop.add_signal_handler(sig, stop.set)
         store = open_async_store(settings.database)
         reps_runner = await _start_reps(settings, store) if reps else None
+        # Worker 0 also turns judged clicks into tasks and delivers webhooks, so a split
+        # deployment (`nurture send` + `nurture serve`) raises the same tasks as `nurture run`.
+        background = _followup_jobs(settings, store, stop) if index == 0 else []
         try:
             await serve_public(settings=settings, store=store, stop=stop, host=host, port=port,
                                reuse_port=reuse_port, settle=index == 0, access_log=access_log,
                                ready=lambda url: print(f"worker {index}: tracker listening on {url}", flush=True))
         finally:
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
             if reps_runner is not None:
                 await reps_runner.cleanup()
             await store.aclose()
 
     asyncio.run(run())
+
+
+def _followup_jobs(settings: Settings, store: Any, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
+    from nurture.campaigns import load_campaigns
+    from nurture.followup import followup_loop
+    from nurture.timeutil import utcnow
+    from nurture.webhooks import run_webhooks
+
+    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    jobs = [asyncio.create_task(followup_loop(store=store, settings=settings, campaigns=campaigns,
+                                              now=utcnow, stop=stop))]
+    if settings.webhooks:
+        jobs.append(asyncio.create_task(run_webhooks(store=store, settings=settings, now=utcnow, stop=stop)))
+    return jobs
 
 
 async def _start_reps(settings: Settings, store: Any) -> Any:
