@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -71,8 +73,14 @@ def _start_server(tmp_path: Path, db: str, *args: str, workers: int = 1) -> tupl
     deadline = time.monotonic() + 20
     urls: set[str] = set()
     seen = 0
+    lines: queue.Queue[str] = queue.Queue()
+    # A reader thread, so a server that stops printing cannot hang the test on readline().
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            line = ""
         m = re.search(r"tracker listening on (http://\S+)", line or "")
         if m:
             urls.add(m.group(1))

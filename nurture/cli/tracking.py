@@ -17,7 +17,7 @@ from rich.table import Table
 
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings, parse_listen
-from nurture.errors import ConfigError
+from nurture.errors import ConfigError, NurtureError
 from nurture.timeutil import utcnow
 
 VERDICTS = ("human", "scanner", "pending")
@@ -114,7 +114,11 @@ def _followup_jobs(settings: Settings, store: Any, stop: asyncio.Event) -> list[
     from nurture.timeutil import utcnow
     from nurture.webhooks import run_webhooks
 
-    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    try:
+        campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    except NurtureError as e:  # the tracker still serves; no campaign rules, no tasks
+        print(f"worker 0: no follow-up tasks: {e}", file=sys.stderr, flush=True)
+        campaigns = {}
     jobs = [asyncio.create_task(followup_loop(store=store, settings=settings, campaigns=campaigns,
                                               now=utcnow, stop=stop))]
     if settings.webhooks:
