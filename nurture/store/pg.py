@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlite_utils.migrations import Migrations
 
 from nurture.errors import NurtureError
@@ -166,27 +167,36 @@ class PgCursor:
 
 
 class PgConnection:
-    """sqlite3.Connection's shape over one autocommit psycopg connection."""
+    """sqlite3.Connection's shape over an autocommit psycopg connection from a pool.
 
-    def __init__(self, url: str) -> None:
+    The store runs every call on one thread per process, so the pool holds one connection;
+    what it brings is the health check on checkout and reconnecting with backoff when the
+    server restarts, fails over or drops an idle connection.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
         self.url = url
-        self.raw = self._connect()
-
-    def _connect(self) -> psycopg.Connection[Any]:
+        self.pool = ConnectionPool(url, min_size=1, max_size=1, open=False, name="nurture",
+                                   kwargs={"autocommit": True}, configure=_configure,
+                                   check=ConnectionPool.check_connection)
         try:
-            raw = psycopg.connect(self.url, autocommit=True)
-        except psycopg.OperationalError as e:
-            raise NurtureError(f"cannot connect to PostgreSQL: {str(e).strip()}") from e
-        raw.adapters.register_loader("numeric", _NumericLoader)
-        return raw
+            self.pool.open(wait=True, timeout=connect_timeout)
+            self.raw = self.pool.getconn(timeout=connect_timeout)
+        except (PoolTimeout, psycopg.OperationalError) as e:
+            self.pool.close(timeout=1)
+            raise NurtureError(f"cannot connect to PostgreSQL at {_redact(url)}: "
+                               f"{str(e).strip() or 'no answer'}") from e
 
     def ensure(self) -> None:
-        """Reconnect if the server went away between transactions (restart, failover, idle
-        timeout). Inside a transaction a lost connection is an error: the work is gone."""
+        """Swap in a fresh connection if the server went away between transactions (restart,
+        failover, idle timeout). Inside a transaction a lost connection is an error: the work
+        is gone."""
         if self.raw.closed or self.raw.info.transaction_status == TransactionStatus.UNKNOWN:
-            with contextlib.suppress(Exception):
-                self.raw.close()
-            self.raw = self._connect()
+            self.pool.putconn(self.raw)  # the pool discards a broken connection
+            try:
+                self.raw = self.pool.getconn(timeout=30)
+            except PoolTimeout as e:
+                raise NurtureError(f"lost the PostgreSQL connection: {e}") from e
 
     @property
     def in_transaction(self) -> bool:
@@ -241,7 +251,18 @@ class PgConnection:
         self.raw.execute(translate_ddl(script))  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self.raw.close()
+        with contextlib.suppress(Exception):
+            self.pool.putconn(self.raw)
+        self.pool.close()
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("numeric", _NumericLoader)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 # -- SQLite functions the mixins use, as PostgreSQL functions -------------------------------
