@@ -322,6 +322,7 @@ class Director:
                     if self.start_finale():
                         idle_rounds = 0
                         continue
+                    self.phase = "the campaign has run its course"
                     return
                 await asyncio.sleep(0.25)
                 continue
