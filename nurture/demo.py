@@ -144,6 +144,7 @@ def free_port(preferred: int | None, host: str = "127.0.0.1") -> int:
 def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port: int,
                   reps_port: int) -> Settings:
     """The operator's settings, pointed at the demo's workspace, sink and ports."""
+    workdir = workdir.resolve()  # the workspace's config.yaml must work from any folder
     tracker = f"http://127.0.0.1:{tracker_port}"
     reps = f"http://127.0.0.1:{reps_port}"
     return replace(

@@ -184,3 +184,16 @@ def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"database: {tmp_path / 'missing' / 'n.db'}\n")
+    out = CliRunner().invoke(main, ["--config", str(cfg), "tasks"])
+    assert out.exit_code == 1
+    assert "cannot open the database" in out.output and "does not exist" in out.output
+    assert "Traceback" not in out.output

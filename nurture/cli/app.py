@@ -21,7 +21,7 @@ from nurture.errors import CampaignErrors, NurtureError
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, for logs and grep
 
 
 class State:

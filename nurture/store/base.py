@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from nurture.errors import NurtureError
 from nurture.store.schema import migrations
 
 T = TypeVar("T")
@@ -35,12 +37,17 @@ class StoreBase:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        try:
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as e:
+            where = os.path.dirname(os.path.abspath(path))
+            hint = "" if os.path.isdir(where) else f" (the folder {where} does not exist)"
+            raise NurtureError(f"cannot open the database {path}: {e}{hint}") from None
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
-        self.conn.execute("PRAGMA busy_timeout = 30000")
-        if path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable in WAL mode against process crashes (kill -9); only a power loss
         # can take back the last transactions.
         self.conn.execute("PRAGMA synchronous = NORMAL")
