@@ -38,7 +38,9 @@ MAX_ID = (1 << 63) - 1
 #: How many ids each known namespace carries.
 ARITY: Mapping[str, int] = {"click": 2, "unsubscribe": 1, "open": 1}
 _MAX_TOKEN_CHARS = 128
-_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64_CHARS = frozenset(_B64_ALPHABET)
+_B64_INDEX = {c: i for i, c in enumerate(_B64_ALPHABET)}
 
 
 class Signer:
@@ -126,8 +128,10 @@ def _decode(token: object) -> bytes:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise TokenError("malformed token") from None
-    # Reject non-canonical encodings (stray low bits in the last character).
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+    # Reject non-canonical encodings (stray low bits in the last character): its unused low
+    # bits (4 after 2 characters of a group, 2 after 3) must be zero.
+    tail = len(token) % 4
+    if tail and _B64_INDEX[token[-1]] & (0x0F if tail == 2 else 0x03):
         raise TokenError("malformed token")
     return raw
 
