@@ -50,6 +50,8 @@ class Pages:
     confirm: string.Template
     done: string.Template
     csp: str
+    #: Every security header but Cross-Origin-Resource-Policy (a handler may choose that one).
+    security: dict[str, str]
 
     @classmethod
     def load(cls) -> Pages:
@@ -63,7 +65,8 @@ class Pages:
         csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; "
                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
         return cls(not_found=page("404.html").template, confirm=page("unsubscribe.html"),
-                   done=page("unsubscribed.html"), csp=csp)
+                   done=page("unsubscribed.html"), csp=csp,
+                   security={"Content-Security-Policy": csp, **_SECURITY})
 
 
 def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
@@ -274,13 +277,14 @@ def _not_found(request: web.Request) -> web.Response:
     return web.Response(status=404, text=request.app[keys.PAGES].not_found, content_type="text/html")
 
 
+_SECURITY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+             "X-Frame-Options": "DENY", "Cache-Control": "no-store, private"}
+
+
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     h = response.headers
-    h["Content-Security-Policy"] = request.app[keys.PAGES].csp
-    h["X-Content-Type-Options"] = "nosniff"
-    h["Referrer-Policy"] = "no-referrer"
-    h["X-Frame-Options"] = "DENY"
-    h["Cache-Control"] = "no-store, private"
+    # One update (overwriting any of these a handler set) instead of five assignments.
+    h.update(request.app[keys.PAGES].security)
     h.setdefault("Cross-Origin-Resource-Policy", "same-site")
 
 
