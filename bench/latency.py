@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -35,6 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _net import free_port, wait_ready  # noqa: E402
 
 CAMPAIGN = "industry-news"
 SECRET = "bench-secret"
@@ -42,12 +44,6 @@ REP = "aoki"
 #: A current Safari: the judge's stale-Chrome rule does not apply, whatever today's date.
 UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
       "Version/17.5 Safari/605.1.15")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(d: Path, *, settle: float) -> Path:
@@ -102,17 +98,6 @@ def seed(cfg: Path, n: int) -> tuple[list[tuple[int, str]], str]:
     token = issue_rep_token(store, settings, rep_id=REP, now=real)
     store.close()
     return out, token
-
-
-def wait_ready(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 # -- the client ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _net import free_port, wait_ready  # noqa: E402
 
 from nurture.signing import Signer  # noqa: E402
 from nurture.store import open_store  # noqa: E402
@@ -43,12 +45,6 @@ BARE = textwrap.dedent(f"""
     app.router.add_get("/c/{{token}}", c)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(db: str, sends: int) -> list[str]:
@@ -86,17 +82,6 @@ def lua(tokens: list[str], path: Path) -> None:
           return wrk.format("GET", "/c/" .. tokens[i])
         end
     """) % body)
-
-
-def wait_ready(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server on {port} did not start")
 
 
 def start_tracker(tmp: Path, db: str, workers: int) -> tuple[subprocess.Popen, int]:
