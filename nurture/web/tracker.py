@@ -58,14 +58,17 @@ class Pages:
         folder = importlib.resources.files("nurture").joinpath("web/templates/public")
         style = folder.joinpath("style.css").read_text(encoding="utf-8").strip()
         digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+        layout = folder.joinpath("layout.html").read_text(encoding="utf-8").replace("$style", style)
 
-        def page(name: str) -> string.Template:
-            return string.Template(folder.joinpath(name).read_text(encoding="utf-8").replace("$style", style))
+        def page(name: str, title: str) -> string.Template:
+            main = folder.joinpath(name).read_text(encoding="utf-8").rstrip("\n")
+            return string.Template(layout.replace("$title", title).replace("$main", main))
 
         csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; "
                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-        return cls(not_found=page("404.html").template, confirm=page("unsubscribe.html"),
-                   done=page("unsubscribed.html"), csp=csp,
+        return cls(not_found=page("404.html", "Link not found").template,
+                   confirm=page("unsubscribe.html", "Unsubscribe"),
+                   done=page("unsubscribed.html", "Unsubscribed"), csp=csp,
                    security={"Content-Security-Policy": csp, **_SECURITY})
 
 
