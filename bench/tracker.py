@@ -1,11 +1,14 @@
 """Benchmark: redirect throughput and latency of the real tracker (every click committed to
 SQLite before its 302) beside a bare aiohttp handler returning the same 302, in one run.
 
-    python bench/tracker.py [--duration 10] [--connections 64] [--workers 1 2]
+    python bench/tracker.py [--duration 10] [--connections 64] [--workers 1 2] [--ceiling]
 
 Uses wrk (Debian package) with a Lua script that cycles through distinct valid tokens;
-falls back to a small aiohttp load generator when wrk is missing. Run by hand; figures go
-in docs/tracking.md.
+falls back to a small aiohttp load generator when wrk is missing. Beside each row it prints
+the CPU the server's processes used (cores, and µs per request) and what wrk used, read
+from /proc, so a figure says whether the server was short of CPU or waiting. ``--ceiling``
+adds a row for the tracker with the commit taken out (bench/_ceiling.py): the most it could
+do here if committing a click cost nothing. Run by hand; figures go in docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,12 +89,13 @@ def lua(tokens: list[str], path: Path) -> None:
     """) % body)
 
 
-def start_tracker(tmp: Path, db: str, workers: int) -> tuple[subprocess.Popen, int]:
+def start_tracker(tmp: Path, db: str, workers: int, *, ceiling: bool = False) -> tuple[subprocess.Popen, int]:
     port = free_port()
     cfg = tmp / f"config-{workers}.yaml"
     cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:{port}\n")
     env = {**os.environ, "NURTURE_SECRET": SECRET}
-    proc = subprocess.Popen([sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg),
+    entry = [str(ROOT / "bench" / "_ceiling.py")] if ceiling else ["-c", "from nurture.cli import main; main()"]
+    proc = subprocess.Popen([sys.executable, *entry, "--config", str(cfg),
                              "serve", "--workers", str(workers), "--no-reps-app"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     wait_ready(port)
@@ -114,6 +120,42 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of ``root`` and every process below it (all threads), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def measured(load: Callable[[], dict[str, float]], server: subprocess.Popen) -> dict[str, float]:
+    """Run ``load`` and add the CPU that the server's processes and the load generator used."""
+    cpu0, kids0, t0 = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    r = load()
+    cpu1, kids1, elapsed = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    r["server_cores"] = (cpu1 - cpu0) / elapsed
+    r["us_per_req"] = (cpu1 - cpu0) / max(r["requests"], 1) * 1e6
+    # Only wrk is reaped during the run, so the children's times grew by wrk's alone.
+    r["wrk_cores"] = ((kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)) / elapsed
+    return r
 
 
 def run_wrk(port: int, script: Path, duration: int, connections: int, threads: int) -> dict[str, float]:
@@ -163,6 +205,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--sends", type=int, default=2000, help="distinct sends (x3 links = tokens)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also run the tracker with the commit taken out (1 worker): the ceiling")
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None
     print(f"load generator: {'wrk' if use_wrk else 'python aiohttp'}; {args.connections} connections, "
@@ -183,22 +227,28 @@ def main() -> None:
         proc, port = start_bare()
         try:
             load(port)  # warm-up, discarded
-            results["bare aiohttp 302"] = load(port)
+            results["bare aiohttp 302"] = measured(lambda: load(port), proc)
         finally:
             stop(proc)
-        for w in args.workers:
+        runs = [(w, False) for w in args.workers]
+        if args.ceiling:
+            runs.insert(1 if 1 in args.workers else 0, (1, True))
+        for w, ceiling in runs:
             before = _count(db)
-            proc, port = start_tracker(tmp, db, w)
+            proc, port = start_tracker(tmp, db, w, ceiling=ceiling)
+            name = "ceiling, no commit" if ceiling else f"tracker, {w} worker{'s' if w > 1 else ''}"
             try:
-                results[f"tracker, {w} worker{'s' if w > 1 else ''}"] = r = load(port)
+                results[name] = r = measured(lambda: load(port), proc)
             finally:
                 stop(proc)
             r["committed"] = _count(db) - before
-        print(f"\n{'server':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'clicks in db':>14}")
+        print(f"\n{'server':<22}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'requests':>10}{'clicks in db':>13}"
+              f"{'server cores':>14}{'CPU µs/req':>12}{'wrk cores':>11}")
         for name, r in results.items():
             committed = r.get("committed")
-            print(f"{name:<22}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['requests']:>10}"
-                  f"{'' if committed is None else committed:>14}"
+            print(f"{name:<22}{r['rps']:>9.0f}{r['p50']:>8.2f}{r['p99']:>8.2f}{r['requests']:>10}"
+                  f"{'' if committed is None else committed:>13}"
+                  f"{r['server_cores']:>14.2f}{r['us_per_req']:>12.1f}{r['wrk_cores']:>11.2f}"
                   + (f"  (non-302: {r['bad']})" if r["bad"] else "")
                   + (f"  (socket errors: {r['socket_errors']})" if r["socket_errors"] else ""))
         bare = results["bare aiohttp 302"]["rps"]
@@ -207,8 +257,13 @@ def main() -> None:
         if one:
             print(f"\nratio tracker(1 worker) / bare: {one['rps'] / bare:.2f}  (target >= 0.7)")
             print(f"p99 at {args.connections} connections, 1 worker: {one['p99']:.2f} ms  (target < 25 ms)")
+        ceiling = results.get("ceiling, no commit")
+        if ceiling:
+            print(f"ceiling (no commit) / bare: {ceiling['rps'] / bare:.2f}")
         if one and two:
-            print(f"2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x  (target >= 1.5x)")
+            print(f"2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x  (target >= 1.5x); "
+                  f"CPU in use during the 2-worker run: {two['server_cores'] + two['wrk_cores']:.2f} "
+                  f"of {os.cpu_count()} cores")
 
 
 def _count(db: str) -> int:
