@@ -38,6 +38,16 @@ def db_path(tmp_path: Path, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def store(db_path: str):
+    """A synchronous store on ``db_path``, closed after the test."""
+    from nurture.store import open_store
+
+    s = open_store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def make_settings(tmp_path: Path, db_path: str):
     """Settings built from a dict on top of the shipped config.yaml's defaults."""
 

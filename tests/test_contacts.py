@@ -10,16 +10,8 @@ import pytest
 
 from nurture.contacts import import_contacts, parse_rows, valid_email
 from nurture.errors import CsvRowError, NurtureError
-from nurture.store import open_store
 
 HEADER = "email,first_name,last_name,company,industry,phone,timezone,owner,country,similar_company\n"
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 def write(tmp_path: Path, text: str, name: str = "contacts.csv") -> Path:

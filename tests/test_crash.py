@@ -7,8 +7,8 @@ The sink runs in the test process and records every message; each message names 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
-import re
 import signal
 import sys
 from collections import Counter, defaultdict
@@ -18,6 +18,7 @@ import pytest
 
 from nurture.sink import Sink, start_sink
 from nurture.store import open_store
+from support import worker_result
 from tests._send_worker import header, seed
 
 pytestmark = pytest.mark.slow
@@ -49,12 +50,7 @@ async def start_worker(db: str, port: int, *extra: str) -> asyncio.subprocess.Pr
     return proc
 
 
-async def finish(proc: asyncio.subprocess.Process) -> dict[str, int]:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    m = re.search(rb"done (\{.*\})", out)
-    assert m, out
-    return eval(m.group(1))  # the worker prints a dict of ints
+finish = functools.partial(worker_result, timeout=60)
 
 
 @pytest.fixture

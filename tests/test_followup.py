@@ -12,6 +12,7 @@ from nurture.followup import (decayed, escalate_overdue, match_rule, process_cli
 from nurture.models import Campaign, Condition, FollowUpRule, ScoreRule, Scoring, Step
 from nurture.store import open_store
 from nurture.store.base import ts
+from support import Clock
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # Tuesday; London reps on shift, Tokyo off
 
@@ -83,13 +84,6 @@ def make_campaign(**kw) -> Campaign:
     defaults.update(kw)
     c = Campaign(**defaults)
     return c
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -423,14 +417,6 @@ SAFE_LINKS_UA = ("Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like G
                  "Chrome/57.0.2987.133 Safari/537.36")
 
 
-class _Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, root):
     import asyncio
     import time
@@ -461,7 +447,7 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
 
     ken_send, mia_send, links = await astore.run(seed)
     signer = Signer.from_settings(settings.tracking)
-    clock = _Clock(NOW)
+    clock = Clock(NOW)
     app = create_tracker_app(settings=settings, store=astore, signer=signer, now=clock)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -126,6 +126,15 @@ async def _hammer(url: str, token: str, *, stop_after: int | None, proc: subproc
     return received, counter
 
 
+def _recorded_agents(db: str) -> set[str]:
+    """The user agents of every click in the database (each request sends its own)."""
+    store = open_store(db)
+    try:
+        return {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 async def test_kill_9_under_load_loses_no_answered_click(tmp_path, now):
     db = str(tmp_path / "crash.db")
@@ -142,9 +151,7 @@ async def test_kill_9_under_load_loses_no_answered_click(tmp_path, now):
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
     assert len(received) >= 3000 and sent > len(received)  # requests were in flight at the kill
-    store = open_store(db)
-    recorded = {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
-    store.close()
+    recorded = _recorded_agents(db)
     lost = received - recorded
     assert lost == set(), f"{len(lost)} answered clicks missing, e.g. {sorted(lost)[:5]}"
 
@@ -165,9 +172,7 @@ async def test_sigterm_under_load_flushes_and_exits_cleanly(tmp_path, now):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, proc.stderr.read()
-    store = open_store(db)
-    recorded = {r["user_agent"] for r in store.query("SELECT user_agent FROM clicks")}
-    store.close()
+    recorded = _recorded_agents(db)
     assert received and received <= recorded
 
 

@@ -12,14 +12,7 @@ from test_followup import NOW, make_campaign, seed_click
 from nurture.followup import issue_rep_token, process_clicks
 from nurture.store import open_async_store
 from nurture.web.reps import ago, create_reps_app, relative
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from support import Clock
 
 
 @pytest.fixture

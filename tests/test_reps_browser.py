@@ -14,6 +14,7 @@ from test_followup import NOW, make_campaign, seed_click
 from nurture.followup import issue_rep_token, process_clicks
 from nurture.store import open_async_store
 from nurture.web.reps import create_reps_app
+from support import Clock
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -24,14 +25,6 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)"),
 ]
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 async def test_login_new_task_arrives_and_outcome(settings, db_path):

@@ -9,7 +9,7 @@ configured rate across both processes together.
 from __future__ import annotations
 
 import asyncio
-import re
+import functools
 import sys
 from collections import Counter
 from datetime import timedelta
@@ -21,6 +21,7 @@ from _send_worker import header, seed
 from nurture.sink import Sink, start_sink
 from nurture.store import open_store
 from nurture.timeutil import parse_rate
+from support import worker_result
 
 WORKER = str(Path(__file__).resolve().parent / "_scaleout_worker.py")
 RATE = 25.0  # per second, for both senders together
@@ -36,12 +37,7 @@ async def start_worker(db: str, port: int, *extra: str) -> asyncio.subprocess.Pr
     return proc
 
 
-async def finish(proc: asyncio.subprocess.Process) -> dict[str, float]:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    m = re.search(rb"done (\{.*\})", out)
-    assert m, out
-    return eval(m.group(1))  # the worker prints a dict of numbers
+finish = functools.partial(worker_result, timeout=90, tail=3000)
 
 
 @pytest.fixture(params=["postgres", "sqlite"])

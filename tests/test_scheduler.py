@@ -36,13 +36,6 @@ def campaign(**overrides) -> Campaign:
     return Campaign(**data)
 
 
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
-
-
 def add(store: Store, email: str, now: datetime, **fields: str) -> int:
     store.upsert_contacts([ContactRow(email, fields)], now=now)
     return store.get_contact_by_email(email).id

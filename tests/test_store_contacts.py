@@ -7,15 +7,7 @@ from datetime import timedelta
 import pytest
 
 from nurture.errors import NotFound
-from nurture.store import open_store
 from nurture.store.contacts import ContactRow, email_key
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 def test_upsert_counts_new_and_updated_including_repeats_in_one_batch(store, now):

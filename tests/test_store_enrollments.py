@@ -9,7 +9,7 @@ import pytest
 from nurture.errors import NotFound
 from nurture.models import Campaign, Step
 from nurture.scheduler import tick
-from nurture.store import open_async_store, open_store
+from nurture.store import open_async_store
 from nurture.store.contacts import ContactRow
 from nurture.store.enrollments import Advance, remap_step
 
@@ -17,13 +17,6 @@ from nurture.store.enrollments import Advance, remap_step
 def camp(*ids: str, name: str = "C") -> Campaign:
     return Campaign(id="c", name=name, path="campaigns/c.yaml", timezone="UTC",
                     steps=tuple(Step(id=i, subject=i, template="t.html", wait=timedelta(days=1)) for i in ids))
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 def contacts(store, now, n: int, **fields: str) -> list[int]:

@@ -5,19 +5,10 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import pytest
-
 from nurture.store import open_store
 from tests._send_worker import seed
 
 LEASE = timedelta(minutes=5)
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 def test_claim_takes_due_rows_oldest_first_with_a_lease(store, now):

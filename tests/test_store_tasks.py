@@ -10,15 +10,7 @@ from test_followup import NOW, add_click, add_contact, add_link, add_send
 
 from nurture.config import Webhook
 from nurture.errors import NotFound
-from nurture.store import open_store
 from nurture.webhooks import fan_out
-
-
-@pytest.fixture
-def store(db_path):
-    s = open_store(db_path)
-    yield s
-    s.close()
 
 
 def task(store, contact, *, priority="normal", due=timedelta(hours=1), rep="baker", campaign="c1"):

@@ -7,7 +7,7 @@ import base64
 import http.client
 import threading
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -17,20 +17,13 @@ from nurture.signing import Signer
 from nurture.store import open_async_store
 from nurture.web.ledger import settle_clicks
 from nurture.web.tracker import create_tracker_app, mask_email
+from support import Clock
 from test_store_tracking import LINKS, seed
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/146.0.0.0 Safari/537.36")
 SAFE_LINKS = ("Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/57.0.2987.133 Safari/537.36")
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Live:
