@@ -5,8 +5,8 @@ SQLite before its 302) beside a bare aiohttp handler returning the same 302, in 
 
 Uses wrk (Debian package) with a Lua script that cycles through distinct valid tokens;
 falls back to a small aiohttp load generator when wrk is missing. Beside each row it prints
-the CPU the server's processes used (cores, and µs per request) and what wrk used, read
-from /proc, so a figure says whether the server was short of CPU or waiting. ``--ceiling``
+the CPU the server's processes used (cores, and µs per request, from /proc) and what the
+load generator used, so a figure says whether the server was short of CPU or waiting. ``--ceiling``
 adds a row for the tracker with the commit taken out (bench/_ceiling.py): the most it could
 do here if committing a click cost nothing. Run by hand; figures go in docs/tracking.md.
 """
@@ -148,13 +148,18 @@ def cpu_seconds(root: int) -> float:
 
 def measured(load: Callable[[], dict[str, float]], server: subprocess.Popen) -> dict[str, float]:
     """Run ``load`` and add the CPU that the server's processes and the load generator used."""
-    cpu0, kids0, t0 = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+
+    def load_cpu() -> float:
+        # wrk is the only child reaped during a run; the Python fallback runs in this process.
+        return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_CHILDREN),
+                                                     resource.getrusage(resource.RUSAGE_SELF)))
+
+    cpu0, gen0, t0 = cpu_seconds(server.pid), load_cpu(), time.monotonic()
     r = load()
-    cpu1, kids1, elapsed = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    cpu1, gen1, elapsed = cpu_seconds(server.pid), load_cpu(), time.monotonic() - t0
     r["server_cores"] = (cpu1 - cpu0) / elapsed
     r["us_per_req"] = (cpu1 - cpu0) / max(r["requests"], 1) * 1e6
-    # Only wrk is reaped during the run, so the children's times grew by wrk's alone.
-    r["wrk_cores"] = ((kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)) / elapsed
+    r["load_cores"] = (gen1 - gen0) / elapsed
     return r
 
 
@@ -243,12 +248,12 @@ def main() -> None:
                 stop(proc)
             r["committed"] = _count(db) - before
         print(f"\n{'server':<22}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'requests':>10}{'clicks in db':>13}"
-              f"{'server cores':>14}{'CPU µs/req':>12}{'wrk cores':>11}")
+              f"{'server cores':>14}{'CPU µs/req':>12}{'load cores':>12}")
         for name, r in results.items():
             committed = r.get("committed")
             print(f"{name:<22}{r['rps']:>9.0f}{r['p50']:>8.2f}{r['p99']:>8.2f}{r['requests']:>10}"
                   f"{'' if committed is None else committed:>13}"
-                  f"{r['server_cores']:>14.2f}{r['us_per_req']:>12.1f}{r['wrk_cores']:>11.2f}"
+                  f"{r['server_cores']:>14.2f}{r['us_per_req']:>12.1f}{r['load_cores']:>12.2f}"
                   + (f"  (non-302: {r['bad']})" if r["bad"] else "")
                   + (f"  (socket errors: {r['socket_errors']})" if r["socket_errors"] else ""))
         bare = results["bare aiohttp 302"]["rps"]
@@ -262,7 +267,7 @@ def main() -> None:
             print(f"ceiling (no commit) / bare: {ceiling['rps'] / bare:.2f}")
         if one and two:
             print(f"2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x  (target >= 1.5x); "
-                  f"CPU in use during the 2-worker run: {two['server_cores'] + two['wrk_cores']:.2f} "
+                  f"CPU in use during the 2-worker run: {two['server_cores'] + two['load_cores']:.2f} "
                   f"of {os.cpu_count()} cores")
 
 
