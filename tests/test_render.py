@@ -239,6 +239,11 @@ def _contact(**kw) -> Contact:
     return Contact(**base)
 
 
+def _render_first_step(c: Campaign, r: Renderer, now):
+    """Render the campaign's first step for the default contact (send 1, in-memory link ids)."""
+    return r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+
+
 def test_contact_dependent_structure_and_escaping(tmp_path, now, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     c, r = _campaign(tmp_path, {"mail.html": (
@@ -319,13 +324,13 @@ def test_undefined_variable_names_template_line_and_variable(tmp_path, now, monk
         "base.html": "<html>\n<body>\n{% block content %}{% endblock %}\n{{ footer_note }}\n</body></html>",
         "mail.html": "{% extends 'base.html' %}\n{% block content %}\n<p>Hi</p>\n<p>{{ contact.compnay }}</p>\n{% endblock %}"})
     with pytest.raises(TemplateError) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value) == "templates/mail.html:4: 'contact.compnay' is undefined"
     assert e.value.variable == "contact.compnay" and e.value.line == 4
     (tmp_path / "templates" / "mail.html").write_text("{% extends 'base.html' %}")
     c, r = _campaign(tmp_path, {})
     with pytest.raises(TemplateError) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value) == "templates/base.html:4: 'footer_note' is undefined"
 
 
@@ -333,15 +338,15 @@ def test_syntax_error_missing_template_and_subject(tmp_path, now, monkeypatch) -
     monkeypatch.chdir(tmp_path)
     c, r = _campaign(tmp_path, {"mail.html": "<p>\n{% if x %}\n<p>never closed</p>\n"})
     with pytest.raises(TemplateError) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value).startswith("templates/mail.html:2: Unexpected end of template")
     c, r = _campaign(tmp_path, {"mail.html": "{% include 'parts/missing.html' %}"})
     with pytest.raises(MissingTemplate) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value) == "templates/mail.html:1: template not found: templates/parts/missing.html"
     c, r = _campaign(tmp_path, {"mail.html": "<p>ok</p>"}, subject="Hi {{ contact.frist_name }}")
     with pytest.raises(SubjectError) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value) == "campaigns/t.yaml:7: steps[0].subject: 'contact.frist_name' is undefined"
 
 
@@ -349,7 +354,7 @@ def test_sandbox_blocks_unsafe_access(tmp_path, now, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     c, r = _campaign(tmp_path, {"mail.html": "<p>\n{{ contact.__class__.__mro__ }}</p>"})
     with pytest.raises(TemplateError) as e:
-        r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+        _render_first_step(c, r, now)
     assert str(e.value).startswith("templates/mail.html:2: ")
 
 
