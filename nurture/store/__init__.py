@@ -55,7 +55,7 @@ def open_store(path: str) -> Store:
     return _store_class(path)(path)
 
 
-def open_async_store(path: str) -> AsyncStore:
+def open_async_store(path: str) -> AsyncStore[Store]:
     """An :class:`AsyncStore` whose writer thread opens ``path`` (a file or a ``postgresql://`` URL)."""
     cls = _store_class(path)
     return AsyncStore(lambda: cls(path))
