@@ -350,7 +350,7 @@ def child(step: str, d: Path, args: argparse.Namespace) -> None:
     elif step == "settle":
         from nurture.config import load_settings
         from nurture.store import open_store
-        from nurture.web.ledger import settle_clicks
+        from nurture.settle import settle_clicks
 
         settings = load_settings(cfg)
         store = open_store(db)

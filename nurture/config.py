@@ -6,6 +6,7 @@ Everything else receives a :class:`Settings` (or a part of it) as an argument.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,25 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ScannerList:
+    """The text of a scanner list and where it came from (for error messages)."""
+
+    text: str
+    source: str
+
+
+def read_scanner_list(path: str | None) -> ScannerList:
+    """The scanner list at ``path``, or the one shipped in ``nurture/data/scanners.txt``."""
+    try:
+        if path:
+            return ScannerList(Path(path).read_text(encoding="utf-8"), path)
+        res = importlib.resources.files("nurture").joinpath("data/scanners.txt")
+        return ScannerList(res.read_text(encoding="utf-8"), "nurture/data/scanners.txt")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the scanner list: {e}", field="tracking.scanner_networks") from None
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingSettings:
     base_url: str = "http://127.0.0.1:8080"
     listen: str = "127.0.0.1:8080"
@@ -48,6 +68,8 @@ class TrackingSettings:
     settle_seconds: float = 90.0
     group_commit_ms: float = 2.0
     scanner_networks_file: str | None = None
+    #: The scanner list's text, read once here (``tracking.scanner_networks`` or the shipped list).
+    scanner_list: ScannerList = field(default_factory=lambda: read_scanner_list(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +242,15 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
             kid, _, val = item.strip().partition("=")
             keys.setdefault(kid, val.encode())
     settle = b.convert(("tracking", "settle"), parse_duration, trk_d.get("settle", "90s"))
+    scanner_file = resolve(trk_d["scanner_networks"]) if trk_d.get("scanner_networks") else None
     tracking = TrackingSettings(
         base_url=str(trk_d.get("base_url", "http://127.0.0.1:8080")).rstrip("/"),
         listen=trk_d.get("listen", "127.0.0.1:8080"), keys=keys, current_key=key_id,
         open_tracking=trk_d.get("open_tracking", True),
         trusted_proxies=tuple(str(x) for x in trk_d.get("trusted_proxies", [])),
         settle_seconds=settle.total_seconds(), group_commit_ms=float(trk_d.get("group_commit_ms", 2.0)),
-        scanner_networks_file=resolve(trk_d["scanner_networks"]) if trk_d.get("scanner_networks") else None,
+        scanner_networks_file=scanner_file,
+        scanner_list=read_scanner_list(scanner_file),
     )
     for addr_key in ("listen",):
         b.convert(("tracking", addr_key), parse_listen, tracking.listen)

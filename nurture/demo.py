@@ -395,7 +395,7 @@ async def play(
     from nurture.campaigns import find_campaign
     from nurture.contacts import import_contacts
     from nurture.followup import issue_rep_token
-    from nurture.runner import run_all
+    from nurture.parts import RUN, Context, Options, run_parts
     from nurture.scheduler import enroll
     from nurture.sender import SenderOptions
     from nurture.store import open_async_store
@@ -435,10 +435,10 @@ async def play(
         csv_path = write_csv(workdir / "merchants.csv", contacts)
         await store.run(lambda s: import_contacts(s, csv_path, now=clock.now()))
         await store.run(lambda s: enroll(s, campaign, now=clock.now(), all_contacts=True))
-        services = asyncio.create_task(run_all(
+        services = asyncio.create_task(run_parts(RUN, Context(
             settings=settings, store=store, campaigns={campaign.id: campaign}, stop=services_stop,
-            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url), settle_every=0.3,
-            sender_options=SenderOptions(idle=0.2)))
+            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url),
+            options=Options(settle_every=0.3, sender=SenderOptions(idle=0.2)))))
         while len(urls) < 2:
             if services.done():
                 services.result()

@@ -146,31 +146,3 @@ async def _post(session: aiohttp.ClientSession, delivery: Mapping[str, Any], sec
             return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         return f"{type(e).__name__}: {e}"
-
-
-async def deliver_webhooks(*, store: Any, settings: Settings, session: aiohttp.ClientSession,
-                           now: Callable[[], datetime], stop: asyncio.Event, interval: float = 0.5,
-                           retry: Callable[[int], timedelta] = backoff,
-                           max_attempts: int = MAX_ATTEMPTS) -> None:
-    """Deliver webhooks until ``stop`` is set (``store`` is an AsyncStore, ``now`` a clock)."""
-    while not stop.is_set():
-        try:
-            await deliver_once(store=store, settings=settings, session=session, now=now,
-                               retry=retry, max_attempts=max_attempts)
-        except Exception:  # the database holds the state; the next round picks up again
-            log.exception("webhook round failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
-
-
-async def run_webhooks(*, store: Any, settings: Settings, now: Callable[[], datetime],
-                       stop: asyncio.Event, interval: float = 0.5) -> None:
-    """:func:`deliver_webhooks` with its own HTTP session (what ``nurture run`` embeds);
-    returns at once when no webhook is configured."""
-    if not settings.webhooks:
-        return
-    async with aiohttp.ClientSession() as session:
-        await deliver_webhooks(store=store, settings=settings, session=session, now=now,
-                               stop=stop, interval=interval)

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from nurture.clicks import Scanners, immediate_verdict, judge, parse_scanners
+from nurture.config import read_scanner_list
 from nurture.models import Click
-from nurture.web.ledger import load_scanners
+from nurture.settle import scanners_of
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/146.0.0.0 Safari/537.36")
@@ -19,7 +20,7 @@ SETTLE = timedelta(seconds=90)
 
 @pytest.fixture(scope="module")
 def scanners() -> Scanners:
-    return load_scanners(None)
+    return scanners_of(read_scanner_list(None))
 
 
 def mk(i: int, at: datetime, *, link: int = 1, ip: str = "198.51.100.20", ua: str | None = BROWSER,

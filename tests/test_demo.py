@@ -150,21 +150,25 @@ def test_report_command_on_the_demo_workspace(played):
 
 
 async def test_report_page_needs_login_and_shows_the_funnel(played):
+    import asyncio
+
     import aiohttp
 
+    from nurture.campaigns import load_campaigns
     from nurture.followup import issue_rep_token
+    from nurture.parts import Context, Options
+    from nurture.parts import reps as reps_part
     from nurture.store import open_async_store
-    from nurture.web.reps import serve_reps
-
-    import asyncio
 
     result, _, _ = played
     settings = result.settings
     store = open_async_store(settings.database)
     stop = asyncio.Event()
     urls = []
-    server = asyncio.create_task(serve_reps(settings=settings, store=store, stop=stop, port=0,
-                                            ready=urls.append))
+    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+    server = asyncio.create_task(reps_part(Context(settings=settings, store=store, campaigns=campaigns, stop=stop,
+                                                   options=Options(reps_port=0),
+                                                   ready=lambda _part, url: urls.append(url))))
     try:
         while not urls:
             await asyncio.sleep(0.01)

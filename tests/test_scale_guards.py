@@ -33,7 +33,7 @@ from nurture.followup import process_clicks
 from nurture.scheduler import enroll, tick
 from nurture.store import Store, open_store
 from nurture.store.tracking import NewClick
-from nurture.web.ledger import settle_clicks
+from nurture.settle import settle_clicks
 
 #: Tables that grow with contacts, mail and clicks. Scanning one whole is O(n) per call.
 BIG = {"contacts", "enrollments", "sends", "clicks", "tasks", "events", "suppressions"}

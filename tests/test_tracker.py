@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from nurture.signing import Signer
 from nurture.store import open_async_store
-from nurture.web.ledger import settle_clicks
+from nurture.settle import settle_clicks
 from nurture.web.tracker import create_tracker_app, mask_email
 from support import Clock
 from test_store_tracking import LINKS, seed

@@ -10,9 +10,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from nurture.parts import Context, Options
+from nurture.parts import webhooks as webhooks_part
+from nurture.periodic import periodic
 from nurture.store import open_async_store
 from nurture.timeutil import utcnow
-from nurture.webhooks import deliver_once, deliver_webhooks, run_webhooks, summary, verify
+from nurture.webhooks import deliver_once, summary, verify
 
 SECRET = b"hook-secret"
 
@@ -111,6 +114,15 @@ async def test_signed_post_with_slack_text_and_event_filter(receiver_at, make_se
         await astore.aclose()
 
 
+async def delivery_loop(astore, settings, session, stop) -> None:
+    """The webhooks part's loop, with quick retries."""
+    async def step() -> bool:
+        await deliver_once(store=astore, settings=settings, session=session, now=utcnow, retry=fast_retry)
+        return False
+
+    await periodic(stop, 0.02, step=step, name="webhooks")
+
+
 async def test_retries_and_restart_lose_nothing(receiver_at, make_settings, db_path):
     rcv = Receiver(fail_first=3, stall_request=5)
     url = await receiver_at(rcv)
@@ -119,8 +131,7 @@ async def test_retries_and_restart_lose_nothing(receiver_at, make_settings, db_p
     session = aiohttp.ClientSession()
     ids = await add_events(astore, ["task.created", "task.overdue", "contact.hot"])
     stop = asyncio.Event()
-    loop = asyncio.create_task(deliver_webhooks(store=astore, settings=settings, session=session,
-                                                now=utcnow, stop=stop, interval=0.02, retry=fast_retry))
+    loop = asyncio.create_task(delivery_loop(astore, settings, session, stop))
     await asyncio.wait_for(rcv.stalled.wait(), 5)
     for _ in range(100):  # the two answered deliveries are recorded; the third hangs
         if sum(r["status"] == "delivered" for r in await astore.deliveries()) == 2:
@@ -138,8 +149,7 @@ async def test_retries_and_restart_lose_nothing(receiver_at, make_settings, db_p
     more = await add_events(astore, ["task.done"])  # an event that arrived during the outage
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        loop = asyncio.create_task(deliver_webhooks(store=astore, settings=settings, session=session,
-                                                    now=utcnow, stop=stop, interval=0.02, retry=fast_retry))
+        loop = asyncio.create_task(delivery_loop(astore, settings, session, stop))
         for _ in range(200):
             if {r["body"]["id"] for r in rcv.accepted} >= set(ids + more):
                 break
@@ -178,16 +188,18 @@ def test_summary_texts():
     assert summary("contact.unsubscribed", {"email": "k@x"}) == ":no_bell: k@x unsubscribed"
 
 
-async def test_run_webhooks_owns_its_session(receiver_at, make_settings, db_path, settings):
+async def test_the_webhooks_part_owns_its_session(receiver_at, make_settings, db_path, settings):
     rcv = Receiver()
     url = await receiver_at(rcv)
     astore = open_async_store(db_path)
     try:
         stop = asyncio.Event()
-        await asyncio.wait_for(run_webhooks(store=astore, settings=settings, now=utcnow, stop=stop), 1)
+        # No webhook configured: the part returns at once.
+        await asyncio.wait_for(webhooks_part(Context(settings=settings, store=astore, campaigns={}, stop=stop)), 1)
         await add_events(astore, ["contact.hot"])
-        task = asyncio.create_task(run_webhooks(store=astore, settings=hook_settings(make_settings, url),
-                                                now=utcnow, stop=stop, interval=0.02))
+        task = asyncio.create_task(webhooks_part(Context(
+            settings=hook_settings(make_settings, url), store=astore, campaigns={}, stop=stop,
+            options=Options(webhooks_every=0.02))))
         for _ in range(100):
             if rcv.accepted:
                 break

@@ -6,9 +6,12 @@ into a message on stderr and exit code 1 (2 for usage errors). Never a traceback
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -54,6 +57,25 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 def settings_of(ctx: click.Context) -> Settings:
     return ctx.find_object(State).settings
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` while inside (a clean drain instead of an abrupt exit).
+    Outside the main thread (embedded, tests) signals stay as they are."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (RuntimeError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 def handle_errors(fn: F) -> F:

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import click
 
-from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
 from nurture.config import Settings
 
 
 async def _run(settings: Settings) -> None:
     from nurture.campaigns import load_campaigns
-    from nurture.runner import run_all
+    from nurture.parts import RUN, Context, run_parts
     from nurture.store import open_async_store
 
     campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
     store = open_async_store(settings.database)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
     def ready(part: str, url: str) -> None:
         label = {"tracker": "tracker (public links)", "reps": "reps' app"}[part]
         console.print(f"[green]●[/green] {label} listening on [bold]{url}[/bold]")
 
     try:
-        console.print(f"nurture run: {len(campaigns)} campaign(s), database {settings.database}, "
-                      f"SMTP {settings.smtp.host}:{settings.smtp.port}. Ctrl-C stops cleanly.")
-        await run_all(settings=settings, store=store, campaigns=campaigns, stop=stop, ready=ready)
+        with stop_on_signals(stop):
+            console.print(f"nurture run: {len(campaigns)} campaign(s), database {settings.database}, "
+                          f"SMTP {settings.smtp.host}:{settings.smtp.port}. Ctrl-C stops cleanly.")
+            await run_parts(RUN, Context(settings=settings, store=store, campaigns=campaigns, stop=stop,
+                                         ready=ready))
     finally:
         await store.aclose()
     console.print("stopped: in-flight sends finished, click ledger flushed.")

@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import click
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
 from nurture.config import Settings
-from nurture.sender import Build, SendSummary, renderer_build, run_sender
-from nurture.timeutil import Rate
-
-Tick = Callable[[Any, datetime], Any]
+from nurture.sender import SendSummary
 
 _LABELS = (("sent", "sent (250 from the server)"), ("retried", "retried later (4xx, timeouts, dropped)"),
            ("failed", "failed (permanent)"), ("bounced", "bounced (address suppressed)"),
            ("blocked", "blocked by policy (5.7.x)"), ("suppressed", "suppressed at claim time"),
            ("skipped", "skipped (enrollment exited)"), ("released", "given back to the queue on stop"))
-
-
-@dataclass(frozen=True, slots=True)
-class SendParts:
-    build: Build
-    tick: Tick
-    campaign_rates: Mapping[str, Rate]
-
-
-def send_parts(settings: Settings) -> SendParts:
-    """The real message builder (Renderer over the campaigns folder), the scheduler tick and
-    the campaigns' own rates, as :func:`nurture.sender.run_sender` takes them. ``nurture run``
-    uses this too: ``run_sender(store=..., settings=..., build=p.build, tick=p.tick,
-    campaign_rates=p.campaign_rates, stop=..., once=False)``."""
-    from nurture.campaigns import load_campaigns
-    from nurture.render import Renderer
-    from nurture.scheduler import tick as scheduler_tick
-
-    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
-    build = renderer_build(Renderer.from_settings(settings), campaigns)
-
-    def tick(store: Any, now: datetime) -> Any:
-        return scheduler_tick(store, campaigns, now=now)
-
-    return SendParts(build=build, tick=tick,
-                     campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None})
 
 
 def _line(s: SendSummary) -> Text:
@@ -70,29 +36,24 @@ def summary_table(summary: SendSummary, counts: dict[str, int]) -> Table:
 
 
 async def _send(settings: Settings, *, once: bool, live: Live | None) -> tuple[SendSummary, dict[str, int]]:
-    from nurture.store import open_async_store
+    from nurture.campaigns import load_campaigns
+    from nurture.parts import SEND, Context, Options, run_parts
+    from nurture.store import Store, open_async_store
 
-    parts = send_parts(settings)
+    campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
     store = open_async_store(settings.database)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (RuntimeError, ValueError):  # not the main thread (embedded, tests)
-            pass
+    results: list[SendSummary] = []
     progress = (lambda s: live.update(_line(s))) if live is not None else None
     try:
-        summary = await run_sender(store=store, settings=settings, build=parts.build, stop=stop, once=once,
-                                   progress=progress, tick=parts.tick, campaign_rates=parts.campaign_rates)
-        counts = await store.outbox_counts()
+        with stop_on_signals(stop):
+            await run_parts(SEND, Context(settings=settings, store=store, campaigns=campaigns, stop=stop,
+                                          options=Options(once=once), sender_progress=progress,
+                                          sender_done=results.append))
+        counts = await store.call(Store.outbox_counts)
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
         await store.aclose()
-    return summary, counts
+    return (results[0] if results else SendSummary()), counts
 
 
 @main.command("send")

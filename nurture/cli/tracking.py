@@ -10,14 +10,16 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
 
 import click
 from rich.table import Table
 
-from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.campaigns import load_campaigns
+from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
 from nurture.config import Settings, parse_listen
 from nurture.errors import ConfigError, NurtureError
+from nurture.models import Campaign
+from nurture.parts import SERVE_FIRST, SERVE_OTHERS, Context, Options, WakeChannel, run_parts
 from nurture.timeutil import utcnow
 
 VERDICTS = ("human", "scanner", "pending")
@@ -36,7 +38,8 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
     """Run the public tracker (/c, /u, /o, /healthz) and the reps' app, without the sender.
 
     Every click is committed to the database before its redirect is sent. Worker 0 also
-    settles pending clicks into human or scanner verdicts and serves the reps' app.
+    settles pending clicks into human or scanner verdicts, raises follow-up tasks, delivers
+    webhooks and serves the reps' app, as `nurture run` does.
     Stop with Ctrl-C or SIGTERM.
     """
     settings = settings_of(ctx)
@@ -57,14 +60,15 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
         return
     if port == 0:
         port = _free_port(host)
+    channel = WakeChannel()  # made before the fork: the workers' commits wake worker 0's settle pass
     ctx_mp = multiprocessing.get_context("fork")
     procs = [ctx_mp.Process(target=_worker, args=(settings, host, port, i, access_log),
-                            kwargs={"reuse_port": True, "reps": reps_app and i == 0},
+                            kwargs={"reuse_port": True, "reps": reps_app and i == 0, "channel": channel},
                             name=f"nurture-tracker-{i}") for i in range(workers)]
     for p in procs:
         p.start()
 
-    def forward(signum: int, _frame: Any) -> None:
+    def forward(signum: int, _frame: object) -> None:
         for p in procs:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
@@ -80,65 +84,41 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
 
 
 def _worker(settings: Settings, host: str, port: int, index: int, access_log: bool, *,
-            reuse_port: bool, reps: bool = False) -> None:
+            reuse_port: bool, reps: bool = False, channel: WakeChannel | None = None) -> None:
+    """One ``nurture serve`` process: worker 0 runs :data:`SERVE_FIRST`, the others the tracker."""
     from nurture.store import open_async_store
-    from nurture.web.tracker import serve_public
+
+    names = [n for n in (SERVE_FIRST if index == 0 else SERVE_OTHERS) if reps or n != "reps"]
+    campaigns: dict[str, Campaign] = {}
+    if "followup" in names:
+        try:
+            campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
+        except NurtureError as e:  # the tracker still serves; no campaign rules, no tasks
+            print(f"worker 0: no follow-up tasks: {e}", file=sys.stderr, flush=True)
+
+    def ready(part: str, url: str) -> None:
+        line = (f"worker {index}: tracker listening on {url}" if part == "tracker"
+                else f"reps' app listening on {url}")
+        sys.stdout.write(line + "\n")  # one write a line: several workers share this stream
+        sys.stdout.flush()
 
     async def run() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         store = open_async_store(settings.database)
-        reps_runner = await _start_reps(settings, store) if reps else None
-        # Worker 0 also turns judged clicks into tasks and delivers webhooks, so a split
-        # deployment (`nurture send` + `nurture serve`) raises the same tasks as `nurture run`.
-        background = _followup_jobs(settings, store, stop) if index == 0 else []
+        ctx = Context(settings=settings, store=store, campaigns=campaigns, stop=stop, ready=ready,
+                      options=Options(tracker_host=host, tracker_port=port, reuse_port=reuse_port,
+                                      access_log=access_log),
+                      clicked=channel.notify if channel is not None and index > 0 else None)
+        unlisten = channel.listen(ctx.wakes.clicked) if channel is not None and index == 0 else None
         try:
-            await serve_public(settings=settings, store=store, stop=stop, host=host, port=port,
-                               reuse_port=reuse_port, settle=index == 0, access_log=access_log,
-                               ready=lambda url: print(f"worker {index}: tracker listening on {url}", flush=True))
+            with stop_on_signals(stop):
+                await run_parts(names, ctx)
         finally:
-            stop.set()
-            await asyncio.gather(*background, return_exceptions=True)
-            if reps_runner is not None:
-                await reps_runner.cleanup()
+            if unlisten is not None:
+                unlisten()
             await store.aclose()
 
     asyncio.run(run())
-
-
-def _followup_jobs(settings: Settings, store: Any, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
-    from nurture.campaigns import load_campaigns
-    from nurture.followup import followup_loop
-    from nurture.timeutil import utcnow
-    from nurture.webhooks import run_webhooks
-
-    try:
-        campaigns = {c.id: c for c in load_campaigns(settings.campaigns_dir)}
-    except NurtureError as e:  # the tracker still serves; no campaign rules, no tasks
-        print(f"worker 0: no follow-up tasks: {e}", file=sys.stderr, flush=True)
-        campaigns = {}
-    jobs = [asyncio.create_task(followup_loop(store=store, settings=settings, campaigns=campaigns,
-                                              now=utcnow, stop=stop))]
-    if settings.webhooks:
-        jobs.append(asyncio.create_task(run_webhooks(store=store, settings=settings, now=utcnow, stop=stop)))
-    return jobs
-
-
-async def _start_reps(settings: Settings, store: Any) -> Any:
-    from aiohttp import web
-
-    from nurture.web.reps import create_reps_app
-
-    host, port = parse_listen(settings.reps_app.listen)
-    runner = web.AppRunner(create_reps_app(settings=settings, store=store), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0] if runner.addresses else (host, port)
-    print(f"reps' app listening on http://{bound[0]}:{bound[1]}", flush=True)
-    return runner
 
 
 def _free_port(host: str) -> int:
@@ -163,8 +143,8 @@ def clicks_cmd(ctx: click.Context, as_json: bool, campaign: str | None, verdict:
 
     Only human clicks count for follow-up tasks, conditions and scores.
     """
+    from nurture.settle import settle_clicks
     from nurture.store import open_store
-    from nurture.web.ledger import settle_clicks
 
     settings = settings_of(ctx)
     store = open_store(settings.database)

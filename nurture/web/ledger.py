@@ -1,4 +1,4 @@
-"""The click ledger: group commit of clicks, the settle pass, and the tracker's lookup cache.
+"""The click ledger: group commit of clicks, and the tracker's lookup cache.
 
 Every click is in SQLite before its 302 leaves: :class:`ClickLedger` queues clicks, one task
 writes all that arrived in a single transaction on the store's writer thread, then resolves
@@ -8,21 +8,13 @@ each request's future. Under load many clicks share one commit, so the server st
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib.resources
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from nurture.clicks import Scanners, judge, parse_scanners
-from nurture.config import Settings
-from nurture.errors import ConfigError
 from nurture.models import Link
-from nurture.store.tracking import NewClick, SettledVerdict
+from nurture.store.tracking import NewClick
 
 log = logging.getLogger("nurture.tracker")
 
@@ -144,94 +136,3 @@ class LookupCache:
             if len(self._links) > self._size:
                 self._links.popitem(last=False)
         return value
-
-
-@dataclass(frozen=True, slots=True)
-class SettleResult:
-    human: int = 0
-    scanner: int = 0
-    pending: int = 0
-
-
-def settle_clicks(store: Any, settings: Settings, *, now: datetime,
-                  scanners: Scanners | None = None, limit: int = 2000) -> SettleResult:
-    """Judge pending clicks and store their verdicts. Synchronous: runs on the store thread
-    (``await astore.run(lambda s: settle_clicks(s, settings, now=now))``)."""
-    scanners = scanners if scanners is not None else load_scanners(settings.tracking.scanner_networks_file)
-    settle = timedelta(seconds=settings.tracking.settle_seconds)
-    verdicts: list[SettledVerdict] = []
-    counts = {"human": 0, "scanner": 0, "pending": 0}
-    # Only clicks whose window has passed: each is decided once, none is re-read every pass.
-    for item in store.pending_clicks(before=now - settle, limit=limit):
-        v = judge(item.click, delivered_at=item.delivered_at, other_clicks_of_send=item.other_clicks,
-                  honeypot_hit=item.honeypot_hit, ip_recipients_count=item.ip_recipients,
-                  networks=scanners, now=now, settle=settle, link_count=item.link_count,
-                  honeypot_link=item.honeypot_link)
-        counts[v.verdict] += 1
-        verdicts.append(SettledVerdict(item.click.id, v.verdict, v.score, v.reasons))
-    if verdicts:
-        store.save_verdicts(verdicts, now=now)
-    return SettleResult(**counts)
-
-
-async def settle_loop(store: Any, settings: Settings, *, stop: asyncio.Event,
-                      clock: Callable[[], datetime], every: float = 5.0, batch: int = 1000,
-                      wake: asyncio.Event | None = None,
-                      on_settled: Callable[[SettleResult], None] | None = None) -> None:
-    """Run :func:`settle_clicks` every ``every`` seconds (sooner while a backlog remains)
-    until ``stop`` is set. ``store`` should be an AsyncStore of its own, so that a long pass
-    never delays the click ledger's commits.
-
-    ``wake`` (set by the tracker's ledger after each commit) brings the next pass forward to
-    ``tracking.settle`` after the new clicks, when that is sooner than ``every``: with a short
-    window a click's verdict no longer waits for the next round. ``on_settled`` gets every
-    pass that stored human or scanner verdicts (``nurture run`` wakes follow-up with it).
-    """
-    scanners = load_scanners(settings.tracking.scanner_networks_file)
-    window = settings.tracking.settle_seconds
-    while not stop.is_set():
-        if wake is not None:
-            wake.clear()
-        wait = every
-        try:
-            done = await store.run(lambda s: settle_clicks(s, settings, now=clock(), scanners=scanners,
-                                                           limit=batch))
-            if on_settled is not None and done.human + done.scanner:
-                on_settled(done)
-            if done.human + done.scanner + done.pending >= batch:
-                wait = 0.05  # a backlog: keep going, but let the loop breathe
-        except Exception:
-            log.exception("settle pass failed")
-        woken = await _first(stop, wake if window < wait else None, timeout=wait)
-        if woken and window > 0:
-            await _first(stop, None, timeout=window)  # the new clicks can be judged from then
-
-
-async def _first(stop: asyncio.Event, wake: asyncio.Event | None, *, timeout: float) -> bool:
-    """Wait until ``stop`` or ``wake`` is set, or ``timeout``; True when woken (not stopped)."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-    return wake is not None and wake.is_set() and not stop.is_set()
-
-
-@functools.lru_cache(maxsize=8)
-def load_scanners(path: str | None = None) -> Scanners:
-    """The scanner list: ``path`` (``tracking.scanner_networks``) or the one shipped in
-    ``nurture/data/scanners.txt``. Raises ConfigError on a bad file."""
-    try:
-        if path:
-            text, source = Path(path).read_text(encoding="utf-8"), path
-        else:
-            res = importlib.resources.files("nurture").joinpath("data/scanners.txt")
-            text, source = res.read_text(encoding="utf-8"), "nurture/data/scanners.txt"
-        return parse_scanners(text, source=source)
-    except OSError as e:
-        raise ConfigError(f"cannot read the scanner list: {e}", field="tracking.scanner_networks") from None
-    except ValueError as e:
-        raise ConfigError(str(e), field="tracking.scanner_networks") from None

@@ -9,7 +9,6 @@ A rep only ever sees their own tasks; another rep's task id answers 404.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import importlib.resources
 import logging
@@ -21,10 +20,18 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from nurture.config import Settings, parse_listen
+from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied
-from nurture.followup import (BANT_FIELDS, OutcomeError, TaskCard, hash_token, record_outcome,
-                              task_card, task_cards, visible_task)
+from nurture.followup import (
+    BANT_FIELDS,
+    OutcomeError,
+    TaskCard,
+    hash_token,
+    record_outcome,
+    task_card,
+    task_cards,
+    visible_task,
+)
 from nurture.models import OUTCOMES, PRIORITIES, Campaign
 from nurture.store.tasks import MANAGER
 from nurture.timeutil import utcnow, zone
@@ -425,26 +432,3 @@ async def api_done(request: web.Request) -> web.StreamResponse:
         snooze_until=snooze, bant=bant))
     card = await _card(request, task_id)
     return web.json_response({"task": card_json(card, now)})
-
-
-# -- running ----------------------------------------------------------------------------------------
-
-async def serve_reps(*, settings: Settings, store: Any, stop: asyncio.Event,
-                     now: Callable[[], datetime] = utcnow,
-                     campaigns: Mapping[str, Campaign] | None = None,
-                     host: str | None = None, port: int | None = None,
-                     ready: Callable[[str], None] | None = None) -> None:
-    """Serve the reps' app on ``reps_app.listen`` (or ``host``/``port``) until ``stop`` is set."""
-    lhost, lport = parse_listen(settings.reps_app.listen)
-    app = create_reps_app(settings=settings, store=store, now=now, campaigns=campaigns)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host if host is not None else lhost, port if port is not None else lport)
-    try:
-        await site.start()
-        if ready is not None:
-            addr = runner.addresses[0]
-            ready(f"http://{addr[0]}:{addr[1]}")
-        await stop.wait()
-    finally:
-        await runner.cleanup()

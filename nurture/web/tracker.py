@@ -8,7 +8,6 @@ is a 404, never a redirect. Suspected scanners get exactly the same answers as p
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
@@ -25,14 +24,14 @@ from typing import Any
 from aiohttp import web
 
 from nurture.clicks import Verdict, immediate_verdict
-from nurture.config import Settings, parse_listen
+from nurture.config import Settings
 from nurture.errors import ConfigError, TokenError
+from nurture.settle import scanners_of
 from nurture.signing import Signer
-from nurture.store import open_async_store
 from nurture.store.tracking import NewClick
 from nurture.timeutil import utcnow
 from nurture.web import keys
-from nurture.web.ledger import ClickLedger, LookupCache, load_scanners, settle_loop
+from nurture.web.ledger import ClickLedger, LookupCache
 
 log = logging.getLogger("nurture.tracker")
 
@@ -85,7 +84,7 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     app[keys.SIGNER] = signer
     app[keys.CLOCK] = now
     app[keys.LOOKUPS] = LookupCache(store=store)
-    app[keys.SCANNERS] = scanners = load_scanners(settings.tracking.scanner_networks_file)
+    app[keys.SCANNERS] = scanners = scanners_of(settings.tracking.scanner_list)
 
     @functools.lru_cache(maxsize=4096)  # the same IP and browser tend to click several links
     def immediate(method: str, ip: str | None, ua: str | None, honeypot: bool) -> Verdict | None:
@@ -117,7 +116,7 @@ def trusted_networks(settings: Settings) -> tuple[Network, ...]:
 def check_settings(settings: Settings) -> None:
     """Fail early (ConfigError) on tracking settings the app would refuse: for the CLI."""
     trusted_networks(settings)
-    load_scanners(settings.tracking.scanner_networks_file)
+    scanners_of(settings.tracking.scanner_list)
 
 
 async def _ledger_ctx(app: web.Application, *,
@@ -289,41 +288,3 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     # One update (overwriting any of these a handler set) instead of five assignments.
     h.update(request.app[keys.PAGES].security)
     h.setdefault("Cross-Origin-Resource-Policy", "same-site")
-
-
-# -- running -------------------------------------------------------------------------------------
-
-async def serve_public(*, settings: Settings, store: Any, stop: asyncio.Event,
-                       signer: Signer | None = None, host: str | None = None, port: int | None = None,
-                       reuse_port: bool = False, settle: bool = True, access_log: bool = False,
-                       ready: Callable[[str], None] | None = None,
-                       now: Callable[[], datetime] = utcnow,
-                       on_commit: Callable[[], None] | None = None) -> None:
-    """Serve the public app on ``tracking.listen`` (or ``host``/``port``) until ``stop`` is
-    set; also run the settle loop unless ``settle`` is False. ``ready`` gets the bound URL.
-    ``nurture run`` embeds this; ``nurture serve`` runs it in each worker process."""
-    lhost, lport = parse_listen(settings.tracking.listen)
-    app = create_tracker_app(settings=settings, store=store,
-                             signer=signer or Signer.from_settings(settings.tracking), now=now,
-                             on_commit=on_commit)
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None,
-                           shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host if host is not None else lhost, port if port is not None else lport,
-                       reuse_port=reuse_port or None, backlog=1024)
-    settler: asyncio.Task[None] | None = None
-    try:
-        await site.start()
-        if ready is not None:
-            sock = site._server.sockets[0].getsockname() if site._server else None  # type: ignore[union-attr]
-            ready(f"http://{sock[0]}:{sock[1]}" if sock else site.name)
-        if settle:
-            # Its own connection and thread: a long pass must not hold up click commits.
-            settle_store = open_async_store(settings.database)
-            settler = asyncio.create_task(settle_loop(settle_store, settings, stop=stop, clock=now))
-        await stop.wait()
-    finally:
-        if settler is not None:
-            await settler
-            await settle_store.aclose()
-        await runner.cleanup()

@@ -1,4 +1,4 @@
-"""``nurture run``: every part in one process, on real servers."""
+"""The composition root (``nurture.parts``) and ``nurture run``: every part in one process, on real servers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from nurture.campaigns import find_campaign
-from nurture.runner import Parts, run_all
+from nurture.parts import RUN, Context, Options, run_parts
 from nurture.scheduler import enroll
 from nurture.sender import SenderOptions
 from nurture.store import open_async_store
@@ -23,7 +23,7 @@ from nurture.timeutil import utcnow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_run_all_sends_tracks_and_serves(make_settings, smtp_sink, tmp_path):
+async def test_run_parts_sends_tracks_and_serves(make_settings, smtp_sink, tmp_path):
     settings = make_settings(smtp={"host": "127.0.0.1", "port": smtp_sink.port, "rate": "100/s"},
                              tracking={"listen": "127.0.0.1:0"})
     campaign = find_campaign(ROOT / "campaigns", "ec-payments")
@@ -46,9 +46,9 @@ async def test_run_all_sends_tracks_and_serves(make_settings, smtp_sink, tmp_pat
         port = sock.getsockname()[1]
     settings = replace(settings, tracking=replace(settings.tracking, base_url=f"http://127.0.0.1:{port}",
                                                   listen=f"127.0.0.1:{port}"))
-    job = asyncio.create_task(run_all(settings=settings, store=store, campaigns={campaign.id: campaign},
-                                      stop=stop, ready=urls.__setitem__, reps_port=0,
-                                      parts=Parts(webhooks=False), sender_options=SenderOptions(idle=0.1)))
+    ctx = Context(settings=settings, store=store, campaigns={campaign.id: campaign}, stop=stop,
+                  ready=urls.__setitem__, options=Options(reps_port=0, sender=SenderOptions(idle=0.1)))
+    job = asyncio.create_task(run_parts([n for n in RUN if n != "webhooks"], ctx))
     try:
         for _ in range(200):
             if smtp_sink.sink.messages:
@@ -96,18 +96,34 @@ def test_nurture_run_stops_cleanly_on_sigterm(tmp_path):
     assert "stopped" in text
 
 
-def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
-    """`nurture send --once` then `nurture serve`: a person's pricing click becomes a task."""
+BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 "
+           "(KHTML, like Gecko) Version/18.1 Safari/605.1.15")
+ENV = {**os.environ, "COLUMNS": "200", "NURTURE_SECRET": "parts-test-secret"}
+
+
+def _free_ports(n: int) -> list[int]:
     import socket
-    import time
-    import urllib.request
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _sent_workspace(tmp_path: Path, *, contacts: int = 1) -> tuple[Path, list[str], int]:
+    """A project whose `nurture send --once` has mailed ``contacts`` people: the config, one
+    visible tracked link per mail, and the tracker's port. The mails are two minutes old, as
+    a person's click would find them (a click seconds after delivery looks like a scanner's)."""
+    import sqlite3
 
     from nurture.sink import Sink, start_sink
 
-    with socket.socket() as s1, socket.socket() as s2:
-        s1.bind(("127.0.0.1", 0))
-        s2.bind(("127.0.0.1", 0))
-        tport, rport = s1.getsockname()[1], s2.getsockname()[1]
+    tport, rport = _free_ports(2)
+    cfg = tmp_path / "config.yaml"
 
     async def send_once() -> list:
         sink = await start_sink(Sink())
@@ -116,7 +132,6 @@ def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
         yaml_text = (ROOT / "campaigns" / "industry-news.yaml").read_text()
         yaml_text = re.sub(r"(?m)^send_window:.*\n", "", yaml_text)
         (tmp_path / "campaigns" / "industry-news.yaml").write_text(yaml_text)
-        cfg = tmp_path / "config.yaml"
         cfg.write_text(
             f"database: {tmp_path / 'n.db'}\ncampaigns_dir: {tmp_path / 'campaigns'}\n"
             f"templates_dir: {ROOT / 'templates'}\nsmtp: {{port: {sink.port}, rate: 50/s}}\n"
@@ -124,12 +139,12 @@ def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
             f"reps_app: {{listen: '127.0.0.1:{rport}'}}\n"
             "reps: [{id: aoki, name: Aoki Yui, email: aoki@acme.example, timezone: Asia/Tokyo, territory: [JP]}]\n")
         csv = tmp_path / "c.csv"
-        csv.write_text("email,first_name,company,timezone,territory\nkim@shop.example,Kim,Shop,UTC,JP\n")
-        env = {**os.environ, "COLUMNS": "200"}
+        csv.write_text("email,first_name,company,timezone,territory\n" + "".join(
+            f"kim{i}@shop{i}.example,Kim,Shop {i},UTC,JP\n" for i in range(contacts)))
         for args in (["contacts", "import", str(csv)], ["enroll", "industry-news", "--all"],
                      ["send", "--once"]):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "nurture", "--config", str(cfg), *args, env=env,
+                sys.executable, "-m", "nurture", "--config", str(cfg), *args, env=ENV,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await proc.communicate()
             assert proc.returncode == 0, out.decode()
@@ -137,53 +152,97 @@ def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
         return sink.sink.messages
 
     messages = asyncio.run(send_once())
-    assert len(messages) == 1
-    # A click seconds after delivery looks like a mail scanner's; let the mail be two
-    # minutes old, as a person's click would be.
-    import sqlite3
-
+    assert len(messages) == contacts
     with sqlite3.connect(tmp_path / "n.db") as db:
         db.execute("UPDATE sends SET sent_at = sent_at - 120")
-    html = messages[0].message.get_body(preferencelist=("html",)).get_content()
-    links = re.findall(r'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', html)
-    visible = links[1]  # links[0] is the hidden honeypot
-    proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(tmp_path / "config.yaml"),
-                             "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    links = []
+    for m in messages:
+        html = m.message.get_body(preferencelist=("html",)).get_content()
+        links.append(re.findall(r'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', html)[1])  # [0]: the honeypot
+    return cfg, links, tport
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the tracker did not come up")
+
+
+def _click(url: str) -> None:
+    """One click from a fresh connection (so SO_REUSEPORT may hand it to any worker)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{tport}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        req = urllib.request.Request(visible, headers={
-            "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 "
-                          "(KHTML, like Gecko) Version/18.1 Safari/605.1.15"})
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *a, **k):  # noqa: ANN002, ANN003
-                return None
-
-        try:
-            urllib.request.build_opener(NoRedirect).open(req, timeout=5)
-        except urllib.error.HTTPError as e:
-            assert e.code == 302
-        from nurture.store import open_store
-
-        store = open_store(str(tmp_path / "n.db"))
-        try:
-            tasks = []
-            deadline = time.monotonic() + 30  # the settle window (1 s) plus a settle round
-            while time.monotonic() < deadline and not tasks:
-                tasks = store.query("SELECT rep_id, kind FROM tasks")
-                time.sleep(0.3)
-        finally:
-            store.close()
-        assert tasks == [{"rep_id": "aoki", "kind": "call"}]
+        conn.request("GET", u.path, headers={"User-Agent": BROWSER, "Connection": "close"})
+        assert conn.getresponse().status == 302
     finally:
+        conn.close()
+
+
+def _task_latencies(cfg: Path, links: list[str], tport: int, command: list[str]) -> list[float]:
+    """Seconds from each click's 302 to its contact's task, through ``nurture <command>``."""
+    import time
+
+    from nurture.store import open_store
+
+    proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(cfg), *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    store = open_store(str(cfg.parent / "n.db"))
+    latencies = []
+    try:
+        _wait_healthy(tport, proc)
+        for link in links:
+            before = len(store.query("SELECT id FROM tasks"))
+            _click(link)
+            clicked = time.monotonic()
+            while len(store.query("SELECT id FROM tasks")) == before:
+                assert time.monotonic() - clicked < 30, "no task"
+                time.sleep(0.02)
+            latencies.append(time.monotonic() - clicked)
+        assert [r["kind"] for r in store.query("SELECT kind FROM tasks")] == ["call"] * len(links)
+    finally:
+        store.close()
         proc.terminate()
         proc.wait(timeout=20)
+    return latencies
+
+
+def test_split_deployment_send_then_serve_raises_tasks(tmp_path):
+    """`nurture send --once` then `nurture serve`: a person's click becomes a task for the rep."""
+    cfg, links, tport = _sent_workspace(tmp_path)
+    assert len(_task_latencies(cfg, links, tport, ["serve"])) == 1
+    from nurture.store import open_store
+
+    store = open_store(str(tmp_path / "n.db"))
+    try:
+        assert store.query("SELECT rep_id, kind FROM tasks") == [{"rep_id": "aoki", "kind": "call"}]
+    finally:
+        store.close()
+
+
+def test_a_click_through_serve_raises_its_task_as_fast_as_through_run(tmp_path):
+    """The same wake-ups in both deployments: commit → settle (after the 1 s window) → task.
+    Two serve workers: clicks that land on worker 1 wake worker 0's settle pass too."""
+    run_dir, serve_dir = tmp_path / "run", tmp_path / "serve"
+    run_dir.mkdir()
+    serve_dir.mkdir()
+    run = _task_latencies(*_sent_workspace(run_dir, contacts=3), ["run"])
+    serve = _task_latencies(*_sent_workspace(serve_dir, contacts=6), ["serve", "--workers", "2"])
+    # settle 1 s; without the wake-ups a click waits for the next timed round (2 s and more).
+    assert max(run) < 1.8, run
+    assert max(serve) < 1.8, serve
 
 
 def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(tmp_path):
