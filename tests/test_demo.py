@@ -152,7 +152,7 @@ def test_report_command_on_the_demo_workspace(played):
 async def test_report_page_needs_login_and_shows_the_funnel(played):
     import aiohttp
 
-    from nurture.followup import issue_rep_token
+    from nurture.repauth import issue_rep_token
     from nurture.store import open_async_store
     from nurture.web.reps import serve_reps
 

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nurture.followup import (decayed, escalate_overdue, match_rule, process_clicks,
-                              record_outcome, render_note, task_card, task_cards)
+from nurture.cards import task_card, task_cards
+from nurture.followup import escalate_overdue, process_clicks
+from nurture.outcomes import record_outcome
+from nurture.rules import decayed, match_rule, render_note
 from nurture.models import Campaign, Condition, FollowUpRule, ScoreRule, Scoring, Step
 from nurture.store import open_store
 from nurture.store.base import ts
@@ -284,7 +286,7 @@ def test_outcomes_exit_and_hand_off(store, campaigns, settings):
     assert handoff["bant"] == {"budget": "¥2M", "need": "Konbini payments"}
     done = store.events(kind="task.done")[0]["payload"]
     assert done["outcome"] == "qualified"
-    from nurture.followup import OutcomeError
+    from nurture.outcomes import OutcomeError
     with pytest.raises(OutcomeError):
         record_outcome(store, task_id=tid, outcome="connected", now=NOW)
 
@@ -390,7 +392,7 @@ def test_cli_tasks_done_and_errors(cli_env):
 
 
 def test_cli_reps_token_and_list(cli_env, db_path):
-    from nurture.followup import hash_token
+    from nurture.repauth import hash_token
     cfg, _ = cli_env
     r = run_cli(cfg, "reps", "token", "baker")
     assert r.exit_code == 0

@@ -9,9 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from test_followup import NOW, make_campaign, seed_click
 
-from nurture.followup import issue_rep_token, process_clicks
+from nurture.cards import ago, relative
+from nurture.followup import process_clicks
+from nurture.repauth import issue_rep_token
 from nurture.store import open_async_store
-from nurture.web.reps import ago, create_reps_app, relative
+from nurture.web.reps import create_reps_app
 from support import Clock
 
 
