@@ -70,7 +70,7 @@ def seed(cfg: Path, n: int) -> tuple[list[tuple[int, str]], str]:
     and a rep token for the API."""
     from nurture.campaigns import find_campaign
     from nurture.config import load_settings
-    from nurture.followup import issue_rep_token
+    from nurture.repauth import issue_rep_token
     from nurture.scheduler import enroll, tick
     from nurture.signing import Signer
     from nurture.store import open_store

@@ -359,7 +359,7 @@ class Director:
 
 async def work_old_tasks(store: Any, *, now: datetime, older_than: timedelta, rng: random.Random) -> int:
     """Simulated reps: record an outcome on open tasks created before ``now - older_than``."""
-    from nurture.followup import record_outcome
+    from nurture.outcomes import record_outcome
 
     def work(s: Any) -> int:
         n = 0
@@ -394,8 +394,8 @@ async def play(
     ``stop`` is set (after ``on_ready`` has been told the URLs and tokens)."""
     from nurture.campaigns import find_campaign
     from nurture.contacts import import_contacts
-    from nurture.followup import issue_rep_token
     from nurture.parts import RUN, Context, Options, run_parts
+    from nurture.repauth import issue_rep_token
     from nurture.scheduler import enroll
     from nurture.sender import SenderOptions
     from nurture.store import open_async_store

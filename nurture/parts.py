@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from nurture.config import Settings, parse_listen
-from nurture.followup import BATCH, escalate_overdue, process_clicks
+from nurture.followup import followup_round
 from nurture.models import Campaign
 from nurture.periodic import periodic
 from nurture.render import Renderer
@@ -156,19 +156,8 @@ async def settle(ctx: Context) -> None:
 
 async def followup(ctx: Context) -> None:
     """Turn human clicks into tasks for reps; escalate tasks past their SLA."""
-    settings, store, now, campaigns = ctx.settings, ctx.store, ctx.now, ctx.campaigns
-
     async def step() -> bool:
-        # Small batches, one store hop each: the tracker's click commits share the writer
-        # thread and must not wait behind a long backlog.
-        for _ in range(100):
-            await store.run(lambda s: process_clicks(s, campaigns, settings, now=now(), limit=BATCH))
-            if not await store.run(lambda s: bool(s.unhandled_human_clicks(limit=1))):
-                break
-        else:
-            return True
-        await store.run(lambda s: escalate_overdue(s, settings, now=now()))
-        return False
+        return await followup_round(store=ctx.store, settings=ctx.settings, campaigns=ctx.campaigns, now=ctx.now)
 
     await periodic(ctx.stop, ctx.options.followup_every, ctx.wakes.settled, step=step, name="follow-up")
 

@@ -1,8 +1,12 @@
 """The Jinja side of rendering: a sandboxed, strict environment over the templates folder,
-and template errors turned into ``file:line: message`` that a marketer can act on."""
+and template errors turned into ``file:line: message`` that a marketer can act on.
+
+Beside it, the environments for one-line templates outside a mail: follow-up notes (strict,
+filter ``ordinal``) and subject lines shown to reps (lenient), see :func:`render_snippet`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import traceback
@@ -163,6 +167,39 @@ class Templates:
             if frame.filename and os.path.abspath(frame.filename).startswith(root + os.sep):
                 found = (self.display(frame.filename), frame.lineno)
         return found
+
+
+# -- one-line templates outside a mail: follow-up notes, subject lines for reps ------------------
+
+def ordinal(n: int) -> str:
+    """3 → "3rd", 11 → "11th", 22 → "22nd" (the ``ordinal`` filter of follow-up notes)."""
+    n = int(n)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+_note_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_note_env.filters["ordinal"] = ordinal
+_lenient_env = SandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _snippet(template: str, *, lenient: bool) -> jinja2.Template:
+    """Compiling costs ~1 ms; rules and subjects are few, so keep them compiled."""
+    return (_lenient_env if lenient else _note_env).from_string(template)
+
+
+def render_snippet(template: str, variables: Mapping[str, Any], *, lenient: bool = False) -> str:
+    """Render a one-line template in a sandbox, unescaped.
+
+    Strict (a follow-up note): undefined names are errors. ``lenient`` (a subject line outside
+    its mail): undefined names render empty. A Jinja error (syntax, undefined, sandbox) becomes a
+    :class:`TemplateError` with Jinja's message.
+    """
+    try:
+        return _snippet(template, lenient=lenient).render(**variables)
+    except jinja2.TemplateError as e:
+        raise TemplateError(str(e), variable=getattr(e, "name", None)) from None
 
 
 #: Variables that never hold a contact's value (so any use of them is fine).

@@ -361,7 +361,7 @@ def follow_up_rule(campaign: Campaign, *, step: str, link: str) -> FollowUpRule 
     """The follow-up rule a human click on ``link`` in ``step`` raises a task by, as
     docs/reps.md defines it: the most specific match wins (link and step, then link, then
     step, then ``any``), file order breaks ties. ``nurture simulate`` passes
-    ``nurture.followup.match_rule`` itself; this is the same rule for library callers."""
+    ``nurture.rules.match_rule`` itself; this is the same rule for library callers."""
     best: FollowUpRule | None = None
     for rule in campaign.follow_up:
         if matches(rule.when, [(step, link)]) and (best is None or _rank(rule.when) > _rank(best.when)):

@@ -201,7 +201,7 @@ def _check_cond(c: Campaign, cond: Condition, scope: list[str], names: dict[str,
 
 def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[NurtureError]) -> None:
     """Follow-up notes render for every sample with the variables nurture.followup gives them."""
-    from nurture.followup import render_note  # follow-up owns the note variables
+    from nurture.rules import render_note  # the rules own the note variables
 
     samples = list(c.samples) or [FALLBACK_SAMPLE]
     for k, rule in enumerate(c.follow_up):

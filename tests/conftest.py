@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from support import make_campaign
 
 from nurture.config import Settings, settings_from_dict
 from nurture.sink import Sink, start_sink
@@ -78,6 +79,12 @@ def make_settings(tmp_path: Path, db_path: str):
 @pytest.fixture
 def settings(make_settings) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def campaigns():
+    """The follow-up tests' campaign (``support.make_campaign``) by id."""
+    return {"ec-payments": make_campaign()}
 
 
 @pytest.fixture

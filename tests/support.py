@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+from nurture.models import Campaign, Condition, FollowUpRule, ScoreRule, Scoring, Step
+from nurture.store.base import ts
 
 
 class Clock:
@@ -27,3 +30,81 @@ async def worker_result(proc: asyncio.subprocess.Process, *, timeout: float,
     m = re.search(rb"done (\{.*\})", out)
     assert m, out
     return eval(m.group(1))  # the worker prints a dict of numbers
+
+
+# -- follow-up: SQL fixture helpers (contacts, sends, links, clicks) and a test campaign -----------
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # Tuesday; London reps on shift, Tokyo off
+
+def add_contact(store, email, **fields) -> int:
+    cols = {"first_name": "", "last_name": "", "company": "", "phone": "", "timezone": None,
+            "owner": None, "territory": None, "status": "active", **fields}
+    cur = store.conn.execute(
+        """INSERT INTO contacts (email, email_key, first_name, last_name, company, phone, timezone,
+                                 owner, territory, status, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (email, email.lower(), cols["first_name"], cols["last_name"], cols["company"], cols["phone"],
+         cols["timezone"], cols["owner"], cols["territory"], cols["status"], ts(NOW), ts(NOW)))
+    return cur.lastrowid
+
+def add_send(store, contact_id, campaign_id="ec-payments", step_id="case-study", *, sent_at=None) -> int:
+    store.conn.execute(
+        """INSERT OR IGNORE INTO enrollments (campaign_id, contact_id, state, enrolled_at, updated_at)
+           VALUES (?, ?, 'active', ?, ?)""", (campaign_id, contact_id, ts(NOW), ts(NOW)))
+    enr = store.query_one("SELECT id FROM enrollments WHERE campaign_id = ? AND contact_id = ?",
+                          (campaign_id, contact_id))["id"]
+    sent = sent_at or NOW - timedelta(hours=2)
+    store.conn.execute(
+        """INSERT OR IGNORE INTO sends (enrollment_id, campaign_id, step_id, contact_id, status,
+                                        attempts, next_attempt_at, queued_at, sent_at)
+           VALUES (?, ?, ?, ?, 'sent', 1, ?, ?, ?)""",
+        (enr, campaign_id, step_id, contact_id, ts(sent), ts(sent), ts(sent)))
+    return store.query_one("SELECT id FROM sends WHERE enrollment_id = ? AND step_id = ?",
+                           (enr, step_id))["id"]
+
+def add_link(store, name, campaign_id="ec-payments", step_id="case-study", *, honeypot=False) -> int:
+    cur = store.conn.execute(
+        "INSERT INTO links (campaign_id, step_id, name, url, honeypot) VALUES (?, ?, ?, ?, ?)",
+        (campaign_id, step_id, name, f"https://acme.example/{name}", int(honeypot)))
+    return cur.lastrowid
+
+def add_click(store, send_id, link_id, *, at=None, verdict="human") -> int:
+    cur = store.conn.execute(
+        """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method, verdict)
+           VALUES (?, ?, 'click', ?, '203.0.113.9', 'Mozilla/5.0', 'GET', ?)""",
+        (send_id, link_id, ts(at or NOW - timedelta(minutes=4)), verdict))
+    return cur.lastrowid
+
+def make_campaign(**kw) -> Campaign:
+    defaults = dict(
+        id="ec-payments", name="Checkout payments", path="campaigns/ec-payments.yaml",
+        timezone="Asia/Tokyo",
+        steps=(Step(id="case-study", subject="How {{ similar_company }} cut checkout drop-off",
+                    template="x.html", wait=timedelta(0)),
+               Step(id="webinar", subject="Webinar: payments that convert", template="y.html",
+                    wait=timedelta(days=7))),
+        follow_up=(
+            FollowUpRule(when=Condition(clicked="any"), task="call", priority="normal",
+                         due=timedelta(days=2)),
+            FollowUpRule(when=Condition(clicked="pricing"), task="call_now", priority="high",
+                         due=timedelta(hours=1),
+                         note="Opened the {{ link.name }} page from '{{ step.subject }}', "
+                              "{{ minutes_ago }} min ago; {{ clicks_this_week | ordinal }} click this week"),
+        ),
+        scoring=Scoring(rules=(ScoreRule(Condition("pricing"), 30), ScoreRule(Condition("any"), 5)),
+                        half_life=timedelta(days=14), hot_threshold=60),
+    )
+    defaults.update(kw)
+    c = Campaign(**defaults)
+    return c
+
+def seed_click(store, link="pricing", *, email="ken@shop.example", at=None, verdict="human",
+               step="case-study", **contact):
+    cid = store.query_one("SELECT id FROM contacts WHERE email_key = ?", (email,))
+    fields = {"first_name": "Ken", "last_name": "Mori", "company": "ShopCo",
+              "phone": "+81 3 1234 5678", **contact}
+    cid = cid["id"] if cid else add_contact(store, email, **fields)
+    send = add_send(store, cid, step_id=step)
+    lid = store.query_one("SELECT id FROM links WHERE name = ? AND step_id = ?", (link, step))
+    lid = lid["id"] if lid else add_link(store, link, step_id=step)
+    return cid, add_click(store, send, lid, at=at, verdict=verdict)

@@ -155,9 +155,9 @@ async def test_report_page_needs_login_and_shows_the_funnel(played):
     import aiohttp
 
     from nurture.campaigns import load_campaigns
-    from nurture.followup import issue_rep_token
     from nurture.parts import Context, Options
     from nurture.parts import reps as reps_part
+    from nurture.repauth import issue_rep_token
     from nurture.store import open_async_store
 
     result, _, _ = played

@@ -1,125 +1,14 @@
-"""Follow-up: human clicks → tasks (rules, notes, dedupe, routing), SLA escalation, lead score."""
+"""Follow-up: human clicks → tasks (notes, dedupe, routing), SLA escalation, the loop."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
+from support import NOW, Clock, add_click, add_contact, add_link, add_send, make_campaign, seed_click
 
-from nurture.followup import (decayed, escalate_overdue, match_rule, process_clicks,
-                              record_outcome, render_note, task_card, task_cards)
-from nurture.models import Campaign, Condition, FollowUpRule, ScoreRule, Scoring, Step
-from nurture.store import open_store
-from nurture.store.base import ts
-from support import Clock
-
-NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # Tuesday; London reps on shift, Tokyo off
-
-
-# -- SQL fixture helpers (shared by the other follow-up test files) ----------------------------
-
-def add_contact(store, email, **fields) -> int:
-    cols = {"first_name": "", "last_name": "", "company": "", "phone": "", "timezone": None,
-            "owner": None, "territory": None, "status": "active", **fields}
-    cur = store.conn.execute(
-        """INSERT INTO contacts (email, email_key, first_name, last_name, company, phone, timezone,
-                                 owner, territory, status, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (email, email.lower(), cols["first_name"], cols["last_name"], cols["company"], cols["phone"],
-         cols["timezone"], cols["owner"], cols["territory"], cols["status"], ts(NOW), ts(NOW)))
-    return cur.lastrowid
-
-
-def add_send(store, contact_id, campaign_id="ec-payments", step_id="case-study", *, sent_at=None) -> int:
-    store.conn.execute(
-        """INSERT OR IGNORE INTO enrollments (campaign_id, contact_id, state, enrolled_at, updated_at)
-           VALUES (?, ?, 'active', ?, ?)""", (campaign_id, contact_id, ts(NOW), ts(NOW)))
-    enr = store.query_one("SELECT id FROM enrollments WHERE campaign_id = ? AND contact_id = ?",
-                          (campaign_id, contact_id))["id"]
-    sent = sent_at or NOW - timedelta(hours=2)
-    store.conn.execute(
-        """INSERT OR IGNORE INTO sends (enrollment_id, campaign_id, step_id, contact_id, status,
-                                        attempts, next_attempt_at, queued_at, sent_at)
-           VALUES (?, ?, ?, ?, 'sent', 1, ?, ?, ?)""",
-        (enr, campaign_id, step_id, contact_id, ts(sent), ts(sent), ts(sent)))
-    return store.query_one("SELECT id FROM sends WHERE enrollment_id = ? AND step_id = ?",
-                           (enr, step_id))["id"]
-
-
-def add_link(store, name, campaign_id="ec-payments", step_id="case-study", *, honeypot=False) -> int:
-    cur = store.conn.execute(
-        "INSERT INTO links (campaign_id, step_id, name, url, honeypot) VALUES (?, ?, ?, ?, ?)",
-        (campaign_id, step_id, name, f"https://acme.example/{name}", int(honeypot)))
-    return cur.lastrowid
-
-
-def add_click(store, send_id, link_id, *, at=None, verdict="human") -> int:
-    cur = store.conn.execute(
-        """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method, verdict)
-           VALUES (?, ?, 'click', ?, '203.0.113.9', 'Mozilla/5.0', 'GET', ?)""",
-        (send_id, link_id, ts(at or NOW - timedelta(minutes=4)), verdict))
-    return cur.lastrowid
-
-
-def make_campaign(**kw) -> Campaign:
-    defaults = dict(
-        id="ec-payments", name="Checkout payments", path="campaigns/ec-payments.yaml",
-        timezone="Asia/Tokyo",
-        steps=(Step(id="case-study", subject="How {{ similar_company }} cut checkout drop-off",
-                    template="x.html", wait=timedelta(0)),
-               Step(id="webinar", subject="Webinar: payments that convert", template="y.html",
-                    wait=timedelta(days=7))),
-        follow_up=(
-            FollowUpRule(when=Condition(clicked="any"), task="call", priority="normal",
-                         due=timedelta(days=2)),
-            FollowUpRule(when=Condition(clicked="pricing"), task="call_now", priority="high",
-                         due=timedelta(hours=1),
-                         note="Opened the {{ link.name }} page from '{{ step.subject }}', "
-                              "{{ minutes_ago }} min ago; {{ clicks_this_week | ordinal }} click this week"),
-        ),
-        scoring=Scoring(rules=(ScoreRule(Condition("pricing"), 30), ScoreRule(Condition("any"), 5)),
-                        half_life=timedelta(days=14), hot_threshold=60),
-    )
-    defaults.update(kw)
-    c = Campaign(**defaults)
-    return c
-
-
-@pytest.fixture
-def campaigns():
-    return {"ec-payments": make_campaign()}
-
-
-def seed_click(store, link="pricing", *, email="ken@shop.example", at=None, verdict="human",
-               step="case-study", **contact):
-    cid = store.query_one("SELECT id FROM contacts WHERE email_key = ?", (email,))
-    fields = {"first_name": "Ken", "last_name": "Mori", "company": "ShopCo",
-              "phone": "+81 3 1234 5678", **contact}
-    cid = cid["id"] if cid else add_contact(store, email, **fields)
-    send = add_send(store, cid, step_id=step)
-    lid = store.query_one("SELECT id FROM links WHERE name = ? AND step_id = ?", (link, step))
-    lid = lid["id"] if lid else add_link(store, link, step_id=step)
-    return cid, add_click(store, send, lid, at=at, verdict=verdict)
-
-
-# -- rules and notes ---------------------------------------------------------------------------
-
-def test_most_specific_rule_wins():
-    c = make_campaign()
-    assert match_rule(c, link="pricing", step="case-study").task == "call_now"
-    assert match_rule(c, link="blog", step="webinar").task == "call"
-    assert match_rule(make_campaign(follow_up=()), link="pricing", step="x") is None
-
-
-def test_render_note_ordinal_and_strict():
-    assert render_note("{{ n | ordinal }} {{ m | ordinal }} {{ k | ordinal }}",
-                       {"n": 3, "m": 11, "k": 22}) == "3rd 11th 22nd"
-    from nurture.errors import TemplateError
-    with pytest.raises(TemplateError):
-        render_note("{{ missing }}", {})
-    with pytest.raises(TemplateError):  # the sandbox refuses attribute games
-        render_note("{{ ''.__class__.__mro__ }}", {})
+from nurture.followup import escalate_overdue, process_clicks
+from nurture.models import Condition, FollowUpRule, ScoreRule, Scoring
+from nurture.outcomes import record_outcome
 
 
 def test_pricing_click_creates_call_now_task_with_note(store, campaigns, settings):
@@ -142,13 +31,11 @@ def test_pricing_click_creates_call_now_task_with_note(store, campaigns, setting
     # nothing left to do: a second pass creates nothing
     assert process_clicks(store, campaigns, settings, now=NOW) == []
 
-
 def test_scanner_and_pending_clicks_make_no_task(store, campaigns, settings):
     seed_click(store, verdict="scanner")
     seed_click(store, "blog", verdict="pending")
     assert process_clicks(store, campaigns, settings, now=NOW) == []
     assert store.list_tasks(now=NOW) == []
-
 
 def test_no_task_for_unsubscribed_or_suppressed(store, campaigns, settings):
     seed_click(store, email="gone@shop.example", status="unsubscribed")
@@ -156,7 +43,6 @@ def test_no_task_for_unsubscribed_or_suppressed(store, campaigns, settings):
     store.conn.execute("INSERT INTO suppressions VALUES ('supp@shop.example', 'manual', 0)")
     assert process_clicks(store, campaigns, settings, now=NOW) == []
     assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0
-
 
 def test_dedupe_one_open_task_raises_priority_and_pulls_due(store, campaigns, settings):
     seed_click(store, "blog", territory="GB", at=NOW - timedelta(minutes=30))
@@ -174,7 +60,6 @@ def test_dedupe_one_open_task_raises_priority_and_pulls_due(store, campaigns, se
     assert len(store.list_tasks(now=later)) == 1
     assert len(store.events(kind="task.created")) == 1
 
-
 def test_new_task_after_the_previous_one_is_done(store, campaigns, settings):
     seed_click(store, territory="GB")
     [tid] = process_clicks(store, campaigns, settings, now=NOW)
@@ -182,7 +67,6 @@ def test_new_task_after_the_previous_one_is_done(store, campaigns, settings):
     seed_click(store, territory="GB")
     [tid2] = process_clicks(store, campaigns, settings, now=NOW)
     assert tid2 != tid
-
 
 def test_routing_by_owner_territory_and_round_robin(store, campaigns, settings):
     seed_click(store, email="o@x.example", owner="aoki", territory="GB")
@@ -197,7 +81,6 @@ def test_routing_by_owner_territory_and_round_robin(store, campaigns, settings):
     # nobody else is on shift but Baker (London): round robin has one candidate
     assert reps[2:] == ["baker", "baker"]
 
-
 def test_capacity_counts_tasks_assigned_today(store, campaigns, make_settings):
     s = make_settings(reps=[
         {"id": "baker", "name": "B", "email": "b@x", "timezone": "Europe/London",
@@ -211,7 +94,6 @@ def test_capacity_counts_tasks_assigned_today(store, campaigns, make_settings):
     assert reps[:2] == ["baker", "clark"]
     # both full: a call-now task waits for the soonest shift (tomorrow 09:00 London)
     assert store.get_task(ids[2]).due_at == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-
 
 def test_sla_escalation_on_a_fixed_clock(store, campaigns, settings):
     seed_click(store, territory="GB")
@@ -231,33 +113,6 @@ def test_sla_escalation_on_a_fixed_clock(store, campaigns, settings):
     assert [t.id for t in store.list_tasks(now=later)] == [tid, t2]
     assert [t.id for t in store.list_tasks(now=later, status="overdue")] == [tid]
 
-
-def test_score_decay_and_hot_threshold(store, campaigns, settings):
-    assert decayed(100, NOW, now=NOW + timedelta(days=14), half_life=timedelta(days=14)) == 50
-    assert decayed(100, NOW, now=NOW + timedelta(days=28), half_life=timedelta(days=14)) == 25
-    cid, _ = seed_click(store, "blog", territory="GB")
-    [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    assert store.contact_score(cid)[0] == 5
-    # two weeks later a pricing click: 5 decays to 2.5, +35 → 37.5 (not hot at 60)
-    t1 = NOW + timedelta(days=14)
-    seed_click(store, "pricing", at=t1)
-    process_clicks(store, campaigns, settings, now=t1)
-    score, at, hot = store.contact_score(cid)
-    assert score == pytest.approx(37.5) and at == t1 and not hot
-    prio = store.get_task(tid).priority
-    seed_click(store, "pricing", at=t1)
-    process_clicks(store, campaigns, settings, now=t1)
-    score, _, hot = store.contact_score(cid)
-    assert score == pytest.approx(72.5) and hot
-    assert [e["payload"]["contact_id"] for e in store.events(kind="contact.hot")] == [cid]
-    # the repeat click raised it one level (high → urgent); crossing hot cannot go above urgent
-    assert prio == "urgent" and store.get_task(tid).priority == "urgent"
-    assert task_card(store, campaigns, settings, task_id=tid, now=t1).hot
-    # two weeks later the score has halved below the threshold: shown, no longer hot
-    card = task_card(store, campaigns, settings, task_id=tid, now=t1 + timedelta(days=14))
-    assert card.score == pytest.approx(36.25) and not card.hot
-
-
 def test_hot_crossing_raises_open_task_one_level(store, settings):
     c = make_campaign(scoring=Scoring(rules=(ScoreRule(Condition("pricing"), 70),)),
                       follow_up=(FollowUpRule(when=Condition("any"), task="call", priority="low"),))
@@ -271,151 +126,25 @@ def test_hot_crossing_raises_open_task_one_level(store, settings):
     process_clicks(store, {"ec-payments": c}, settings, now=NOW)
     assert store.get_task(tid).priority == "urgent"  # repeat (+1) and hot (+1)
 
-
-def test_outcomes_exit_and_hand_off(store, campaigns, settings):
-    cid, _ = seed_click(store, territory="GB")
-    [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    t = record_outcome(store, task_id=tid, outcome="qualified", rep_id="baker", now=NOW,
-                       notes="Wants a demo", bant={"budget": "¥2M", "need": "Konbini payments"})
-    assert (t.status, t.outcome, t.notes) == ("done", "qualified", "Wants a demo")
-    enr = store.query_one("SELECT state, exit_reason FROM enrollments WHERE contact_id = ?", (cid,))
-    assert (enr["state"], enr["exit_reason"]) == ("exited", "qualified")
-    handoff = store.events(kind="contact.qualified")[0]["payload"]
-    assert handoff["bant"] == {"budget": "¥2M", "need": "Konbini payments"}
-    done = store.events(kind="task.done")[0]["payload"]
-    assert done["outcome"] == "qualified"
-    from nurture.followup import OutcomeError
-    with pytest.raises(OutcomeError):
-        record_outcome(store, task_id=tid, outcome="connected", now=NOW)
-
-
-def test_snooze_hides_task_until_then(store, campaigns, settings):
-    seed_click(store, territory="GB")
-    [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    until = NOW + timedelta(days=1)
-    t = record_outcome(store, task_id=tid, outcome="snoozed", rep_id="baker", now=NOW,
-                       snooze_until=until)
-    assert t.status == "open" and t.due_at == until
-    assert store.list_tasks(now=NOW, rep_id="baker", include_snoozed=False) == []
-    assert [c.task.id for c in task_cards(store, campaigns, settings, now=until, rep_id="baker",
-                                          include_snoozed=False)] == [tid]
-    assert store.events(kind="task.done") == []
-
-
-def test_rep_cannot_touch_another_reps_task(store, campaigns, settings):
-    from nurture.errors import NotFound
-    seed_click(store, territory="GB")
-    [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    with pytest.raises(NotFound):
-        record_outcome(store, task_id=tid, outcome="connected", rep_id="aoki", now=NOW)
-    with pytest.raises(NotFound):
-        task_card(store, campaigns, settings, task_id=tid, rep_id="aoki", now=NOW)
-    assert store.get_task(tid).status == "open"
-
-
-def test_task_card_has_contact_card_clicks_and_mail_history(store, campaigns, settings):
-    cid, _ = seed_click(store, territory="GB", timezone="Asia/Tokyo")
-    [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    card = task_card(store, campaigns, settings, task_id=tid, now=NOW)
-    assert card.contact.phone == "+81 3 1234 5678" and card.contact_tz == "Asia/Tokyo"
-    assert card.contact_local_time.hour == 19
-    assert [c["link"] for c in card.clicks] == ["pricing"]
-    assert card.sends[0]["subject"].startswith("How") and card.sends[0]["status"] == "sent"
-    assert json.dumps(card.bant) == "{}"
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-
-@pytest.fixture
-def cli_env(tmp_path, db_path, settings, campaigns):
-    import csv as _csv  # noqa: F401
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"database: {db_path}\n"
-        f"campaigns_dir: {tmp_path / 'no-campaigns'}\n"
-        "reps:\n"
-        "  - {id: aoki, name: Aoki Yui, email: a@x, timezone: Asia/Tokyo, hours: '09:00-18:00', territory: [JP]}\n"
-        "  - {id: baker, name: Sam Baker, email: b@x, timezone: Europe/London, hours: '09:00-17:30', territory: [GB]}\n")
-    s = open_store(db_path)
-    seed_click(s, territory="GB")
-    seed_click(s, "blog", email="yui@tea.example", territory="JP", first_name="Yui",
-               last_name="Sato", company="Kumo Tea", phone="+81 90 0000 0000")
-    ids = process_clicks(s, campaigns, settings, now=NOW)
-    s.close()
-    return str(cfg), ids
-
-
-def run_cli(cfg, *args):
-    from click.testing import CliRunner
-
-    from nurture.cli import main
-    from nurture.cli.app import console
-    console.width = 200  # a wide terminal, so table cells are not folded
-    return CliRunner().invoke(main, ["--config", cfg, *args], catch_exceptions=False)
-
-
-def test_cli_tasks_table_json_csv(cli_env):
-    import csv
-    import io
-    cfg, (ken, yui) = cli_env
-    r = run_cli(cfg, "tasks")
-    assert r.exit_code == 0, r.output
-    assert "Ken Mori" in r.output and "Kumo Tea" in r.output and "overdue" in r.output
-    r = run_cli(cfg, "tasks", "--rep", "aoki", "--json")
-    data = json.loads(r.output)
-    assert [t["id"] for t in data["tasks"]] == [yui]
-    r = run_cli(cfg, "tasks", "--csv")
-    rows = list(csv.DictReader(io.StringIO(r.output)))
-    assert list(rows[0]) == ["Task ID", "First Name", "Last Name", "Company", "Email", "Phone",
-                             "Priority", "Due (ISO 8601)", "Reason", "Campaign", "Lead Score", "Owner"]
-    by_id = {int(x["Task ID"]): x for x in rows}
-    # 35 points at NOW, decayed (half-life 14 d) by the real clock the CLI reads
-    assert by_id[ken]["Owner"] == "baker" and 0 < int(by_id[ken]["Lead Score"]) <= 35
-    assert datetime.fromisoformat(by_id[ken]["Due (ISO 8601)"]) == NOW + timedelta(hours=1)
-    r = run_cli(cfg, "tasks", "--rep", "nobody")
-    assert r.exit_code == 2 and "no rep" in r.output
-
-
-def test_cli_tasks_done_and_errors(cli_env):
-    cfg, (ken, _) = cli_env
-    r = run_cli(cfg, "tasks", "done", str(ken), "--outcome", "connected", "--note", "call back Friday")
-    assert r.exit_code == 0 and "connected" in r.output
-    r = run_cli(cfg, "tasks", "--status", "done", "--json")
-    [t] = json.loads(r.output)["tasks"]
-    assert (t["id"], t["outcome"]) == (ken, "connected")
-    r = run_cli(cfg, "tasks", "done", str(ken), "--outcome", "connected")
-    assert r.exit_code == 1 and "already done" in r.output and "Traceback" not in r.output
-    r = run_cli(cfg, "tasks", "done", "999", "--outcome", "connected")
-    assert r.exit_code == 1 and "no task with id 999" in r.output
-
-
-def test_cli_reps_token_and_list(cli_env, db_path):
-    from nurture.followup import hash_token
-    cfg, _ = cli_env
-    r = run_cli(cfg, "reps", "token", "baker")
-    assert r.exit_code == 0
-    token = r.output.splitlines()[0]
-    s = open_store(db_path)
-    assert s.rep_for_token(hash_token(token)) == "baker"
-    s.close()
-    r = run_cli(cfg, "reps", "token", "nobody")
-    assert r.exit_code == 1 and 'no rep "nobody"' in r.output
-    r = run_cli(cfg, "reps", "list", "--json")
-    reps = {x["id"]: x for x in json.loads(r.output)["reps"]}
-    assert reps["baker"]["tokens"] == 1 and reps["baker"]["open"] == 1
-    r = run_cli(cfg, "reps", "list")
-    assert "Sam Baker" in r.output
-    r = run_cli(cfg, "reps", "revoke", "baker")
-    assert "Revoked 1 token" in r.output
-
+def test_a_bad_click_does_not_block_the_others(store, campaigns, settings):
+    bad_campaign = make_campaign(id="broken", follow_up=(
+        FollowUpRule(when=Condition("any"), task="call", priority="bogus"),))
+    c = add_contact(store, "bad@x.example", territory="GB")
+    add_click(store, add_send(store, c, "broken"), add_link(store, "pricing", "broken"))
+    seed_click(store, email="good@x.example", territory="GB")
+    ids = process_clicks(store, {**campaigns, "broken": bad_campaign}, settings, now=NOW)
+    assert len(ids) == 1
+    assert store.get_contact(store.get_task(ids[0]).contact_id).email == "good@x.example"
+    assert store.contact_score(c)[0] == 0  # the bad click's partial work was rolled back
+    assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0
 
 # -- end to end: a tracked link clicked through the real tracker -----------------------------------
 
 BROWSER_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/146.0.0.0 Safari/537.36")
+
 SAFE_LINKS_UA = ("Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) "
                  "Chrome/57.0.2987.133 Safari/537.36")
-
 
 async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, root):
     import asyncio
@@ -425,10 +154,11 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
     from aiohttp import web
 
     from nurture.campaigns import load_campaign
-    from nurture.followup import followup_loop
+    from nurture.parts import Context, Options
+    from nurture.parts import followup as followup_part
+    from nurture.settle import settle_clicks
     from nurture.signing import Signer
     from nurture.store import open_async_store
-    from nurture.web.ledger import settle_clicks
     from nurture.web.tracker import create_tracker_app
 
     campaign = load_campaign(root / "campaigns" / "ec-payments.yaml")
@@ -474,8 +204,8 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
         # Nothing is human yet (pending until the settle window passes): no task.
         assert await astore.run(lambda s: process_clicks(s, campaigns, settings, now=NOW)) == []
         clock.now = NOW + timedelta(seconds=settings.tracking.settle_seconds + 60)
-        loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
-                                                 now=clock, stop=stop, interval=0.1))
+        loop = asyncio.create_task(followup_part(Context(settings=settings, store=astore, campaigns=campaigns,
+                                                         now=clock, stop=stop, options=Options(followup_every=0.1))))
         await astore.run(lambda s: settle_clicks(s, settings, now=clock.now))
         settled = time.monotonic()
         tasks = []
@@ -506,30 +236,19 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
         await astore.aclose()
 
 
-def test_a_bad_click_does_not_block_the_others(store, campaigns, settings):
-    bad_campaign = make_campaign(id="broken", follow_up=(
-        FollowUpRule(when=Condition("any"), task="call", priority="bogus"),))
-    c = add_contact(store, "bad@x.example", territory="GB")
-    add_click(store, add_send(store, c, "broken"), add_link(store, "pricing", "broken"))
-    seed_click(store, email="good@x.example", territory="GB")
-    ids = process_clicks(store, {**campaigns, "broken": bad_campaign}, settings, now=NOW)
-    assert len(ids) == 1
-    assert store.get_contact(store.get_task(ids[0]).contact_id).email == "good@x.example"
-    assert store.contact_score(c)[0] == 0  # the bad click's partial work was rolled back
-    assert store.query_one("SELECT count(*) AS n FROM clicks WHERE handled = 0")["n"] == 0
-
-
-async def test_followup_loop_wakes_up_at_once(settings, db_path, campaigns):
+async def test_the_followup_part_wakes_up_at_once(settings, db_path, campaigns):
     import asyncio
     import time
 
-    from nurture.followup import followup_loop
+    from nurture.parts import Context, Options, Wakes
+    from nurture.parts import followup as followup_part
     from nurture.store import open_async_store
 
     astore = open_async_store(db_path)
     stop, wake = asyncio.Event(), asyncio.Event()
-    loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
-                                             now=lambda: NOW, stop=stop, interval=30, wake=wake))
+    loop = asyncio.create_task(followup_part(Context(settings=settings, store=astore, campaigns=campaigns,
+                                                     now=lambda: NOW, stop=stop, wakes=Wakes(settled=wake),
+                                                     options=Options(followup_every=30))))
     try:
         await asyncio.sleep(0.1)  # the first round ran; the next is 30 s away
         await astore.run(lambda s: seed_click(s, territory="GB"))
@@ -544,10 +263,12 @@ async def test_followup_loop_wakes_up_at_once(settings, db_path, campaigns):
         await astore.aclose()
 
 
-async def test_followup_loop_drains_a_backlog_in_small_batches(settings, db_path, campaigns):
+async def test_the_followup_part_drains_a_backlog_in_small_batches(settings, db_path, campaigns):
     import asyncio
 
-    from nurture.followup import BATCH, followup_loop
+    from nurture.followup import BATCH
+    from nurture.parts import Context, Options
+    from nurture.parts import followup as followup_part
     from nurture.store import open_async_store
 
     astore = open_async_store(db_path)
@@ -558,8 +279,8 @@ async def test_followup_loop_drains_a_backlog_in_small_batches(settings, db_path
                 seed_click(s, email=f"b{i}@x.example", territory="GB")
     await astore.run(seed)
     stop = asyncio.Event()
-    loop = asyncio.create_task(followup_loop(store=astore, settings=settings, campaigns=campaigns,
-                                             now=lambda: NOW, stop=stop, interval=30))
+    loop = asyncio.create_task(followup_part(Context(settings=settings, store=astore, campaigns=campaigns,
+                                                     now=lambda: NOW, stop=stop, options=Options(followup_every=30))))
     try:
         for _ in range(200):
             if len(await astore.list_tasks(now=NOW)) == BATCH * 2 + 5:

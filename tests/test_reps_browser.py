@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 from aiohttp import web
-from test_followup import NOW, make_campaign, seed_click
 
-from nurture.followup import issue_rep_token, process_clicks
+from nurture.followup import process_clicks
+from nurture.repauth import issue_rep_token
 from nurture.store import open_async_store
 from nurture.web.reps import create_reps_app
-from support import Clock
+from support import NOW, Clock, make_campaign, seed_click
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

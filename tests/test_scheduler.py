@@ -310,7 +310,7 @@ def test_parse_click():
 
 
 def test_follow_up_rule_most_specific_wins_like_followup():
-    from nurture.followup import match_rule
+    from nurture.rules import match_rule
     from nurture.scheduler import follow_up_rule
 
     rules = (FollowUpRule(when=Condition(clicked="any"), task="call"),

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from test_followup import NOW, add_click, add_contact, add_link, add_send
+from support import NOW, add_click, add_contact, add_link, add_send
 
 from nurture.config import Webhook
 from nurture.errors import NotFound

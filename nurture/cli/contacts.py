@@ -232,7 +232,7 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--click") from None
     contact = _sim_contact(settings, campaign, contact_key)
-    from nurture.followup import match_rule
+    from nurture.rules import match_rule
     from nurture.scheduler import contact_zone
 
     now = utcnow()

@@ -13,15 +13,16 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from nurture.cards import TaskCard, card_json, relative, task_cards
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings
 from nurture.errors import NurtureError
-from nurture.followup import TaskCard, issue_rep_token, record_outcome, task_cards
 from nurture.models import OUTCOMES, Campaign
+from nurture.outcomes import record_outcome
+from nurture.repauth import issue_rep_token
 from nurture.routing import local_day_start, on_shift
 from nurture.store import open_store
 from nurture.timeutil import utcnow
-from nurture.web.reps import card_json, relative
 
 #: Columns of ``nurture tasks --csv``, named as CRM importers (Salesforce, HubSpot) expect.
 CSV_COLUMNS = ("Task ID", "First Name", "Last Name", "Company", "Email", "Phone", "Priority",

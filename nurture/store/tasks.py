@@ -1,7 +1,7 @@
 """Store: follow-up tasks, lead scores, rep tokens and sessions, webhook deliveries.
 
-Every statement the follow-up part (``nurture.followup``, ``nurture.webhooks``,
-``nurture.web.reps``) runs lives here. Priorities are stored as integers (0 urgent .. 3 low).
+Every statement the follow-up part (``nurture.followup``, ``nurture.outcomes``, ``nurture.cards``,
+``nurture.repauth``, ``nurture.webhooks``, ``nurture.web.reps``) runs lives here. Priorities are stored as integers (0 urgent .. 3 low).
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from typing import Any
 from nurture.errors import NotFound
 from nurture.models import PRIORITIES, Task
 from nurture.store.base import dt, ts
-
-#: The rep id stored for manager tokens: they see every queue.
-MANAGER = "*manager*"
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
               "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at")

@@ -10,12 +10,7 @@ from markupsafe import Markup
 
 from nurture.report import COLUMNS, rows, svg_chart, totals
 from nurture.web import keys
-
-
-def _render(request: web.Request, name: str, **ctx: object) -> web.Response:
-    from nurture.web.reps import _render as render  # reps.py registers these views
-
-    return render(request, name, **ctx)
+from nurture.web.pages import render_page
 
 
 async def report_index(request: web.Request) -> web.StreamResponse:
@@ -23,7 +18,7 @@ async def report_index(request: web.Request) -> web.StreamResponse:
     campaigns = request.app[keys.REPS_CAMPAIGNS]
     if len(campaigns) == 1:
         raise web.HTTPSeeOther(f"/report/{next(iter(campaigns))}")
-    return _render(request, "report.html", campaign=None, campaigns=sorted(campaigns.values(), key=lambda c: c.id),
+    return render_page(request, "report.html", campaign=None, campaigns=sorted(campaigns.values(), key=lambda c: c.id),
                    step_rows=[], columns=COLUMNS, total={}, chart="")
 
 
@@ -35,6 +30,6 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="no such campaign")
     funnel = await request.app[keys.STORE].funnel(campaign.id)
     step_rows = rows(campaign, funnel)
-    return _render(request, "report.html", campaign=campaign,
+    return render_page(request, "report.html", campaign=campaign,
                    campaigns=sorted(campaigns.values(), key=lambda c: c.id), step_rows=step_rows,
                    columns=COLUMNS, total=totals(step_rows), chart=Markup(svg_chart(step_rows)))

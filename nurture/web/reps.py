@@ -17,25 +17,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import jinja2
 from aiohttp import web
 
+from nurture.cards import TaskCard, card_json, task_card, task_cards
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied
-from nurture.followup import (
-    BANT_FIELDS,
-    OutcomeError,
-    TaskCard,
-    hash_token,
-    record_outcome,
-    task_card,
-    task_cards,
-    visible_task,
-)
-from nurture.models import OUTCOMES, PRIORITIES, Campaign
-from nurture.store.tasks import MANAGER
+from nurture.models import Campaign
+from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_task
+from nurture.repauth import MANAGER, hash_token
 from nurture.timeutil import utcnow, zone
 from nurture.web import keys
+from nurture.web.pages import jinja_env, render_page, rep_tz
 from nurture.web.reports import report_index, report_page
 
 log = logging.getLogger("nurture.reps")
@@ -57,7 +49,7 @@ def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetim
     app[keys.STORE] = store
     app[keys.CLOCK] = now
     app[keys.REPS_CAMPAIGNS] = dict(campaigns) if campaigns is not None else _load_campaigns(settings)
-    app[keys.REPS_JINJA] = _jinja()
+    app[keys.REPS_JINJA] = jinja_env()
     app[keys.REPS_POLL_SECONDS] = float(poll_seconds)
     app.on_response_prepare.append(_security_headers)
     r = app.router
@@ -90,64 +82,7 @@ def _load_campaigns(settings: Settings) -> dict[str, Campaign]:
         return {}
 
 
-# -- templates --------------------------------------------------------------------------------------
-
-def relative(moment: datetime, now: datetime) -> str:
-    """``in 45 min``, ``12 min overdue``, ``in 2 h``, ``3 d overdue``."""
-    secs = (moment - now).total_seconds()
-    n = abs(secs)
-    if n < 60:
-        return "now"
-    if n < 3600:
-        text = f"{int(n // 60)} min"
-    elif n < 86400 * 2:
-        text = f"{n / 3600:.0f} h"
-    else:
-        text = f"{n / 86400:.0f} d"
-    return f"in {text}" if secs > 0 else f"{text} overdue"
-
-
-def ago(moment: datetime, now: datetime) -> str:
-    """``4 min ago``, ``5 h ago``, ``3 d ago`` (for past events such as clicks)."""
-    n = max(0.0, (now - moment).total_seconds())
-    if n < 60:
-        return "just now"
-    if n < 3600:
-        return f"{int(n // 60)} min ago"
-    if n < 86400 * 2:
-        return f"{n / 3600:.0f} h ago"
-    return f"{n / 86400:.0f} d ago"
-
-
-def _jinja() -> jinja2.Environment:
-    folder = importlib.resources.files("nurture").joinpath("web/templates/reps")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["rel"] = relative
-    env.filters["ago"] = ago
-    env.filters["local"] = lambda m, tz: m.astimezone(zone(tz)).strftime("%a %d %b %H:%M")
-    env.filters["humanize"] = lambda s: str(s).replace("_", " ")
-    env.globals.update(OUTCOMES=OUTCOMES, BANT_FIELDS=BANT_FIELDS, PRIORITIES=PRIORITIES)
-    return env
-
-
-def _render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
-    app = request.app
-    ctx.setdefault("me", request.get(keys.REP_ID))
-    ctx.setdefault("csrf", request.get(keys.REP_CSRF, ""))
-    ctx.setdefault("now", app[keys.CLOCK]())
-    ctx.setdefault("rep_tz", _rep_tz(app[keys.SETTINGS], request.get(keys.REP_ID)))
-    ctx.setdefault("poll", app[keys.REPS_POLL_SECONDS])
-    html = app[keys.REPS_JINJA].get_template(name).render(**ctx)
-    return web.Response(text=html, status=status, content_type="text/html")
-
-
-def _rep_tz(settings: Settings, rep_id: str | None) -> str:
-    try:
-        return settings.rep(rep_id).timezone if rep_id else "UTC"
-    except KeyError:
-        return "UTC"
-
+# -- small responses ------------------------------------------------------------------------------
 
 async def healthz(request: web.Request) -> web.Response:
     return _text("ok\n")
@@ -183,7 +118,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _problem(request: web.Request, status: int, message: str, api: bool) -> web.Response:
     if api:
         return web.json_response({"error": message}, status=status)
-    return _render(request, "error.html", status=status, message=message, status_code=status)
+    return render_page(request, "error.html", status=status, message=message, status_code=status)
 
 
 @web.middleware
@@ -245,7 +180,7 @@ def _secure(request: web.Request) -> bool:
 async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     # Reuse the cookie: a second tab (or the favicon fetch) must not invalidate this form.
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    resp = _render(request, "login.html", status=status, csrf=token, error=error,
+    resp = render_page(request, "login.html", status=status, csrf=token, error=error,
                    prefill=request.query.get("token", "") if error is None else "")
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/login",
                     secure=_secure(request))
@@ -299,12 +234,12 @@ async def task_list(request: web.Request) -> web.StreamResponse:
     if request[keys.REP_ID] == MANAGER:
         raise web.HTTPSeeOther("/manager")
     cards = await _cards(request, request[keys.REP_ID])
-    return _render(request, "tasks.html", cards=cards, rep=_rep(request))
+    return render_page(request, "tasks.html", cards=cards, rep=_rep(request))
 
 
 async def task_list_fragment(request: web.Request) -> web.StreamResponse:
     cards = await _cards(request, None if request[keys.REP_ID] == MANAGER else request[keys.REP_ID])
-    return _render(request, "_list.html", cards=cards)
+    return render_page(request, "_list.html", cards=cards)
 
 
 def _rep(request: web.Request) -> Any:
@@ -324,7 +259,7 @@ async def _card(request: web.Request, task_id: int) -> TaskCard:
 
 async def task_page(request: web.Request, *, message: str | None = None) -> web.StreamResponse:
     card = await _card(request, int(request.match_info["id"]))
-    return _render(request, "task.html", card=card, message=message,
+    return render_page(request, "task.html", card=card, message=message,
                    readonly=request[keys.REP_ID] == MANAGER or card.task.status != "open")
 
 
@@ -348,7 +283,7 @@ async def task_post(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"/tasks/{task_id}")
     snooze = None
     if action == "snoozed":
-        snooze = _parse_local(str(form.get("snooze_until", "")), _rep_tz(app[keys.SETTINGS], rep_id))
+        snooze = _parse_local(str(form.get("snooze_until", "")), rep_tz(app[keys.SETTINGS], rep_id))
     await app[keys.STORE].run(lambda s: record_outcome(
         s, task_id=task_id, outcome=action, now=now, rep_id=rep_id, notes=notes,
         snooze_until=snooze, bant=bant))
@@ -377,28 +312,11 @@ async def manager_page(request: web.Request) -> web.StreamResponse:
     known = {r.id for r in settings.reps}
     # Tasks of reps removed from config.yaml would otherwise vanish from every view.
     unassigned = [c for c in cards if c.task.rep_id not in known]
-    return _render(request, "manager.html", queues=queues, unassigned=unassigned,
+    return render_page(request, "manager.html", queues=queues, unassigned=unassigned,
                    unassigned_counts=counts.get(None, {}))
 
 
 # -- JSON API ---------------------------------------------------------------------------------------
-
-def card_json(card: TaskCard, now: datetime) -> dict[str, Any]:
-    """A task as the API shows it."""
-    t, c = card.task, card.contact
-    return {
-        "id": t.id, "kind": t.kind, "priority": t.priority, "status": t.status,
-        "due_at": t.due_at.isoformat(), "overdue": card.overdue, "created_at": t.created_at.isoformat(),
-        "rep_id": t.rep_id, "campaign_id": t.campaign_id, "reason": t.reason,
-        "outcome": t.outcome, "escalated": t.escalated_at is not None,
-        "score": round(card.score, 1), "hot": card.hot,
-        "contact": {"id": c.id, "name": c.name, "first_name": c.first_name, "last_name": c.last_name,
-                    "company": c.company, "email": c.email, "phone": c.phone,
-                    "timezone": card.contact_tz,
-                    "local_time": card.contact_local_time.isoformat(timespec="minutes")},
-        "timeline": list(t.context.get("timeline", [])),
-    }
-
 
 async def api_tasks(request: web.Request) -> web.StreamResponse:
     rep_id = request[keys.REP_ID]

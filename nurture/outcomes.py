@@ -1,0 +1,78 @@
+"""Call outcomes: what a rep (or the operator) records on a task, and who may see which task.
+
+Synchronous; runs on the store's writer thread (``await astore.run(lambda s: record_outcome(s, ...))``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from nurture.errors import NotFound, NurtureError, PermissionDenied
+from nurture.followup import task_payload
+from nurture.models import EXIT_OUTCOMES, OUTCOMES, Task
+from nurture.repauth import MANAGER
+from nurture.store import Store
+
+#: The qualification notes a rep keeps on a task (budget, authority, need, timeline).
+BANT_FIELDS = ("budget", "authority", "need", "timeline")
+
+
+class OutcomeError(NurtureError):
+    """An outcome that cannot be recorded: unknown, on a closed task, or a bad snooze time."""
+
+
+def visible_task(store: Store, *, task_id: int, rep_id: str | None) -> Task:
+    """The task, if ``rep_id`` may see it (None = the operator's CLI; manager sees all).
+
+    Another rep's task is reported as not found, so ids cannot be probed.
+    """
+    task = store.get_task(task_id)
+    if rep_id is not None and rep_id != MANAGER and task.rep_id != rep_id:
+        raise NotFound(f"no task with id {task_id}")
+    return task
+
+
+def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
+                   rep_id: str | None = None, notes: str | None = None,
+                   snooze_until: datetime | None = None,
+                   bant: Mapping[str, str] | None = None) -> Task:
+    """Record a call outcome (one of :data:`nurture.models.OUTCOMES`).
+
+    ``snoozed`` keeps the task open until ``snooze_until``; ``not_interested`` and
+    ``qualified`` also exit the contact from the campaign, and ``qualified`` records the
+    hand-off to field sales (event ``contact.qualified``). Appends ``task.done``.
+    """
+    if outcome not in OUTCOMES:
+        raise OutcomeError(f'"{outcome}" is not an outcome (use {", ".join(OUTCOMES)})')
+    if rep_id == MANAGER:
+        raise PermissionDenied("the manager view is read-only")
+    if outcome == "snoozed" and (snooze_until is None or snooze_until <= now):
+        raise OutcomeError("snooze needs a time in the future")
+    with store.transaction():
+        task = visible_task(store, task_id=task_id, rep_id=rep_id)
+        if task.status != "open":
+            raise OutcomeError(f"task {task_id} is already done ({task.outcome})")
+        if bant:
+            merged = store.task_bant(task_id)
+            merged.update({k: str(v) for k, v in bant.items() if k in BANT_FIELDS})
+            store.set_task_bant(task_id, merged, now=now)
+        store.complete_task(task_id, outcome=outcome, notes=notes, now=now, snooze_until=snooze_until)
+        contact = store.get_contact(task.contact_id)
+        if outcome in EXIT_OUTCOMES:
+            store.exit_enrollments(task.contact_id, campaign_id=task.campaign_id,
+                                   reason=outcome, now=now)
+        if outcome == "qualified":
+            store.append_event("contact.qualified", {
+                "task_id": task_id, "contact_id": contact.id, "name": contact.name,
+                "company": contact.company, "email": contact.email, "phone": contact.phone,
+                "rep_id": task.rep_id, "campaign_id": task.campaign_id,
+                "bant": store.task_bant(task_id), "notes": notes,
+            }, now=now)
+        if outcome != "snoozed":
+            payload = task_payload(task_id, contact, campaign_id=task.campaign_id,
+                                   rep_id=task.rep_id, kind=task.kind, priority=task.priority,
+                                   due_at=task.due_at, reason=task.reason)
+            payload.update(outcome=outcome, notes=notes, bant=store.task_bant(task_id))
+            store.append_event("task.done", payload, now=now)
+        return store.get_task(task_id)

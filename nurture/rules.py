@@ -1,0 +1,109 @@
+"""Follow-up rules and lead scores: which rule a click matches, score decay, a task's note.
+
+Rule matching: for each click the most specific matching ``follow_up`` rule wins (a rule naming
+the link and the step, then the link, then the step, then ``any``); among equally specific rules
+the first in the YAML. Every matching ``scoring`` rule adds its points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from nurture.errors import TemplateError
+from nurture.models import Campaign, Condition, Contact, FollowUpRule, Scoring
+from nurture.render import template_vars
+from nurture.render_env import ordinal, render_snippet
+from nurture.store import Store
+
+# -- rules ----------------------------------------------------------------------------------------
+
+def condition_matches(cond: Condition, *, link: str | None, step: str) -> bool:
+    """Does a human click on ``link`` in ``step`` satisfy ``cond``?"""
+    if cond.step is not None and cond.step != step:
+        return False
+    return cond.clicked == "any" or cond.clicked == link
+
+
+def _specificity(cond: Condition) -> int:
+    return (2 if cond.clicked != "any" else 0) + (1 if cond.step else 0)
+
+
+def match_rule(campaign: Campaign, *, link: str | None, step: str) -> FollowUpRule | None:
+    """The most specific matching follow-up rule (YAML order breaks ties), or None."""
+    best: FollowUpRule | None = None
+    for rule in campaign.follow_up:
+        if condition_matches(rule.when, link=link, step=step):
+            if best is None or _specificity(rule.when) > _specificity(best.when):
+                best = rule
+    return best
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+def decayed(score: float, score_at: datetime | None, *, now: datetime, half_life: timedelta) -> float:
+    """Exponential decay: the score halves every ``half_life``."""
+    if score_at is None or score == 0 or half_life.total_seconds() <= 0:
+        return score
+    age = max(0.0, (now - score_at).total_seconds())
+    factor: float = 0.5 ** (age / half_life.total_seconds())
+    return score * factor
+
+
+def apply_score(store: Store, *, contact_id: int, scoring: Scoring, link: str | None, step: str,
+                campaign_id: str, now: datetime) -> bool:
+    """Add the points of every matching score rule; True when the contact just turned hot."""
+    points = sum(r.points for r in scoring.rules if condition_matches(r.when, link=link, step=step))
+    if not points:
+        return False
+    old, old_at, hot = store.contact_score(contact_id)
+    before = decayed(old, old_at, now=now, half_life=scoring.half_life)
+    after = before + points
+    crossed = after >= scoring.hot_threshold and (not hot or before < scoring.hot_threshold)
+    store.set_contact_score(contact_id, score=after, hot=after >= scoring.hot_threshold, now=now)
+    if crossed:
+        c = store.get_contact(contact_id)
+        store.append_event("contact.hot", {
+            "contact_id": contact_id, "name": c.name, "company": c.company, "email": c.email,
+            "phone": c.phone, "score": round(after, 1), "campaign_id": campaign_id,
+        }, now=now)
+    return crossed
+
+
+# -- notes and subjects ---------------------------------------------------------------------------
+
+def render_note(template: str, variables: Mapping[str, Any]) -> str:
+    """Render a follow-up rule's ``note`` (sandboxed Jinja, undefined names are errors).
+
+    Variables: ``contact``, ``step`` (id, subject), ``link`` (name, url), ``campaign``
+    (id, name), ``clicks_this_week``, ``minutes_ago``; filter ``ordinal`` (3 → "3rd").
+    """
+    try:
+        return render_snippet(template, variables).strip()
+    except TemplateError as e:
+        raise TemplateError(f"follow-up note: {e.message}", variable=e.variable) from None
+
+
+def default_note(v: Mapping[str, Any]) -> str:
+    """The note of a rule without one: which link, in which mail, when, the how-manyth click."""
+    ago = v["minutes_ago"]
+    when = "just now" if ago < 1 else f"{ago} min ago"
+    return (f"Clicked {v['link']['name']} in '{v['step']['subject']}', {when}; "
+            f"{ordinal(v['clicks_this_week'])} click this week")
+
+
+def step_subject(campaign: Campaign, step_id: str, contact: Contact) -> str:
+    """The subject ``contact`` got for ``step_id`` (the step id if the step is gone; the raw
+    subject if it no longer renders)."""
+    try:
+        step = campaign.step(step_id)
+    except KeyError:
+        return step_id
+    cvars, data = template_vars(campaign, contact)  # the same variables the mail was rendered with
+    data.update(contact=cvars, campaign={"id": campaign.id, "name": campaign.name},
+                step={"id": step.id})
+    try:
+        return render_snippet(step.subject, data, lenient=True)
+    except TemplateError:
+        return step.subject
