@@ -1,8 +1,9 @@
 """Follow-up: human clicks → "call now" tasks for reps, with routing and SLA escalation.
 
 :func:`process_clicks` and :func:`escalate_overdue` are synchronous and run on the store's
-writer thread; :func:`followup_round` runs both, every ~0.5 s and at once after a settle pass (``nurture.parts``). Which rule a
-click matches and the lead score are :mod:`nurture.rules`; outcomes are :mod:`nurture.outcomes`.
+writer thread; :func:`followup_round` runs both, every ~0.5 s and at once after a settle pass
+(the follow-up part in :mod:`nurture.parts`). Which rule a click matches and the lead score
+are :mod:`nurture.rules`; outcomes are :mod:`nurture.outcomes`.
 """
 
 from __future__ import annotations
