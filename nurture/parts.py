@@ -40,7 +40,7 @@ from nurture.scheduler import tick as scheduler_tick
 from nurture.sender import SenderOptions, SendSummary, renderer_build, run_sender
 from nurture.settle import settle_clicks
 from nurture.signing import Signer
-from nurture.store import AsyncStore, Store
+from nurture.store import AsyncStore, Store, open_async_store
 from nurture.timeutil import utcnow
 from nurture.web.reps import create_reps_app
 from nurture.web.tracker import create_tracker_app
@@ -141,8 +141,11 @@ async def tracker(ctx: Context) -> None:
 
 async def settle(ctx: Context) -> None:
     """Judge pending clicks (human or scanner) once their settle window has passed."""
-    settings, store, now, settled = ctx.settings, ctx.store, ctx.now, ctx.wakes.settled
+    settings, now, settled = ctx.settings, ctx.now, ctx.wakes.settled
     batch = 1000
+    # A connection and writer thread of its own: a long pass must not hold up click commits.
+    own = ctx.store.path != ":memory:"
+    store = open_async_store(ctx.store.path) if own else ctx.store
 
     async def step() -> bool:
         done = await store.run(lambda s: settle_clicks(s, settings, now=now(), limit=batch))
@@ -150,8 +153,12 @@ async def settle(ctx: Context) -> None:
             settled.set()
         return done.human + done.scanner + done.pending >= batch
 
-    await periodic(ctx.stop, ctx.options.settle_every, ctx.wakes.clicked, step=step, name="settle",
-                   after_wake=settings.tracking.settle_seconds)
+    try:
+        await periodic(ctx.stop, ctx.options.settle_every, ctx.wakes.clicked, step=step, name="settle",
+                       after_wake=settings.tracking.settle_seconds)
+    finally:
+        if own:
+            await store.aclose()
 
 
 async def followup(ctx: Context) -> None:
