@@ -437,15 +437,16 @@ async def play(
         await store.run(lambda s: enroll(s, campaign, now=clock.now(), all_contacts=True))
         services = asyncio.create_task(run_parts(RUN, Context(
             settings=settings, store=store, campaigns={campaign.id: campaign}, stop=services_stop,
-            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url),
+            now=clock.now, ready=urls.__setitem__,
             options=Options(settle_every=0.3, sender=SenderOptions(idle=0.2)))))
         while len(urls) < 2:
             if services.done():
                 services.result()
             await asyncio.sleep(0.02)
-        tokens = {}
+        tokens: dict[str, str] = {}
         for rep in settings.reps:
-            tokens[rep.id] = await store.run(lambda s, r=rep.id: issue_rep_token(s, settings, rep_id=r, now=clock.now()))
+            tokens[rep.id] = await store.run(
+                lambda s, r=rep.id: issue_rep_token(s, settings, rep_id=r, now=clock.now()))
         tokens["manager"] = await store.run(
             lambda s: issue_rep_token(s, settings, rep_id="", now=clock.now(), manager=True))
         until = start + sum((s.wait for s in campaign.steps), timedelta()) + timedelta(days=10)
