@@ -125,11 +125,6 @@ class SendError(NurtureError):
         """A permanent failure that says the mailbox does not exist (see :func:`is_hard_bounce`)."""
         return not self.transient and is_hard_bounce(code=self.code, enhanced=self.enhanced)
 
-    @property
-    def policy_block(self) -> bool:
-        """A permanent refusal for policy reasons (5.7.x): not the recipient's fault."""
-        return bool(self.enhanced and self.enhanced.startswith("5.7."))
-
 
 def is_hard_bounce(*, code: int | None, enhanced: str | None) -> bool:
     """Whether an SMTP reply says the mailbox does not exist: the one hard-bounce rule.

@@ -19,10 +19,6 @@ from nurture.models import Contact, Send
 from nurture.store.base import dt, ts
 from nurture.store.contacts import contact_from_row
 
-SENDABLE = ("queued", "retry")
-#: Statuses a send ends in.
-FINAL = ("sent", "failed", "suppressed", "skipped")
-
 
 def _send(row: dict[str, Any]) -> Send:
     return Send(
@@ -282,12 +278,6 @@ class OutboxMixin:
             sql += " WHERE campaign_id = ?"
             params.append(campaign_id)
         return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}  # type: ignore[attr-defined]
-
-    def next_due_at(self) -> datetime | None:
-        """When the earliest waiting row becomes due (None when nothing waits)."""
-        row = self.query_one(  # type: ignore[attr-defined]
-            "SELECT min(next_attempt_at) AS t FROM sends WHERE status IN ('queued', 'retry')")
-        return dt(row["t"]) if row else None
 
     # -- links ------------------------------------------------------------------------------
 
