@@ -11,7 +11,6 @@ import pytest
 from nurture.ratelimit import RateLimiter
 from nurture.timeutil import Rate, parse_rate
 
-
 #: Just past the moment a token is due (float sums such as 100 + 3.6 are not exact).
 EPS = 1e-9
 

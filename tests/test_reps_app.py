@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support import NOW, Clock, make_campaign, seed_click
 
 from nurture.followup import process_clicks
 from nurture.repauth import issue_rep_token
 from nurture.store import open_async_store
 from nurture.web.reps import create_reps_app
-from support import NOW, Clock, make_campaign, seed_click
 
 
 @pytest.fixture
