@@ -34,11 +34,14 @@ from nurture.config import RepsAppSettings, Settings
 from nurture.demo_data import Merchant, merchants, write_csv
 from nurture.errors import NurtureError
 from nurture.models import Campaign
+from nurture.project import new_secret, write_secret
 from nurture.signing import Signer
 from nurture.sink import Received, Sink, start_sink
 from nurture.timeutil import utcnow
 
 CAMPAIGN = "ec-payments"
+#: The workspace's signing secret (mode 0600), named by its config.yaml's tracking.secret_file.
+SECRET_FILE = ".nurture/secret"
 #: Simulated days the play spans: three weekly steps plus late clicks.
 PLAY_DAYS = 15
 DEFAULT_SPEED = 80_000.0
@@ -153,7 +156,10 @@ def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port
         smtp=replace(base.smtp, host="127.0.0.1", port=smtp_port, tls="none", username=None,
                      password=None, max_connections=4, timeout=10.0,
                      rate=type(base.smtp.rate)(200, 1)),
+        # Its own random signing secret, never the operator's nor the development default.
         tracking=replace(base.tracking, base_url=tracker, listen=f"127.0.0.1:{tracker_port}",
+                         keys={base.tracking.current_key: new_secret()},
+                         secret_origin=f"file {workdir / SECRET_FILE}",
                          # The simulated recipients reach the tracker through loopback and
                          # say where they come from in X-Forwarded-For, like a reverse proxy.
                          trusted_proxies=("127.0.0.0/8",)),
@@ -177,7 +183,7 @@ def write_config(settings: Settings, path: Path) -> Path:
         "smtp": {"host": settings.smtp.host, "port": settings.smtp.port, "tls": settings.smtp.tls,
                  "max_connections": settings.smtp.max_connections, "rate": str(settings.smtp.rate)},
         "tracking": {"base_url": settings.tracking.base_url, "listen": settings.tracking.listen,
-                     "key_id": settings.tracking.current_key,
+                     "key_id": settings.tracking.current_key, "secret_file": SECRET_FILE,
                      "trusted_proxies": list(settings.tracking.trusted_proxies)},
         "sender": {"from": settings.sender.from_address, "postal_address": settings.sender.postal_address,
                    **({"reply_to": settings.sender.reply_to} if settings.sender.reply_to else {})},
@@ -189,6 +195,7 @@ def write_config(settings: Settings, path: Path) -> Path:
     }
     if settings.territories:
         data["territories"] = dict(settings.territories)
+    write_secret(path.parent / SECRET_FILE, settings.tracking.keys[settings.tracking.current_key])
     path.write_text("# Written by `nurture demo` for its workspace.\n"
                     + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

@@ -83,7 +83,8 @@ def test_nurture_run_stops_cleanly_on_sigterm(tmp_path):
     # stdout only (the console's lines); the logs go to a file, not into the same pipe.
     with open(tmp_path / "stderr.log", "w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(cfg), "run"],
-                                stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "COLUMNS": "200"})
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "COLUMNS": "200", "NURTURE_SECRET": "parts-test-secret"})
         out = ChildOutput(proc)
         listening = r"● (tracker \(public links\)|reps' app) listening on (http://127\.0\.0\.1:\d+)"
         ready = out.ready(listening, count=2, key=lambda m: m.group(1))

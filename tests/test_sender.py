@@ -274,7 +274,10 @@ campaigns_dir: {tmp_path / "campaigns"}
 templates_dir: {root / "templates"}
 smtp: {{host: 127.0.0.1, port: {port}, max_connections: 2, rate: 1000/s}}
 sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Marunouchi, Tokyo"}}
+tracking: {{secret_file: secret}}
 """)
+    (tmp_path / "secret").write_text("test-secret")
+    (tmp_path / "secret").chmod(0o600)
     s = open_store(db_path)
     s.upsert_contacts([ContactRow(email=f"buyer{i}@shop.example", fields={"first_name": f"B{i}", "company": "Shop"})
                        for i in range(n)], now=utcnow())

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 
 from nurture import __version__
-from nurture.config import Settings, load_settings
+from nurture.config import Settings, load_settings, require_real_secret
 from nurture.errors import CampaignErrors, NurtureError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +38,8 @@ class State:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config)
+            for warning in self._settings.warnings:
+                err_console.print(f"[yellow]warning[/yellow] {_escape(warning)}")
         return self._settings
 
 
@@ -56,7 +58,18 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    return ctx.find_object(State).settings
+    state = ctx.find_object(State)
+    if state is None:  # a command invoked outside the `nurture` group
+        raise RuntimeError("nurture commands run inside the nurture group")
+    return state.settings
+
+
+def production_settings(ctx: click.Context, command: str) -> Settings:
+    """The settings, for a command that sends mail or answers links: never with the
+    built-in development secret (see :func:`nurture.config.require_real_secret`)."""
+    settings = settings_of(ctx)
+    require_real_secret(settings, command=command)
+    return settings
 
 
 @contextlib.contextmanager
