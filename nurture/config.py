@@ -10,7 +10,7 @@ import importlib.resources
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -127,6 +127,7 @@ class Settings:
     reps_app: RepsAppSettings = RepsAppSettings()
     webhooks: tuple[Webhook, ...] = ()
     territories: Mapping[str, str] = field(default_factory=dict)
+    #: The config file read; None when there was none (the defaults, no ./config.yaml).
     source: str | None = None
     #: Problems worth telling the operator that do not stop a command (a secret file that
     #: others can read); the CLI prints them on stderr.
@@ -193,7 +194,7 @@ def load_settings(
     if not p.exists():
         if explicit or required:
             raise ConfigError(f"config file not found: {p}")
-        return _build(Source(file=str(p), data={}), env, base=Path.cwd())
+        return replace(_build(Source(file=str(p), data={}), env, base=Path.cwd()), source=None)
     try:
         src = load(p.read_text(encoding="utf-8"), str(p))
     except YamlSyntaxError as e:
@@ -317,6 +318,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not (0 <= int(port) < 65536):
         raise ValueError(f'"{text}" is not host:port')
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def environment_secret(env: Mapping[str, str] | None = None, *, name: str = "NURTURE_SECRET") -> str | None:
+    """``name`` when that environment variable holds a signing secret, else None
+    (``nurture init`` then writes a secret file instead)."""
+    env = os.environ if env is None else env
+    return name if env.get(name, "").strip() else None
 
 
 def require_real_secret(settings: Settings, *, command: str) -> None:

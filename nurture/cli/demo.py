@@ -48,9 +48,9 @@ def demo_command(ctx: click.Context, workdir: Path, speed: float, contacts: int,
     become none. Then it prints the reps' page with login links and serves it until Ctrl-C.
     """
     from nurture.demo import play
+    from nurture.project import demo_sources
 
-    settings = settings_of(ctx)
-    campaigns_dir = Path(settings.campaigns_dir)
+    settings, campaigns_dir = demo_sources(settings_of(ctx))
     state: dict[str, Any] = {}
 
     async def run(live: Live) -> Any:
