@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from nurture.cli.app import console, handle_errors, main, production_settings, settings_of, stop_on_signals
+from nurture.cli.app import console, handle_errors, main, production_settings, stop_on_signals
 from nurture.config import Settings
 
 

@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nurture.cli.app import console, handle_errors, main, production_settings, settings_of, stop_on_signals
+from nurture.cli.app import console, handle_errors, main, production_settings, stop_on_signals
 from nurture.config import Settings
 from nurture.sender import SendSummary
 
