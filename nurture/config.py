@@ -320,6 +320,15 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def outside_project(settings: Settings) -> bool:
+    """True when no config file was found and nothing here looks like a project (no
+    campaigns folder, no database file yet): opening the database would quietly create a
+    ``nurture.db`` in whatever folder the command happens to run in."""
+    if settings.source is not None or "://" in settings.database or settings.database == ":memory:":
+        return False
+    return not Path(settings.database).exists() and not Path(settings.campaigns_dir).is_dir()
+
+
 def environment_secret(env: Mapping[str, str] | None = None, *, name: str = "NURTURE_SECRET") -> str | None:
     """``name`` when that environment variable holds a signing secret, else None
     (``nurture init`` then writes a secret file instead)."""

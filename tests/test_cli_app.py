@@ -72,3 +72,25 @@ def test_loose_secret_file_is_warned_about_on_stderr(config: Path, tmp_path: Pat
     assert f"warning secret file {secret} can be read by other users (mode 0640); run: chmod 600 {secret}" \
         in result.stderr
     assert "warning" not in result.stdout
+
+
+def test_no_config_and_no_project_says_so_and_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in (["tasks"], ["clicks"], ["stats"], ["contacts", "import", "x.csv"]):
+        result = invoke(*command, env={"NURTURE_CONFIG": None, "NURTURE_DATABASE": None})
+        assert result.exit_code == 1, (command, result.output)
+        assert f"no config.yaml in {tmp_path} and no project here: `nurture init` starts one" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing was created"
+    assert invoke("schema").exit_code == 0  # commands that need no project still work
+
+
+def test_config_other_than_the_default_is_named_on_stderr_only(config: Path, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    result = invoke("--config", str(config), "reps", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) is not None
+    assert result.stderr.splitlines() == [f"config: {config}"]
+    monkeypatch.chdir(config.parent)  # ./config.yaml is the default: nothing to say
+    result = invoke("reps", "list", "--json")
+    assert result.exit_code == 0 and result.stderr == ""

@@ -101,7 +101,7 @@ def test_enroll_all_where_csv_idempotent_and_stats(env):
     env("enroll", "nosuch", "--all", code=1)
 
     r = env("stats", "--json")
-    data = json.loads(r.output)
+    data = json.loads(r.stdout)
     (c,) = data["campaigns"]
     assert c["id"] == "drip" and c["enrollments"] == {"active": 7}
     assert [s["step"] for s in c["steps"]] == ["hello", "pricing", "bye"]
@@ -121,7 +121,7 @@ def test_stats_count_sends_by_status(env):
             " error_code, error_enhanced) SELECT id, campaign_id, 'hello', contact_id, ?, 0, 0, ?, ? FROM enrollments"
             " WHERE id = ?", (status, code, enhanced, eid))
     store.close()
-    hello = json.loads(env("stats", "drip", "--json").output)["campaigns"][0]["steps"][0]
+    hello = json.loads(env("stats", "drip", "--json").stdout)["campaigns"][0]["steps"][0]
     assert {k: hello[k] for k in ("queued", "sent", "failed", "bounced")} == {
         "queued": 1, "sent": 1, "failed": 1, "bounced": 1}
 

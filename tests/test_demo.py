@@ -140,7 +140,7 @@ def test_report_command_on_the_demo_workspace(played):
     out = CliRunner().invoke(main, ["--config", str(result.workdir / "config.yaml"), "report", "ec-payments",
                                     "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     steps = {s["step"]: s for s in data["steps"]}
     assert list(steps) == ["case-study", "service-page", "webinar"]
     assert steps["case-study"]["sent"] == result.funnel["case-study"]["sent"]

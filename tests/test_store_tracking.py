@@ -195,7 +195,7 @@ def test_clicks_command_json_and_table(db_path, now, tmp_path, monkeypatch):
     out = runner.invoke(main, ["--config", str(cfg), "clicks", "--json", "--settle"])
     assert out.exit_code == 0, out.output
     import json
-    rows = json.loads(out.output)
+    rows = json.loads(out.stdout)
     assert [(r["link"], r["verdict"]) for r in rows] == [("pricing", "scanner"), ("docs", "human")]
     assert rows[0]["reasons"] == ["HEAD request"] and rows[1]["reasons"]
     out = runner.invoke(main, ["--config", str(cfg), "clicks", "--verdict", "scanner"])
