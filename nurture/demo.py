@@ -80,6 +80,11 @@ class DemoClock:
         if delta > timedelta(0):
             self._offset += delta
 
+    def to_real_time(self) -> timedelta:
+        """From now on run on the real clock; returns how far simulated time was ahead."""
+        offset, self._offset = self._offset, timedelta(0)
+        return offset
+
 
 @dataclass(frozen=True, slots=True)
 class Persona:
@@ -130,18 +135,20 @@ class DemoResult:
     activity: dict[str, Any]
     funnel: dict[str, dict[str, int]]
     actions_done: int
+    #: How far the workspace's times were moved to put them on the real clock after the play.
+    shifted: timedelta = timedelta(0)
 
 
-def free_port(preferred: int | None, host: str = "127.0.0.1") -> int:
-    """``preferred`` if it is free, else any free port."""
-    for candidate in ((preferred,) if preferred else ()) + (0,):
-        with socket.socket() as s:
-            try:
-                s.bind((host, candidate))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise NurtureError("no free port on localhost")  # pragma: no cover
+def free_port(preferred: int | None, host: str = "127.0.0.1", *, option: str = "the port") -> int:
+    """``preferred`` when it is free, any free port for None or 0. A taken port is an error
+    that names ``option``, never silently another port (the printed links would differ)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, preferred or 0))
+        except OSError as e:
+            raise NurtureError(f"port {preferred} on {host} is already in use ({e.strerror}): pass another "
+                               f"with {option}, or 0 for any free port") from None
+        return int(s.getsockname()[1])
 
 
 def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port: int,
@@ -364,6 +371,16 @@ class Director:
             self.phase = f"{a.email.split('@')[0]} opened the {a.link} link"
 
 
+def _to_real_time(store: Any, clock: DemoClock) -> timedelta:
+    """Move the workspace's stored times onto the real clock and switch ``clock`` to it, on
+    the store's writer thread so no write lands between the two."""
+    from nurture.store.timeshift import shift_times
+
+    offset = clock.to_real_time()
+    shift_times(store, seconds=-offset.total_seconds())
+    return -offset
+
+
 async def work_old_tasks(store: Any, *, now: datetime, older_than: timedelta, rng: random.Random) -> int:
     """Simulated reps: record an outcome on open tasks created before ``now - older_than``."""
     from nurture.outcomes import record_outcome
@@ -407,6 +424,9 @@ async def play(
     from nurture.sender import SenderOptions
     from nurture.store import open_async_store
 
+    # Before anything is started or the old workspace cleared: a taken port is an error.
+    tracker_port = free_port(tracker_port, option="--tracker-port")
+    reps_port = free_port(reps_port, option="--reps-port")
     stop = stop or asyncio.Event()
     # The campaign's own rate (its relay quota) would stretch the play; the sink has none.
     campaign = replace(find_campaign(campaigns_dir, CAMPAIGN), rate=None)
@@ -426,7 +446,7 @@ async def play(
     sink = Sink(folder=workdir / "mail", fault=fault)
     running_sink = await start_sink(sink)
     settings = demo_settings(base, workdir=workdir, smtp_port=running_sink.port,
-                             tracker_port=free_port(tracker_port), reps_port=free_port(reps_port))
+                             tracker_port=tracker_port, reps_port=reps_port)
     write_config(settings, workdir / "config.yaml")
     start = start or default_start(utcnow())
     clock = DemoClock(start)
@@ -484,10 +504,13 @@ async def play(
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
+        # Onto the real clock: the reps' app and every command on the workspace then agree.
+        shifted = await store.run(lambda s: _to_real_time(s, clock))
         result = DemoResult(
             settings=settings, workdir=workdir, tracker_url=urls["tracker"], reps_url=urls["reps"],
             tokens=tokens, activity=await store.run(lambda s: s.activity()),
-            funnel=await store.run(lambda s: s.funnel(campaign.id)), actions_done=director.done)
+            funnel=await store.run(lambda s: s.funnel(campaign.id)), actions_done=director.done,
+            shifted=shifted)
         if director.errors:
             raise NurtureError("the demo's simulated recipients met errors: " + "; ".join(director.errors[:3]))
         if on_ready is not None:
