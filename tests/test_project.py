@@ -42,7 +42,8 @@ def test_init_writes_a_project_that_validates(tmp_path: Path) -> None:
     settings = load_settings(p / "config.yaml", env={})
     assert settings.tracking.keys == {"k1": b"s3cret-for-the-test"} and settings.warnings == ()
     assert settings.tracking.secret_origin == f"file {p / SECRET_FILE}"
-    assert settings.database == str(p / "nurture.db") and (settings.smtp.host, settings.smtp.port) == ("127.0.0.1", 1025)
+    assert settings.database == str(p / "nurture.db")
+    assert (settings.smtp.host, settings.smtp.port) == ("127.0.0.1", 1025)
     report = check(None, settings=settings)
     assert not report.errors and "1 campaign" in report.summary()
     # The editor's $schema comment points at a file that exists in the project.

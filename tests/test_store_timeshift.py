@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from nurture.store.contacts import ContactRow
 from nurture.store.timeshift import shift_times, time_columns
 
