@@ -174,8 +174,10 @@ class _Types:
 class _Rows:
     """Turns records into contacts (or row errors) for one file's column plan."""
 
-    def __init__(self, columns: Sequence[Column], width: int, *, file: str) -> None:
+    def __init__(self, columns: Sequence[Column], width: int, *, file: str,
+                 owners: Mapping[str, str] | None = None) -> None:
         self.file = file
+        self.owners = owners or {}
         self.width = width
         by_target = {c.target: c.index for c in columns if c.kind == "field"}
         self.i_email = by_target["email"]
@@ -212,6 +214,8 @@ class _Rows:
             if tz and not _zone_ok(tz):
                 return CsvRowError(f'"{tz}" is not a time zone', file=self.file, row=rec.row, field="timezone")
         values = {name: cells[i].strip() for i, name in self.fields}
+        if self.owners and values.get("owner"):
+            values["owner"] = self.owners.get(values["owner"].casefold(), values["owner"])
         self._names(cells, values)
         if self.derive_territory and self.i_country is not None:
             country = cells[self.i_country].strip()
@@ -236,11 +240,11 @@ class _Rows:
                 return
 
 
-def _plan_and_rows(text: TextSource, *, file: str, encoding: Encoding, mapping: ColumnMap) -> tuple[
-        list[Column], _Rows, Iterator[Record], str]:
+def _plan_and_rows(text: TextSource, *, file: str, encoding: Encoding, mapping: ColumnMap,
+                   owners: Mapping[str, str] | None = None) -> tuple[list[Column], _Rows, Iterator[Record], str]:
     sheet = open_sheet(text, file=file, encoding=encoding)
     columns = list(plan_columns(sheet.header, mapping, file=file))
-    return columns, _Rows(columns, len(sheet.header), file=file), sheet.records, sheet.delimiter
+    return columns, _Rows(columns, len(sheet.header), file=file, owners=owners), sheet.records, sheet.delimiter
 
 
 def import_contacts(
@@ -252,6 +256,7 @@ def import_contacts(
     encoding: str | None = None,
     dry_run: bool = False,
     erased: Callable[[Sequence[str]], set[str]] | None = None,
+    owners: Mapping[str, str] | None = None,
     on_plan: Callable[[ImportPlan], None] | None = None,
     batch_size: int = 2000,
     progress: Callable[[int], None] | None = None,
@@ -263,7 +268,9 @@ def import_contacts(
 
     ``encoding`` names a codec instead of detecting one; ``mapping`` overrides the column
     aliases; ``erased(email_keys)`` returns the keys whose address was erased (those rows are
-    refused); ``on_plan(plan)`` is called after the first pass, before anything is written;
+    refused); ``owners`` maps a rep's name or address (case-folded) to their id, for CRM
+    exports that name the owner (``Contact owner: Aoki Yui``); ``on_plan(plan)`` is called
+    after the first pass, before anything is written;
     ``progress(bytes)`` after each batch of either pass (reaching the file size at the end);
     ``on_batch(email_keys)`` after each batch is written (``nurture enroll --csv`` enrolls them).
     """
@@ -279,7 +286,8 @@ def import_contacts(
     refused: set[str] = set()
     raw, text = open_text(path, encoding=enc, file=name)
     with raw, text:
-        columns, parser, records, delimiter = _plan_and_rows(text, file=name, encoding=enc, mapping=mapping)
+        columns, parser, records, delimiter = _plan_and_rows(text, file=name, encoding=enc, mapping=mapping,
+                                                             owners=owners)
         attr_index = [c.index for c in columns if c.kind == "attribute"]
         pending: list[tuple[int, str]] = []
 
@@ -334,7 +342,7 @@ def import_contacts(
     batch: list[ContactRow] = []
     raw, text = open_text(path, encoding=enc, file=name)
     with raw, text:
-        _, parser, records, _ = _plan_and_rows(text, file=name, encoding=enc, mapping=mapping)
+        _, parser, records, _ = _plan_and_rows(text, file=name, encoding=enc, mapping=mapping, owners=owners)
 
         def flush() -> None:
             nonlocal new, updated
@@ -388,3 +396,14 @@ class _LineStream:
 
     def __iter__(self) -> Iterator[str]:
         return self._lines
+
+
+def rep_owners(reps: Sequence[Any]) -> dict[str, str]:
+    """Case-folded rep id, name (either order) and address → rep id, for ``owners=``."""
+    out: dict[str, str] = {}
+    for r in reps:
+        parts = str(r.name).split()
+        for key in (r.id, r.name, " ".join(reversed(parts)), r.email):
+            if key:
+                out.setdefault(str(key).casefold(), r.id)
+    return out
