@@ -1,4 +1,5 @@
-"""``nurture contacts import``, ``enroll``, ``plan``, ``simulate`` and ``stats``."""
+"""``nurture contacts import``, ``enroll``, ``plan``, ``simulate`` and ``stats`` (the other ``contacts``
+commands are in :mod:`nurture.cli.people`)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _report_errors(summary: Any) -> None:
 
 @main.group("contacts")
 def contacts_group() -> None:
-    """Import contacts from CSV files."""
+    """Import, look up, edit, export, suppress and erase contacts."""
 
 
 @contacts_group.command("import")
