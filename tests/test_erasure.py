@@ -6,15 +6,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support import add_click, add_link, add_send, make_campaign
 
 from nurture.config import Webhook
 from nurture.contacts import ERASED_MESSAGE, import_contacts
 from nurture.erasure import erased_filter, erased_key, forget, is_erased
 from nurture.errors import NotFound
-from nurture.followup import process_clicks, record_outcome
+from nurture.followup import process_clicks
+from nurture.outcomes import record_outcome
 from nurture.store.copy import tables
 from nurture.webhooks import fan_out
-from test_followup import add_click, add_link, add_send, make_campaign
 
 KEYS = {"k1": b"test-secret"}
 ADDRESS = "Yui.Sato@Kumo-Tea.example"
@@ -131,7 +132,7 @@ def test_forget_leaves_no_copy_in_the_database_file(store, lived, now, db_path):
     forget(store, email=ADDRESS, keys=KEYS, key_id="k1", now=now)
     raw = b"".join(p.read_bytes() for p in Path(db_path).parent.glob(Path(db_path).name + "*"))
     assert b"yui.sato@kumo-tea.example" not in raw.lower()
-    assert "Kumo Tea".encode() not in raw
+    assert b"Kumo Tea" not in raw
 
 
 def test_no_erasure_no_import_check(store):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from support import add_click, add_link, add_send
 
 from nurture.errors import NotFound
 from nurture.store.contacts import ContactRow
-from test_followup import add_click, add_link, add_send
 
 
 def test_list_pages_by_id_and_filters(store, now):

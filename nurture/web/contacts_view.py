@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from nurture.errors import PermissionDenied
-from nurture.store.tasks import MANAGER
+from nurture.repauth import MANAGER
 from nurture.web import keys
 from nurture.web.pages import render_page
 
