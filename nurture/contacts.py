@@ -191,28 +191,18 @@ class _Rows:
         self.fields = [(c.index, c.target or "") for c in columns if c.kind == "field" and c.target not in skip]
         self.attrs = [(c.index, c.target or "") for c in columns if c.kind == "attribute"]
 
+    def check(self, rec: Record) -> str | CsvRowError | None:
+        """The first pass: the row's email, a row error, or None for a blank row."""
+        item = self._valid(rec)
+        return item if item is None or isinstance(item, CsvRowError) else item[0]
+
     def parse(self, rec: Record, types: Mapping[int, str] | None) -> ContactRow | CsvRowError | None:
         """A contact, a row error, or None for a blank row. ``types`` (index → number/text)
-        converts attributes; without it (the first pass) they stay text."""
-        if rec.cells is None:
-            return CsvRowError(rec.error or "cannot be read", file=self.file, row=rec.row)
-        cells = rec.cells
-        if not any(c.strip() for c in cells):
-            return None
-        n = len(cells)
-        if n != self.width:
-            if n > self.width and any(c.strip() for c in cells[self.width:]):
-                return CsvRowError(f"has {n} cells but the header has {self.width}", file=self.file, row=rec.row)
-            cells = (cells + [""] * self.width)[:self.width]
-        email = cells[self.i_email].strip()
-        if not email:
-            return CsvRowError("is empty", file=self.file, row=rec.row, field="email")
-        if not valid_email(email):
-            return CsvRowError(f'"{email}" is not an email address', file=self.file, row=rec.row, field="email")
-        if self.i_tz is not None:
-            tz = cells[self.i_tz].strip()
-            if tz and not _zone_ok(tz):
-                return CsvRowError(f'"{tz}" is not a time zone', file=self.file, row=rec.row, field="timezone")
+        converts attributes; without it they stay text."""
+        item = self._valid(rec)
+        if item is None or isinstance(item, CsvRowError):
+            return item
+        email, cells = item
         values = {name: cells[i].strip() for i, name in self.fields}
         if self.owners and values.get("owner"):
             values["owner"] = self.owners.get(values["owner"].casefold(), values["owner"])
@@ -229,6 +219,29 @@ class _Rows:
             else:
                 attrs[name] = text
         return ContactRow(email, values, attrs)
+
+    def _valid(self, rec: Record) -> tuple[str, list[str]] | CsvRowError | None:
+        if rec.cells is None:
+            return CsvRowError(rec.error or "cannot be read", file=self.file, row=rec.row)
+        cells = rec.cells
+        first = cells[self.i_email].strip() if len(cells) > self.i_email else ""
+        if not first and not any(c.strip() for c in cells):
+            return None
+        n = len(cells)
+        if n != self.width:
+            if n > self.width and any(c.strip() for c in cells[self.width:]):
+                return CsvRowError(f"has {n} cells but the header has {self.width}", file=self.file, row=rec.row)
+            cells = (cells + [""] * self.width)[:self.width]
+        email = cells[self.i_email].strip()
+        if not email:
+            return CsvRowError("is empty", file=self.file, row=rec.row, field="email")
+        if not valid_email(email):
+            return CsvRowError(f'"{email}" is not an email address', file=self.file, row=rec.row, field="email")
+        if self.i_tz is not None:
+            tz = cells[self.i_tz].strip()
+            if tz and not _zone_ok(tz):
+                return CsvRowError(f'"{tz}" is not a time zone', file=self.file, row=rec.row, field="timezone")
+        return email, cells
 
     def _names(self, cells: list[str], values: dict[str, str]) -> None:
         if values.get("first_name") or values.get("last_name"):
@@ -304,7 +317,7 @@ def import_contacts(
             pending.clear()
 
         for rec in records:
-            item = parser.parse(rec, None)
+            item = parser.check(rec)
             if item is None:
                 blank += 1
                 continue
@@ -314,11 +327,12 @@ def import_contacts(
                 if len(errors) < MAX_ERRORS:
                     errors.append(item)
                 continue
+            cells = rec.cells or []
             for i in attr_index:
-                cell = rec.cells[i].strip() if rec.cells is not None and i < len(rec.cells) else ""
+                cell = cells[i].strip() if i < len(cells) else ""
                 if cell:
                     types.see(i, cell)
-            pending.append((rec.row, email_key(item.email)))
+            pending.append((rec.row, email_key(item)))
             if len(pending) >= batch_size:
                 check_erased()
                 if progress is not None:
@@ -357,12 +371,12 @@ def import_contacts(
                 progress((size + raw.tell()) // 2)
 
         for rec in records:
-            item = parser.parse(rec, col_types)
-            if item is None or isinstance(item, CsvRowError):
+            contact = parser.parse(rec, col_types)
+            if contact is None or isinstance(contact, CsvRowError):
                 continue
-            if refused and email_key(item.email) in refused:
+            if refused and email_key(contact.email) in refused:
                 continue
-            batch.append(item)
+            batch.append(contact)
             if len(batch) >= batch_size:
                 flush()
         flush()

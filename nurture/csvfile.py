@@ -212,7 +212,7 @@ def _records(reader: Reader, *, file: str, encoding: Encoding, width: int, delim
             continue
         end = line_num()
         lines = end - start + 1
-        if any("\0" in c for c in cells):
+        if "\0" in "".join(cells):
             yield Record(row, start, lines, None, "the row holds a NUL byte (a binary file pasted in?)")
             continue
         if lines > 1 and _swallowed(cells, width=width, delimiter=delimiter):
