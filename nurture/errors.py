@@ -79,14 +79,15 @@ class TokenError(NurtureError):
 
 
 class CsvRowError(NurtureError):
-    """A row of an imported CSV file is bad; ``row`` is its 1-based data row number."""
+    """A row of an imported CSV file is bad: ``file:row: field: message``, where ``row`` is the
+    row number a spreadsheet shows (the header is row 1)."""
 
     def __init__(self, message: str, *, file: str, row: int, field: str | None = None) -> None:
         self.message = message
         self.file = file
         self.row = row
         self.field = field
-        super().__init__(f"{file}: row {row}: {field + ': ' if field else ''}{message}")
+        super().__init__(_located(file, row, None, field, message))
 
 
 class NotFound(NurtureError):

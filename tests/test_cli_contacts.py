@@ -71,8 +71,8 @@ def test_import_reports_bad_rows_and_a_summary(env):
                                       "nope,B,,,,", "c@shop.example,C,,Mars/Base,,"])
     r = env("contacts", "import", str(f))
     assert "imported 1 new, updated 0, skipped 2 bad rows" in r.output
-    assert 'c.csv: row 2: email: "nope" is not an email address' in r.output
-    assert 'c.csv: row 3: timezone: "Mars/Base" is not a time zone' in r.output
+    assert 'c.csv:3: email: "nope" is not an email address' in r.output  # the row a spreadsheet shows
+    assert 'c.csv:4: timezone: "Mars/Base" is not a time zone' in r.output
     r = env("contacts", "import", str(env.tmp / "missing.csv"), code=1)
     assert "error" in r.output and "Traceback" not in r.output
 

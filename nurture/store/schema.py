@@ -253,3 +253,16 @@ def m010_pending_clicks_index(db: Database) -> None:
         CREATE INDEX clicks_pending ON clicks(at) WHERE verdict = 'pending';
         """
     )
+
+
+@migrations()
+def m011_contact_fields(db: Database) -> None:
+    """Fields the common CRM and business-card exports carry (issue 16): the country as
+    written, job title and department."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN country TEXT NOT NULL DEFAULT '';
+        ALTER TABLE contacts ADD COLUMN title TEXT NOT NULL DEFAULT '';
+        ALTER TABLE contacts ADD COLUMN department TEXT NOT NULL DEFAULT '';
+        """
+    )
