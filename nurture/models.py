@@ -205,9 +205,13 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Click:
+    """A row of the click ledger. ``kind`` is ``click`` (a tracked link, the honeypot too),
+    ``open`` (the pixel; ``link_id`` None) or ``unsubscribe`` (a GET of the unsubscribe page;
+    ``link_id`` None): opens and unsubscribe-page fetches are evidence for the judge, never clicks."""
+
     id: int
     send_id: int
-    link_id: int
+    link_id: int | None
     at: datetime
     ip: str | None
     user_agent: str | None
@@ -215,6 +219,7 @@ class Click:
     verdict: str = "pending"  # pending | human | scanner
     score: float = 0.0
     reasons: tuple[str, ...] = ()
+    kind: str = "click"  # click | open | unsubscribe
 
 
 @dataclass(frozen=True, slots=True)
