@@ -135,8 +135,43 @@ def test_pending_clicks_gathers_judge_inputs(db_path, now):
     assert first.ip_recipients == 4
     assert first.link_count == 3
     assert first.delivered_at == now
-    assert first.other_clicks == ()  # the honeypot click is reported as honeypot_hit, not a sibling
+    # The honeypot's click is among the siblings, named as hidden, for the burst rules.
+    assert [c.link_id for c in first.other_clicks] == [s.link_ids["honeypot"]]
+    assert first.honeypot_ids == frozenset({s.link_ids["honeypot"]})
     assert store.pending_clicks(before=now - timedelta(seconds=1)) == []
+
+
+def test_opens_and_unsubscribe_pages_are_evidence_never_clicks(db_path, now):
+    """An open and a GET of the unsubscribe page are siblings for the judge, never pending
+    clicks to settle, and never counted: not as human clicks, nor as recipients of an IP."""
+    store = open_store(db_path)
+    s = seed(store, now=now, contacts=3)
+    sid = s.send_ids[0]
+    ip = "203.0.113.9"
+    store.record_clicks([
+        NewClick(send_id=sid, link_id=s.link_ids["pricing"], at=now, method="GET", ip=ip),
+        NewClick(send_id=sid, link_id=None, at=now + timedelta(seconds=0.3), method="GET", ip=ip, kind="open"),
+        NewClick(send_id=sid, link_id=None, at=now + timedelta(seconds=0.6), method="GET", ip=ip, kind="unsubscribe"),
+    ] + [NewClick(send_id=other, link_id=None, at=now, method="GET", ip=ip, kind=kind)
+         for other, kind in zip(s.send_ids[1:], ("open", "unsubscribe"), strict=True)])
+    (item,) = store.pending_clicks(before=now + timedelta(minutes=1))
+    assert sorted(c.kind for c in item.other_clicks) == ["open", "unsubscribe"]
+    assert item.ip_recipients == 1  # the other recipients only opened / fetched the page
+    # Even marked human by hand, evidence rows count for nothing.
+    store.conn.execute("UPDATE clicks SET verdict = 'human' WHERE kind != 'click'")
+    assert [r["kind"] for r in store.unhandled_human_clicks()] == []
+    assert store.human_click_count(s.contact_ids[0], since=now - timedelta(days=1)) == 0
+    assert [r["kind"] for r in store.list_clicks(kind="unsubscribe")] == ["unsubscribe"] * 2
+
+
+def test_settle_queue_index_holds_only_clicks(db_path):
+    store = open_store(db_path)
+    if db_path.startswith("postgres"):
+        rows = store.query("SELECT indexdef AS sql FROM pg_indexes WHERE indexname = 'clicks_pending'")
+    else:
+        rows = store.query("SELECT sql FROM sqlite_master WHERE name = 'clicks_pending'")
+    (sql,) = [r["sql"] for r in rows]
+    assert "kind" in sql and "'click'" in sql and "'pending'" in sql
 
 
 def test_save_verdicts_only_over_pending(db_path, now):

@@ -183,6 +183,9 @@ async def test_get_unsubscribe_page_never_unsubscribes(live):
     assert 'method="post"' in page and 'name="List-Unsubscribe" value="One-Click"' in page
     assert await live.store.run(lambda s: s.query("SELECT * FROM suppressions")) == []
     assert await live.store.run(lambda s: s.query("SELECT state FROM enrollments")) == [{"state": "active"}]
+    # Each GET is evidence for the judge (scanners follow unsubscribe links), never a click.
+    rows = await clicks(live.store)
+    assert [(r["kind"], r["link_id"], r["verdict"]) for r in rows] == [("unsubscribe", None, "pending")] * 3
 
 
 async def test_rfc8058_one_click_post_unsubscribes_and_stops_a_queued_send(make_settings, now):
@@ -292,6 +295,34 @@ async def test_replayed_scanner_sweep_then_person_gives_exactly_one_human(make_s
         assert len(rows) == 6 and len(humans) == 1
         assert humans[0]["ip"] == "198.51.100.44" and humans[0]["settled_at"] is not None
         assert all(r["verdict"] == "scanner" for r in rows if r["id"] != humans[0]["id"])
+    finally:
+        await srv.runner.cleanup()
+        await srv.store.aclose()
+
+
+async def test_replayed_burst_after_the_instant_window_is_a_scanner(make_settings, now):
+    """A cloud scanner with an ordinary browser, two minutes after delivery, fetches one link,
+    the unsubscribe page and a second link within a second: all its clicks are a scanner's.
+    The person's double-click of one link from home later stays human."""
+    srv, settings = await start(make_settings, now)
+    try:
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http:
+            async def get(url: str, ip: str) -> None:
+                async with http.get(url, headers={"X-Forwarded-For": ip}, allow_redirects=False) as r:
+                    assert r.status in (200, 302)
+
+            unsub = f"{srv.url}/u/{srv.signer.sign('unsubscribe', srv.seeded.send_ids[0])}"
+            for i, url in enumerate([srv.c(link="pricing"), unsub, srv.c(link="docs")]):
+                srv.clock.now = now + timedelta(minutes=2, milliseconds=300 * i)
+                await get(url, "34.118.20.5")
+            for ms in (0, 180):  # a double-click
+                srv.clock.now = now + timedelta(minutes=9, milliseconds=ms)
+                await get(srv.c(link="pricing"), "198.51.100.44")
+        await srv.store.run(lambda s: settle_clicks(s, settings, now=now + timedelta(minutes=12)))
+        rows = [r for r in await clicks(srv.store) if r["kind"] == "click"]
+        assert [(r["ip"], r["verdict"]) for r in rows] == [("34.118.20.5", "scanner")] * 2 + [
+            ("198.51.100.44", "human")] * 2
+        assert "different URLs of this message" in rows[0]["reasons"] and "unsubscribe page" in rows[0]["reasons"]
     finally:
         await srv.runner.cleanup()
         await srv.store.aclose()

@@ -131,8 +131,8 @@ def _free_port(host: str) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per click) instead of a table.")
 @click.option("--campaign", metavar="ID", help="Only this campaign's clicks.")
 @click.option("--verdict", type=click.Choice(VERDICTS), help="Only clicks with this verdict.")
-@click.option("--kind", type=click.Choice(["click", "open", "all"]), default="click", show_default=True,
-              help="Clicks, opens, or both.")
+@click.option("--kind", type=click.Choice(["click", "open", "unsubscribe", "all"]), default="click",
+              show_default=True, help="Clicks, opens, unsubscribe-page fetches (evidence only), or all.")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Newest N.")
 @click.option("--settle", is_flag=True, help="Judge pending clicks now before listing.")
 @click.pass_context
@@ -170,7 +170,8 @@ def clicks_cmd(ctx: click.Context, as_json: bool, campaign: str | None, verdict:
     for r in rows:
         table.add_row(str(r["id"]), r["at"].strftime("%Y-%m-%d %H:%M:%S"),
                       f"{r['campaign_id']} / {r['step_id']}",
-                      ("(open)" if r["kind"] == "open" else (r["link"] or "?")) + (" [honeypot]" if r["honeypot"] else ""),
+                      (f"({r['kind']})" if r["kind"] != "click" else (r["link"] or "?"))
+                      + (" [honeypot]" if r["honeypot"] else ""),
                       r["email"], r["ip"] or "", r["method"],
                       f"[{colour.get(r['verdict'], 'white')}]{r['verdict']}[/]", f"{r['score']:.2f}",
                       "; ".join(r["reasons"]))

@@ -266,3 +266,17 @@ def m011_contact_fields(db: Database) -> None:
         ALTER TABLE contacts ADD COLUMN department TEXT NOT NULL DEFAULT '';
         """
     )
+
+
+@migrations()
+def m012_click_evidence(db: Database) -> None:
+    """The click ledger also holds evidence that is never a click (issue 19): opens
+    (``kind = 'open'``) and GETs of the unsubscribe page (``kind = 'unsubscribe'``). They stay
+    ``pending`` for ever (nothing judges them), so the settle queue's index takes only clicks:
+    otherwise every open and unsubscribe-page fetch ever recorded would sit in it."""
+    db.executescript(
+        """
+        DROP INDEX IF EXISTS clicks_pending;
+        CREATE INDEX clicks_pending ON clicks(at) WHERE verdict = 'pending' AND kind = 'click';
+        """
+    )

@@ -23,7 +23,7 @@ class NewClick:
     method: str
     ip: str | None = None
     user_agent: str | None = None
-    kind: str = "click"  # click | open
+    kind: str = "click"  # click | open | unsubscribe (a GET of the unsubscribe page: evidence only)
     verdict: str = "pending"
     score: float = 0.0
     reasons: tuple[str, ...] = ()
@@ -56,6 +56,7 @@ class JudgeInput:
     honeypot_hit: bool
     ip_recipients: int
     link_count: int
+    honeypot_ids: frozenset[int] = frozenset()  # the hidden links among ``other_clicks``
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +148,11 @@ class TrackingMixin:
     # -- settling --------------------------------------------------------------------------------
 
     def pending_clicks(self, *, before: datetime, limit: int = 500) -> list[JudgeInput]:
-        """Pending clicks (not opens) made at or before ``before``, oldest first, each with its
-        message's other clicks, honeypot hits by the same IP, how many recipients clicked
-        from that IP around then (counted up to :data:`IP_COUNT_CAP`), and the link count."""
+        """Pending clicks (not opens) made at or before ``before``, oldest first, each with every
+        other request of its message (clicks, the honeypot's among them, opens and
+        unsubscribe-page fetches: evidence for the judge), honeypot hits by the same IP, how
+        many recipients clicked from that IP around then (counted up to :data:`IP_COUNT_CAP`),
+        and the link count."""
         rows = self.query(  # type: ignore[attr-defined]
             """SELECT c.*, s.sent_at, s.campaign_id, s.step_id, s.contact_id,
                       coalesce(l.honeypot, 0) AS is_honeypot
@@ -167,7 +170,7 @@ class TrackingMixin:
             for o in self.query(  # type: ignore[attr-defined]
                     f"""SELECT c.*, coalesce(l.honeypot, 0) AS is_honeypot FROM clicks c
                         LEFT JOIN links l ON l.id = c.link_id
-                        WHERE c.send_id IN ({",".join("?" * len(chunk))}) AND c.kind = 'click'
+                        WHERE c.send_id IN ({",".join("?" * len(chunk))})
                         ORDER BY c.at""", chunk):
                 siblings.setdefault(o["send_id"], []).append(o)
         link_counts: dict[tuple[str, str], int] = {}
@@ -181,9 +184,10 @@ class TrackingMixin:
             honeypot_hit = bool(r["ip"]) and any(o["is_honeypot"] and o["ip"] == r["ip"] for o in sib)
             out.append(JudgeInput(
                 click=_click(r), kind=r["kind"], delivered_at=dt(r["sent_at"]),
-                other_clicks=tuple(_click(o) for o in sib if o["id"] != r["id"] and not o["is_honeypot"]),
+                other_clicks=tuple(_click(o) for o in sib if o["id"] != r["id"]),
                 honeypot_link=bool(r["is_honeypot"]), honeypot_hit=honeypot_hit,
                 ip_recipients=_recipients_near(by_ip.get(r["ip"]), r["at"]), link_count=link_counts[key],
+                honeypot_ids=frozenset(o["link_id"] for o in sib if o["is_honeypot"]),
             ))
         return out
 
@@ -206,7 +210,8 @@ class TrackingMixin:
         for ip, (lo, hi) in spans.items():
             pts = self.query(  # type: ignore[attr-defined]
                 """SELECT c.at, s.contact_id FROM clicks c JOIN sends s ON s.id = c.send_id
-                   WHERE c.ip = ? AND c.at BETWEEN ? AND ? ORDER BY c.at""", (ip, lo - w, hi + w))
+                   WHERE c.ip = ? AND c.at BETWEEN ? AND ? AND c.kind = 'click' ORDER BY c.at""",
+                (ip, lo - w, hi + w))
             out[ip] = ([p["at"] for p in pts], [p["contact_id"] for p in pts])
         return out
 
@@ -302,4 +307,4 @@ def _click(row: dict[str, Any]) -> Click:
     return Click(id=row["id"], send_id=row["send_id"], link_id=row["link_id"], at=dt(row["at"]),
                  ip=row["ip"], user_agent=row["user_agent"], method=row["method"],
                  verdict=row["verdict"], score=row["score"],
-                 reasons=tuple(json.loads(row["reasons"] or "[]")))
+                 reasons=tuple(json.loads(row["reasons"] or "[]")), kind=row.get("kind") or "click")
