@@ -47,7 +47,7 @@ def settle_clicks(store: Store, settings: Settings, *, now: datetime, limit: int
         v = judge(item.click, delivered_at=item.delivered_at, other_clicks_of_send=item.other_clicks,
                   honeypot_hit=item.honeypot_hit, ip_recipients_count=item.ip_recipients,
                   networks=scanners, now=now, settle=settle, link_count=item.link_count,
-                  honeypot_link=item.honeypot_link)
+                  honeypot_link=item.honeypot_link, honeypot_ids=item.honeypot_ids)
         counts[v.verdict] += 1
         verdicts.append(SettledVerdict(item.click.id, v.verdict, v.score, v.reasons))
     if verdicts:
