@@ -59,7 +59,7 @@ STALE_CHROME = timedelta(days=270)
 WEIGHTS: dict[str, float] = {
     "instant": 0.6,           # ≤ 10 s after delivery
     "unsubscribe_page": 0.6,  # the unsubscribe page from the same address within 60 s
-    "empty_ua": 0.5,          # no User-Agent at all
+    "empty_ua": 0.6,          # no User-Agent at all
     "shared_ip": 0.5,         # the same IP clicked for 3–9 recipients within ±10 min
     "spread_pair": 0.5,       # two different URLs within 1 s, from different addresses
     "probable_late": 0.5,     # a probable scanner network outside its window
@@ -223,9 +223,14 @@ def judge(
         elsewhere = [c for c in others if c.kind == "click" and c.method != "HEAD" and c.ip
                      and c.ip != click.ip and c.link_id not in hidden and networks.network_of(c.ip) is None
                      and abs(c.at - click.at) <= GATEWAY_SPAN]
+        swept = {_url(c, hidden) for c in others if c.ip != click.ip and networks.network_of(c.ip) is not None
+                 and abs(c.at - click.at) <= ALL_LINKS_SPAN} - {_url(click, hidden)}
         if lag is not None and timedelta(0) <= lag <= window:
             reasons.append(f"from {net.network} ({net.label}) {_secs(lag)} after delivery "
                            f"(probable window {_secs(window)})")
+        elif swept:
+            reasons.append(f"from {net.network} ({net.label}) while other URLs of the message were fetched "
+                           f"from scanner networks within {_secs(ALL_LINKS_SPAN)} (a sweep)")
         elif elsewhere:
             reasons.append(f"from {net.network} ({net.label}) while the message was clicked from "
                            f"{elsewhere[0].ip}: the gateway's check of a person's click")

@@ -81,8 +81,8 @@ def test_eop_network_is_machine_at_any_time(scanners, now):
 def test_probable_network_only_soon_after_delivery(scanners, now):
     soon = run(mk(1, now, ip="40.94.16.7"), scanners, delivered=now - timedelta(minutes=2), now=now + SETTLE)
     assert soon.verdict == "scanner"
-    azure = run(mk(1, now, ip="40.94.16.7"), scanners, delivered=now - timedelta(minutes=7), now=now + SETTLE)
-    assert azure.verdict == "human"  # Azure's line has its own 5-minute window
+    azure = run(mk(1, now, ip="40.94.16.7"), scanners, delivered=now - timedelta(minutes=11), now=now + SETTLE)
+    assert azure.verdict == "human"
     later = run(mk(1, now, ip="40.94.16.7"), scanners, delivered=now - timedelta(hours=2), now=now + SETTLE)
     assert later.verdict == "human" and later.score == WEIGHTS["probable_late"]
 
@@ -292,3 +292,12 @@ def test_swept_first_then_an_eager_reader(scanners, now):
     verdicts = {c.id: run(c, scanners, delivered=delivered, others=[o for o in everything if o is not c],
                           now=person.at + SETTLE, link_count=2).verdict for c in everything if c.kind == "click"}
     assert verdicts == {1: "scanner", 2: "scanner", 4: "human"}
+
+
+def test_a_vendor_sweep_spread_over_seconds_outside_the_window(scanners, now):
+    """A Proofpoint rescan twelve hours later: each URL from another Proofpoint address, seconds
+    apart (no burst); together they are a sweep, alone each would be weak."""
+    delivered = now - timedelta(hours=12)
+    sweep = [mk(1, now, link=1, ip="67.231.150.9"), mk(2, now + timedelta(seconds=4), link=2, ip="67.231.151.3")]
+    v = run(sweep[0], scanners, delivered=delivered, others=sweep[1:], now=now + SETTLE, link_count=3)
+    assert v.verdict == "scanner" and any("(a sweep)" in r for r in v.reasons)
