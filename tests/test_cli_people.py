@@ -38,7 +38,7 @@ def test_import_prints_the_column_plan_and_dry_run_writes_nothing(env):
     assert "dry run: 3 rows would be imported" in r.output
     assert "no contacts yet" in env("contacts", "list").output
     r = env("contacts", "import", str(FIXTURES / "eight_sjis.csv"), "--json")
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     assert doc["encoding"] == "Shift_JIS (CP932)" and doc["new"] == 2 and doc["errors"] == []
     r = env("contacts", "import", str(FIXTURES / "zoho.csv"), "--map", "Mobile=-", "--map", "Designation=title")
     assert '"Mobile" → ignored (--map)' in r.output and "imported 2 new" in r.output
@@ -62,18 +62,18 @@ def test_list_show_set_suppress_unsuppress(env):
     env("contacts", "import", str(FIXTURES / "hubspot.csv"))
     r = env("contacts", "list", "--where", "territory=JP")
     assert "yui.sato@kumo-tea.example" in r.output and "sam@" not in r.output
-    data = json.loads(env("contacts", "list", "--json").output)
+    data = json.loads(env("contacts", "list", "--json").stdout)
     assert [c["email"] for c in data][0] == "yui.sato@kumo-tea.example" and data[0]["owner"] == "aoki"
     r = env("contacts", "show", "YUI.SATO@kumo-tea.example")
     assert "Yui Sato" in r.output and "title: Head of E-commerce" in r.output and "enrollments: none" in r.output
     env("contacts", "set", "yui.sato@kumo-tea.example", "title=CEO", "tier=gold", "seats:=12")
-    doc = json.loads(env("contacts", "show", "yui.sato@kumo-tea.example", "--json").output)
+    doc = json.loads(env("contacts", "show", "yui.sato@kumo-tea.example", "--json").stdout)
     assert doc["title"] == "CEO" and doc["attributes"]["tier"] == "gold" and doc["attributes"]["seats"] == 12
     env("contacts", "set", "yui.sato@kumo-tea.example", "timezone=Mars/Base", code=2)
     env("contacts", "set", "nobody@x.example", "title=x", code=1)
     r = env("contacts", "suppress", "sam@harbor-books.example", "--reason", "asked by phone")
     assert "suppressed sam@harbor-books.example (asked by phone)" in r.output
-    assert json.loads(env("contacts", "show", "sam@harbor-books.example", "--json").output)["suppressed"] == \
+    assert json.loads(env("contacts", "show", "sam@harbor-books.example", "--json").stdout)["suppressed"] == \
         "asked by phone"
     assert "already suppressed" in env("contacts", "suppress", "sam@harbor-books.example").output
     assert "no longer suppressed" in env("contacts", "unsuppress", "sam@harbor-books.example").output
@@ -87,7 +87,7 @@ def test_export_round_trips_through_import(env):
     out = env.tmp / "export.csv"
     env("contacts", "export", "--out", str(out))
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
-    before = json.loads(env("contacts", "list", "--json").output)
+    before = json.loads(env("contacts", "list", "--json").stdout)
 
     other = env.tmp / "other.yaml"
     other.write_text(f"database: {env.tmp / 'other.db'}\n")
@@ -95,7 +95,7 @@ def test_export_round_trips_through_import(env):
     assert r.exit_code == 0, r.output
     assert "→ ignored" not in r.output
     r = CliRunner().invoke(main, ["--config", str(other), "contacts", "list", "--json"])
-    after = json.loads(r.output)
+    after = json.loads(r.stdout)
     # Every field comes back; an attribute another contact had comes back empty (a CSV has no "missing").
     def strip(cs):
         return [{**{k: v for k, v in c.items() if k != "id"},
@@ -104,7 +104,7 @@ def test_export_round_trips_through_import(env):
     assert strip(after) == strip(before) and len(after) == 5
     yui = next(c for c in after if c["email"] == "yui.sato@kumo-tea.example")
     assert yui["attributes"]["annual_revenue"] == 120_000_000 and yui["territory"] == "JP"
-    assert env("contacts", "list", "--csv").output.splitlines()[0].startswith("email,first_name,last_name")
+    assert env("contacts", "list", "--csv").stdout.splitlines()[0].startswith("email,first_name,last_name")
 
 
 def test_forget_prints_what_it_erased_and_keeps_the_address_suppressed(env):

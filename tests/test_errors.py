@@ -46,4 +46,4 @@ def test_located_errors_print_file_line_column_and_field() -> None:
     assert str(CampaignError("bad", field="id")) == "id: bad"
     assert str(TemplateError("undefined 'x'", template="t.html", line=7)) == "t.html:7: undefined 'x'"
     assert str(CsvRowError("not an address", file="c.csv", row=2, field="email")) == \
-        "c.csv: row 2: email: not an address"
+        "c.csv:2: email: not an address"
