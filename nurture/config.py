@@ -6,6 +6,8 @@ Everything else receives a :class:`Settings` (or a part of it) as an argument.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib.resources
 import os
 from collections.abc import Mapping
@@ -99,6 +101,70 @@ class RepsAppSettings:
     base_url: str = "http://127.0.0.1:8081"
 
 
+# -- inbound: the ways bounces, replies and provider events come in ---------------------------
+
+IMAP_TLS_MODES = ("tls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSmtpSettings:
+    """``inbound.smtp``: the listener that receives mail for the bounce and reply domains."""
+
+    #: ``host:port``; None (the default) runs no listener.
+    listen: str | None = None
+    #: The only domains RCPT TO is accepted for (lowercase); anything else is a 550.
+    domains: tuple[str, ...] = ()
+    max_size: int = 10 * 1024 * 1024  # bytes: larger mail gets 552
+    max_recipients: int = 100
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    """``inbound.imap``: a mailbox (such as the team's sales inbox) read for replies and bounces."""
+
+    host: str
+    username: str
+    password: str = field(repr=False)
+    port: int = 993
+    tls: str = "tls"  # tls | none
+    folder: str = "INBOX"
+    poll_seconds: float = 60.0
+    idle: bool = True
+    #: The keyword set on every message the reader has handed on (never \Seen, never moved).
+    flag: str = "$NurtureSeen"
+    #: How far back the first scan after a start looks.
+    lookback_seconds: float = 14 * 86400.0
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SesSettings:
+    """``inbound.ses``: Amazon SES notifications through an SNS topic (``POST /inbound/ses``)."""
+
+    #: Only messages of these topics are accepted (AWS: reject an unexpected TopicArn).
+    topic_arns: tuple[str, ...]
+    #: Confirm a subscription to an accepted topic by visiting its SubscribeURL.
+    confirm_subscriptions: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SendGridSettings:
+    """``inbound.sendgrid``: SendGrid's signed Event Webhook (``POST /inbound/sendgrid``)."""
+
+    #: The webhook's verification key: DER SubjectPublicKeyInfo bytes (as SendGrid shows it, base64-decoded).
+    public_key: bytes
+    tolerance_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    smtp: InboundSmtpSettings = InboundSmtpSettings()
+    imap: ImapSettings | None = None
+    ses: SesSettings | None = None
+    sendgrid: SendGridSettings | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database: str = "nurture.db"
@@ -112,6 +178,7 @@ class Settings:
     reps_app: RepsAppSettings = RepsAppSettings()
     webhooks: tuple[Webhook, ...] = ()
     territories: Mapping[str, str] = field(default_factory=dict)
+    inbound: InboundSettings = InboundSettings()
     source: str | None = None
 
     def rep(self, rep_id: str) -> Rep:
@@ -139,15 +206,27 @@ _SCHEMA: dict[str, Any] = {
     "reps": list,
     "webhooks": list,
     "territories": dict,
+    "inbound": {
+        "smtp": {"listen": str, "domains": list, "max_size": int, "max_recipients": int, "hostname": str},
+        "imap": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "folder": str,
+                 "poll": (str, int, float), "idle": bool, "flag": str, "lookback": (str, int, float),
+                 "timeout": (int, float)},
+        "ses": {"topic_arns": list, "confirm_subscriptions": bool},
+        "sendgrid": {"public_key": str, "public_key_env": str, "tolerance": (str, int, float)},
+    },
 }
 _REP_KEYS = {"id": str, "name": str, "email": str, "timezone": str, "hours": str,
              "days": list, "territory": (str, list), "capacity": int}
 _WEBHOOK_KEYS = {"url": str, "events": list, "secret_env": str}
 
 #: Every key config.yaml accepts (dotted), for docs and the docs test.
+def _dotted(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    return [k for key, v in schema.items()
+            for k in (_dotted(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
+
+
 CONFIG_KEYS: tuple[str, ...] = tuple(
-    [k if not isinstance(v, dict) else f"{k}.{sub}" for k, v in _SCHEMA.items()
-     for sub in (v if isinstance(v, dict) else [None])]
+    _dotted(_SCHEMA)
     + [f"reps[].{k}" for k in _REP_KEYS]
     + [f"webhooks[].{k}" for k in _WEBHOOK_KEYS]
 )
@@ -290,8 +369,84 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
         webhooks=webhooks, territories=dict(territories),
+        inbound=_inbound(b, b.section(data, "inbound"), env),
         source=src.file,
     )
+
+
+def _inbound(b: _Builder, d: dict[str, Any], env: Mapping[str, str]) -> InboundSettings:
+    """The ``inbound`` section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
+    smtp_d = b.section(d, "smtp") if "smtp" in d else {}
+    listen = smtp_d.get("listen")
+    if listen is not None:
+        b.convert(("inbound", "smtp", "listen"), parse_listen, listen)
+    domains = tuple(str(x).strip().lower().rstrip(".") for x in smtp_d.get("domains") or [])
+    if listen is not None and not domains:
+        b.fail(("inbound", "smtp"), "an inbound SMTP listener needs domains: the bounce and reply domains it accepts")
+    for i, dom in enumerate(domains):
+        if not dom or "@" in dom or " " in dom:
+            b.fail(("inbound", "smtp", "domains", i), f'"{dom}" is not a domain')
+    for key in ("max_size", "max_recipients"):
+        if smtp_d.get(key, 1) < 1:
+            b.fail(("inbound", "smtp", key), "must be at least 1")
+    smtp = InboundSmtpSettings(listen=listen, domains=domains,
+                               max_size=smtp_d.get("max_size", 10 * 1024 * 1024),
+                               max_recipients=smtp_d.get("max_recipients", 100),
+                               hostname=smtp_d.get("hostname"))
+    imap = None
+    if "imap" in d:
+        im = b.section(d, "imap")
+        for key in ("host", "username", "password_env"):
+            if not im.get(key):
+                b.fail(("inbound", "imap"), f"an IMAP reader needs {key}")
+        password = env.get(im["password_env"])
+        if password is None:
+            b.fail(("inbound", "imap", "password_env"), f"environment variable {im['password_env']} is not set")
+        tls = im.get("tls", "tls")
+        if tls not in IMAP_TLS_MODES:
+            b.fail(("inbound", "imap", "tls"), f'"{tls}" is not an IMAP TLS mode (use tls or none)')
+        flag = str(im.get("flag", "$NurtureSeen"))
+        if not flag or flag.startswith("\\") or any(c in flag for c in '(){ %*"]\\'):
+            b.fail(("inbound", "imap", "flag"), f'"{flag}" is not an IMAP keyword (such as $NurtureSeen)')
+        poll = b.convert(("inbound", "imap", "poll"), parse_duration, im.get("poll", "60s"))
+        lookback = b.convert(("inbound", "imap", "lookback"), parse_duration, im.get("lookback", "14d"))
+        imap = ImapSettings(host=im["host"], username=im["username"], password=str(password),
+                            port=im.get("port", 993 if tls == "tls" else 143), tls=tls,
+                            folder=im.get("folder", "INBOX"), poll_seconds=max(1.0, poll.total_seconds()),
+                            idle=im.get("idle", True), flag=flag, lookback_seconds=lookback.total_seconds(),
+                            timeout=float(im.get("timeout", 30)))
+    ses = None
+    if "ses" in d:
+        se = b.section(d, "ses")
+        arns = tuple(str(a) for a in se.get("topic_arns") or [])
+        if not arns:
+            b.fail(("inbound", "ses"), "SES notifications need topic_arns: the SNS topics to accept")
+        for i, arn in enumerate(arns):
+            if not arn.startswith("arn:aws") or arn.count(":") != 5:
+                b.fail(("inbound", "ses", "topic_arns", i), f'"{arn}" is not an SNS topic ARN')
+        ses = SesSettings(topic_arns=arns, confirm_subscriptions=se.get("confirm_subscriptions", True))
+    sendgrid = None
+    if "sendgrid" in d:
+        sg = b.section(d, "sendgrid")
+        text = sg.get("public_key") or (env.get(sg["public_key_env"]) if sg.get("public_key_env") else None)
+        if not text:
+            b.fail(("inbound", "sendgrid"), "SendGrid's Event Webhook needs public_key or public_key_env")
+        key = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
+        tolerance = b.convert(("inbound", "sendgrid", "tolerance"), parse_duration, sg.get("tolerance", "5m"))
+        sendgrid = SendGridSettings(public_key=key, tolerance_seconds=tolerance.total_seconds())
+    return InboundSettings(smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
+
+
+def _public_key_der(text: str) -> bytes:
+    """A public key as SendGrid shows it (base64 DER), or PEM, → DER bytes."""
+    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not a base64 public key") from None
+    if len(der) < 64:
+        raise ValueError("is too short for a public key")
+    return der
 
 
 def parse_listen(text: str) -> tuple[str, int]:
