@@ -10,8 +10,10 @@ import base64
 import binascii
 import importlib.resources
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from nurture.yamlsrc import Source, YamlSyntaxError, field_name, load
 
 DEFAULT_CONFIG = "config.yaml"
 TLS_MODES = ("none", "starttls", "tls")
-WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed")
+WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
+                  "contact.replied", "contact.bounced", "contact.complained")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +98,6 @@ class Webhook:
     secret: bytes = field(default=b"", repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class RepsAppSettings:
-    listen: str = "127.0.0.1:8081"
-    base_url: str = "http://127.0.0.1:8081"
-
-
 # -- inbound: the ways bounces, replies and provider events come in ---------------------------
 
 IMAP_TLS_MODES = ("tls", "none")
@@ -159,10 +156,32 @@ class SendGridSettings:
 
 @dataclass(frozen=True, slots=True)
 class InboundSettings:
+    """What comes back (``inbound:``): VERP addresses, limits, and how replies are handled."""
+
+    #: ``bounces@bounce.acme.example``: the envelope sender becomes ``bounces+<token>@…``.
+    return_path: str | None = None
+    #: ``reply.acme.example``: Reply-To becomes ``reply+<token>@…`` (nurture forwards the reply).
+    reply_domain: str | None = None
+    #: Forward replies that came to a ``reply+`` address to the contact's owner rep.
+    forward_replies: bool = True
+    #: Pause after an out-of-office without a return date.
+    ooo_pause: timedelta = timedelta(days=7)
+    #: Messages longer than this are recorded as ``unknown`` without being parsed.
+    max_bytes: int = 10 * 1024 * 1024
+    #: This many soft bounces, the first and the last at least ``soft_bounce_span`` apart, suppress.
+    soft_bounce_limit: int = 3
+    soft_bounce_span: timedelta = timedelta(days=3)
+    #: The ways in besides ``nurture inbound``: SMTP listener, IMAP reader, provider webhooks.
     smtp: InboundSmtpSettings = InboundSmtpSettings()
     imap: ImapSettings | None = None
     ses: SesSettings | None = None
     sendgrid: SendGridSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RepsAppSettings:
+    listen: str = "127.0.0.1:8081"
+    base_url: str = "http://127.0.0.1:8081"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +226,8 @@ _SCHEMA: dict[str, Any] = {
     "webhooks": list,
     "territories": dict,
     "inbound": {
+        "return_path": str, "reply_domain": str, "forward_replies": bool, "ooo_pause": (str, int),
+        "max_bytes": int, "soft_bounce_limit": int, "soft_bounce_span": (str, int),
         "smtp": {"listen": str, "domains": list, "max_size": int, "max_recipients": int, "hostname": str},
         "imap": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "folder": str,
                  "poll": (str, int, float), "idle": bool, "flag": str, "lookback": (str, int, float),
@@ -361,6 +382,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
     for k, v in territories.items():
         if v not in ids:
             b.fail(("territories", k), f'"{v}" is not a rep id')
+    inbound = _transports(b, b.inbound(b.section(data, "inbound")), b.section(data, "inbound"), env)
     return Settings(
         database=database,
         campaigns_dir=resolve(str(data.get("campaigns_dir", "campaigns"))),
@@ -368,21 +390,23 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         smtp=smtp, tracking=tracking, sender=sender, dkim=dkim, reps=reps,
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
-        webhooks=webhooks, territories=dict(territories),
-        inbound=_inbound(b, b.section(data, "inbound"), env),
+        webhooks=webhooks, territories=dict(territories), inbound=inbound,
         source=src.file,
     )
 
 
-def _inbound(b: _Builder, d: dict[str, Any], env: Mapping[str, str]) -> InboundSettings:
-    """The ``inbound`` section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
+def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: Mapping[str, str]) -> InboundSettings:
+    """``inbound`` with the section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
     smtp_d = b.section(d, "smtp") if "smtp" in d else {}
     listen = smtp_d.get("listen")
     if listen is not None:
         b.convert(("inbound", "smtp", "listen"), parse_listen, listen)
-    domains = tuple(str(x).strip().lower().rstrip(".") for x in smtp_d.get("domains") or [])
+    # By default the listener takes mail for the bounce domain and the reply domain.
+    ours = [x for x in (inbound.return_path.rpartition("@")[2] if inbound.return_path else None,
+                        inbound.reply_domain) if x]
+    domains = tuple(dict.fromkeys(str(x).strip().lower().rstrip(".") for x in smtp_d.get("domains") or ours))
     if listen is not None and not domains:
-        b.fail(("inbound", "smtp"), "an inbound SMTP listener needs domains: the bounce and reply domains it accepts")
+        b.fail(("inbound", "smtp"), "an inbound SMTP listener needs domains (or inbound.return_path / reply_domain)")
     for i, dom in enumerate(domains):
         if not dom or "@" in dom or " " in dom:
             b.fail(("inbound", "smtp", "domains", i), f'"{dom}" is not a domain')
@@ -434,7 +458,7 @@ def _inbound(b: _Builder, d: dict[str, Any], env: Mapping[str, str]) -> InboundS
         key = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
         tolerance = b.convert(("inbound", "sendgrid", "tolerance"), parse_duration, sg.get("tolerance", "5m"))
         sendgrid = SendGridSettings(public_key=key, tolerance_seconds=tolerance.total_seconds())
-    return InboundSettings(smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
+    return replace(inbound, smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
 
 
 def _public_key_der(text: str) -> bytes:
@@ -510,6 +534,32 @@ class _Builder:
         return Rep(id=str(r["id"]), name=r["name"], email=r["email"], timezone=tz, hours=hours,
                    days=days, territory=tuple([terr] if isinstance(terr, str) else terr), capacity=cap)
 
+    def inbound(self, d: dict[str, Any]) -> InboundSettings:
+        path = ("inbound",)
+        return_path = d.get("return_path")
+        if return_path is not None and not _BARE_ADDRESS.match(return_path):
+            self.fail((*path, "return_path"),
+                      f'"{return_path}" is not a bare address such as bounces@bounce.acme.example')
+        if return_path is not None and "+" in return_path:
+            self.fail((*path, "return_path"), "must not contain + (nurture adds +<token> itself)")
+        reply_domain = d.get("reply_domain")
+        if reply_domain is not None and not _DOMAIN.match(reply_domain):
+            self.fail((*path, "reply_domain"), f'"{reply_domain}" is not a domain such as reply.acme.example')
+        defaults = InboundSettings()
+        for key in ("max_bytes", "soft_bounce_limit"):
+            if d.get(key) is not None and d[key] < 1:
+                self.fail((*path, key), "must be at least 1")
+        return InboundSettings(
+            return_path=return_path, reply_domain=reply_domain,
+            forward_replies=d.get("forward_replies", True),
+            ooo_pause=self.convert((*path, "ooo_pause"), parse_duration, d["ooo_pause"])
+            if d.get("ooo_pause") is not None else defaults.ooo_pause,
+            max_bytes=d.get("max_bytes", defaults.max_bytes),
+            soft_bounce_limit=d.get("soft_bounce_limit", defaults.soft_bounce_limit),
+            soft_bounce_span=self.convert((*path, "soft_bounce_span"), parse_duration, d["soft_bounce_span"])
+            if d.get("soft_bounce_span") is not None else defaults.soft_bounce_span,
+        )
+
     def webhook(self, i: int, w: Any, env: Mapping[str, str]) -> Webhook:
         path = ("webhooks", i)
         if not isinstance(w, dict) or not w.get("url"):
@@ -521,6 +571,10 @@ class _Builder:
                 self.fail((*path, "events", j), f'unknown event "{ev}" (known: {", ".join(WEBHOOK_EVENTS)})')
         secret = (env.get(w["secret_env"], "") if w.get("secret_env") else "").encode()
         return Webhook(url=w["url"], events=events, secret=secret)
+
+
+_BARE_ADDRESS = re.compile(r"^[A-Za-z0-9._%-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 def _is(value: Any, expected: Any) -> bool:

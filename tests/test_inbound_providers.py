@@ -6,7 +6,6 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 
-import inbound_standin  # noqa: F401  (before nurture.inbound.providers)
 import pytest
 from conftest import NOW
 from cryptography import x509
