@@ -332,3 +332,49 @@ async def test_the_batch_limit_leaves_a_backlog(dovecot, monkeypatch):
     await reader.close()
     assert [(r.handled, r.backlog) for r in rounds] == [(2, True), (2, True), (1, False)]
     assert len({raw for raw, _ in got}) == 5
+
+
+async def test_the_part_records_a_reply_and_leaves_unrelated_mail_alone(dovecot, make_settings):
+    from dataclasses import replace
+
+    from support import add_contact, add_send
+
+    from nurture.parts import Context, run_parts
+    from nurture.store import open_async_store
+
+    settings = make_settings()
+    settings = replace(settings, inbound=replace(settings.inbound, imap=dovecot.settings(idle=True)))
+    store = open_async_store(settings.database)
+
+    def seed(s) -> int:
+        with s.transaction():
+            send_id = add_send(s, add_contact(s, "m1@shop.example"))
+            s.conn.execute("UPDATE sends SET message_id = ? WHERE id = ?", ("<send-1@acme.example>", send_id))
+            return send_id
+
+    send_id = await store.run(seed)
+    unrelated = (b"From: Supplier <billing@supplier.example>\r\nTo: sales@acme.example\r\nSubject: Invoice 42\r\n"
+                 b"Message-ID: <invoice-42@supplier.example>\r\n\r\nPlease find the invoice attached.\r\n")
+    stop = asyncio.Event()
+    job = asyncio.create_task(run_parts(["imap"], Context(settings=settings, store=store, campaigns={}, stop=stop,
+                                                          now=lambda: NOW)))
+    try:
+        async with Client(dovecot) as other:
+            await other.append(unrelated)
+            await other.append(mail(1))  # In-Reply-To: <send-1@acme.example>
+            records: list[dict] = []
+            for _ in range(100):
+                records = await store.run(lambda s: s.list_inbound(limit=10))
+                if len(records) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            by_subject = {r["subject"]: r for r in records}
+            assert by_subject["Re: Webinar"]["kind"] == "reply" and by_subject["Re: Webinar"]["send_id"] == send_id
+            assert by_subject["Invoice 42"]["send_id"] is None  # recorded as not ours; nothing done
+            flags = await other.flags()
+            assert flags["<invoice-42@supplier.example>"] == {"$NurtureSeen"}  # still unread, still there
+            assert await other.count() == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(job, 10)
+        await store.aclose()

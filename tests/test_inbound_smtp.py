@@ -124,3 +124,83 @@ def test_domain_of() -> None:
     assert domain_of("Bounces+X@Bounce.Acme.Example.") == "bounce.acme.example"
     assert domain_of("<a@b.example>") == "b.example"
     assert domain_of("no-at-sign") == "" and domain_of("@b.example") == ""
+
+
+# -- the part, through run_parts -------------------------------------------------------------------
+
+def dsn(*, to: str, failed: str, status: str = "5.1.1") -> bytes:
+    """A delivery status notification (RFC 3464) as Postfix writes one."""
+    return (f"From: MAILER-DAEMON@mx.shop.example (Mail Delivery System)\r\nTo: {to}\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <20261124095900.ABC12@mx.shop.example>\r\n"
+            "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+            "--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not\r\n"
+            "be delivered to one or more recipients.\r\n\r\n"
+            f"<{failed}>: host mx.shop.example said: 550 {status} User unknown\r\n\r\n"
+            "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.shop.example\r\n\r\n"
+            f"Final-Recipient: rfc822; {failed}\r\nOriginal-Recipient: rfc822;{failed}\r\nAction: failed\r\n"
+            f"Status: {status}\r\nDiagnostic-Code: smtp; 550 {status} User unknown\r\n\r\n--B--\r\n").encode()
+
+
+async def test_the_part_takes_a_bounce_to_a_verp_address_and_refuses_relaying(make_settings, now):
+    import asyncio
+
+    from support import add_contact, add_send
+
+    from nurture.inbound.verp import return_path
+    from nurture.parts import Context, run_parts
+    from nurture.signing import Signer
+    from nurture.store import open_async_store
+
+    settings = make_settings(inbound={"return_path": "bounces@bounce.acme.example",
+                                      "smtp": {"listen": "127.0.0.1:0"}})
+    assert settings.inbound.smtp.domains == ("bounce.acme.example",)
+    store = open_async_store(settings.database)
+
+    def seed(s) -> int:
+        with s.transaction():
+            return add_send(s, add_contact(s, "gone@shop.example"))
+
+    send_id = await store.run(seed)
+    verp = return_path(Signer.from_settings(settings.tracking), send_id, address="bounces@bounce.acme.example")
+    urls: dict[str, str] = {}
+    stop = asyncio.Event()
+    job = asyncio.create_task(run_parts(["inbound_smtp"], Context(
+        settings=settings, store=store, campaigns={}, stop=stop, now=lambda: now, ready=urls.__setitem__)))
+    try:
+        for _ in range(100):
+            if "inbound_smtp" in urls:
+                break
+            await asyncio.sleep(0.02)
+        host, port = urls["inbound_smtp"].removeprefix("smtp://").rsplit(":", 1)
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await aiosmtplib.send(message("victim@gmail.example"), hostname=host, port=int(port),
+                                  sender="spammer@example.org", recipients=["victim@gmail.example"])
+        # The MTA sends the DSN to the Return-Path, upper-cased as some MTAs do.
+        async with aiosmtplib.SMTP(hostname=host, port=int(port)) as smtp:
+            await smtp.mail("")  # a bounce has the null reverse-path
+            await smtp.rcpt(verp.upper())
+            await smtp.data(dsn(to=verp.upper(), failed="gone@shop.example"))
+        [record] = await store.run(lambda s: s.list_inbound(limit=10))
+        assert (record["source"], record["kind"], record["send_id"]) == ("smtp", "hard_bounce", send_id)
+        assert await store.run(lambda s: s.is_suppressed("gone@shop.example"))
+    finally:
+        stop.set()
+        await asyncio.wait_for(job, 5)
+        await store.aclose()
+
+
+async def test_the_part_is_a_no_op_without_a_listen_address(make_settings, now):
+    import asyncio
+
+    from nurture.parts import Context, run_parts
+    from nurture.store import open_async_store
+
+    settings = make_settings(inbound={"return_path": "bounces@bounce.acme.example"})
+    store = open_async_store(settings.database)
+    try:
+        await asyncio.wait_for(run_parts(["inbound_smtp", "imap"], Context(
+            settings=settings, store=store, campaigns={}, stop=asyncio.Event(), now=lambda: now)), 2)
+    finally:
+        await store.aclose()

@@ -8,6 +8,7 @@ import json
 import aiohttp
 import pytest
 from aiohttp import web
+from support import Clock, add_contact, add_send
 from test_inbound_providers import (
     SENDGRID_BODY,
     TOPIC,
@@ -21,7 +22,6 @@ from nurture.signing import Signer
 from nurture.store import open_async_store
 from nurture.web import inbound as web_inbound
 from nurture.web.tracker import create_tracker_app
-from support import Clock, add_contact, add_send
 
 SUBSCRIBE_URL = ("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
                  f"{TOPIC}&Token=2336412f37fb687f5d51e6e2425f004aed")
