@@ -8,9 +8,9 @@ leaves. The keyword is set after ``deliver`` returned, so a crash between the tw
 message, which the store's dedupe (by Message-ID, else by ``dedupe_key``) applies only once.
 
 Between rounds it waits in IDLE (RFC 2177) when the server offers it and ``inbound.imap.idle``
-is on, else it polls every ``inbound.imap.poll``. A server without custom keywords (its
-PERMANENTFLAGS lack ``\\*``, as Exchange Online's do) is read with an in-memory UID cursor and
-the store's dedupe instead; the first round after a start then looks back ``lookback``.
+is on, else it polls every ``inbound.imap.poll``. A server that does not keep custom keywords
+(its PERMANENTFLAGS lack ``\\*``) is read with an in-memory UID cursor and the store's dedupe
+instead; the first round after a start then looks back ``lookback``.
 """
 
 from __future__ import annotations

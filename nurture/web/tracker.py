@@ -2,7 +2,8 @@
 
 ``GET|HEAD /c/<token>`` → 302 to the link's stored URL, after the click is committed;
 ``GET /u/<token>`` → a confirm page, ``POST /u/<token>`` → unsubscribed (RFC 8058 one-click);
-``/o/<token>.gif`` → open pixel; ``/healthz``. Everything else is a 404 page. A bad token
+``/o/<token>.gif`` → open pixel; ``/healthz``; ``POST /inbound/ses`` and ``/inbound/sendgrid``
+when those providers are configured (:mod:`nurture.web.inbound`). Everything else is a 404 page. A bad token
 is a 404, never a redirect. Suspected scanners get exactly the same answers as people.
 """
 
