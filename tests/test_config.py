@@ -78,13 +78,13 @@ def test_inbound_transports(tmp_path):
 
     der = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    p = write(tmp_path, f"""inbound:
+    p = write(tmp_path, """inbound:
   return_path: bounces@Bounce.Acme.Example
   reply_domain: reply.acme.example
-  smtp: {{listen: "0.0.0.0:2525"}}
-  imap: {{host: imap.gmail.com, username: sales@acme.example, password_env: IMAP_PW, poll: 2m}}
-  ses: {{topic_arns: ["arn:aws:sns:us-east-1:123456789012:ses-events"]}}
-  sendgrid: {{public_key_env: SG_KEY}}
+  smtp: {listen: "0.0.0.0:2525"}
+  imap: {host: imap.gmail.com, username: sales@acme.example, password_env: IMAP_PW, poll: 2m}
+  ses: {topic_arns: ["arn:aws:sns:us-east-1:123456789012:ses-events"]}
+  sendgrid: {public_key_env: SG_KEY}
 """)
     s = load_settings(p, env={"IMAP_PW": "app-password", "SG_KEY": base64.b64encode(der).decode()})
     assert s.inbound.smtp.domains == ("bounce.acme.example", "reply.acme.example")
