@@ -11,11 +11,12 @@ import binascii
 import importlib.resources
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from nurture.errors import ConfigError
 from nurture.models import Rep
@@ -23,6 +24,10 @@ from nurture.timeutil import Rate, parse_duration, parse_hours, parse_rate, pars
 from nurture.yamlsrc import Source, YamlSyntaxError, field_name, load
 
 DEFAULT_CONFIG = "config.yaml"
+#: Signs tokens when no secret is configured, so a fresh checkout can preview mail. ``run``,
+#: ``serve`` and ``send`` refuse it (:func:`require_real_secret`): anyone who has read this
+#: line could forge click, open and unsubscribe links.
+DEVELOPMENT_SECRET = b"nurture-development-secret-change-me"
 TLS_MODES = ("none", "starttls", "tls")
 WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
                   "contact.replied", "contact.bounced", "contact.complained")
@@ -75,6 +80,16 @@ class TrackingSettings:
     scanner_networks_file: str | None = None
     #: The scanner list's text, read once here (``tracking.scanner_networks`` or the shipped list).
     scanner_list: ScannerList = field(default_factory=lambda: read_scanner_list(None))
+    #: Where the current signing secret came from: ``"env NAME"``, ``"file PATH"`` or
+    #: ``"development default"``; :attr:`development_secret` is true for the last.
+    secret_origin: str = "development default"
+    #: The environment variable consulted for the secret (``tracking.secret_env``).
+    secret_env: str = "NURTURE_SECRET"
+
+    @property
+    def development_secret(self) -> bool:
+        """True when tokens would be signed with :data:`DEVELOPMENT_SECRET`."""
+        return self.secret_origin == "development default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +213,11 @@ class Settings:
     webhooks: tuple[Webhook, ...] = ()
     territories: Mapping[str, str] = field(default_factory=dict)
     inbound: InboundSettings = InboundSettings()
+    #: The config file read; None when there was none (the defaults, no ./config.yaml).
     source: str | None = None
+    #: Problems worth telling the operator that do not stop a command (a secret file that
+    #: others can read); the CLI prints them on stderr.
+    warnings: tuple[str, ...] = ()
 
     def rep(self, rep_id: str) -> Rep:
         for r in self.reps:
@@ -212,11 +231,11 @@ _SCHEMA: dict[str, Any] = {
     "database": str,
     "campaigns_dir": str,
     "templates_dir": str,
-    "smtp": {"host": str, "port": int, "tls": str, "username": str, "password_env": str,
+    "smtp": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "password_file": str,
              "timeout": (int, float), "max_connections": int, "rate": (str, int, float),
              "max_attempts": int, "helo": str},
-    "tracking": {"base_url": str, "listen": str, "secret_env": str, "key_id": str,
-                 "old_keys_env": str, "open_tracking": bool, "trusted_proxies": list,
+    "tracking": {"base_url": str, "listen": str, "secret_env": str, "secret_file": str, "key_id": str,
+                 "old_keys_env": str, "old_keys_file": str, "open_tracking": bool, "trusted_proxies": list,
                  "settle": (str, int), "group_commit_ms": (int, float),
                  "scanner_networks": str},
     "sender": {"from": str, "reply_to": str, "postal_address": str},
@@ -229,7 +248,8 @@ _SCHEMA: dict[str, Any] = {
         "return_path": str, "reply_domain": str, "forward_replies": bool, "ooo_pause": (str, int),
         "max_bytes": int, "soft_bounce_limit": int, "soft_bounce_span": (str, int),
         "smtp": {"listen": str, "domains": list, "max_size": int, "max_recipients": int, "hostname": str},
-        "imap": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "folder": str,
+        "imap": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "password_file": str,
+                 "folder": str,
                  "poll": (str, int, float), "idle": bool, "flag": str, "lookback": (str, int, float),
                  "timeout": (int, float)},
         "ses": {"topic_arns": list, "confirm_subscriptions": bool},
@@ -238,7 +258,7 @@ _SCHEMA: dict[str, Any] = {
 }
 _REP_KEYS = {"id": str, "name": str, "email": str, "timezone": str, "hours": str,
              "days": list, "territory": (str, list), "capacity": int}
-_WEBHOOK_KEYS = {"url": str, "events": list, "secret_env": str}
+_WEBHOOK_KEYS = {"url": str, "events": list, "secret_env": str, "secret_file": str}
 
 #: Every key config.yaml accepts (dotted), for docs and the docs test.
 def _dotted(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -275,7 +295,7 @@ def load_settings(
     if not p.exists():
         if explicit or required:
             raise ConfigError(f"config file not found: {p}")
-        return _build(Source(file=str(p), data={}), env, base=Path.cwd())
+        return replace(_build(Source(file=str(p), data={}), env, base=Path.cwd()), source=None)
     try:
         src = load(p.read_text(encoding="utf-8"), str(p))
     except YamlSyntaxError as e:
@@ -305,15 +325,11 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
     def resolve(p: str) -> str:
         if p == ":memory:" or "://" in p:
             return p
-        return str((base / p)) if not os.path.isabs(p) else p
+        return str(base / p) if not os.path.isabs(p) else p
 
     database = env.get("NURTURE_DATABASE") or resolve(str(data.get("database", "nurture.db")))
 
-    password = None
-    if smtp_d.get("password_env"):
-        password = env.get(smtp_d["password_env"])
-        if password is None:
-            b.fail(("smtp", "password_env"), f"environment variable {smtp_d['password_env']} is not set")
+    password = b.secret(("smtp",), smtp_d, "password", env, resolve)
     tls = smtp_d.get("tls", "none")
     if tls not in TLS_MODES:
         b.fail(("smtp", "tls"), f'"{tls}" is not a TLS mode (use none, starttls or tls)')
@@ -323,21 +339,30 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         b.fail(("smtp", "max_connections"), "must be at least 1")
     smtp = SmtpSettings(
         host=smtp_d.get("host", "127.0.0.1"), port=smtp_d.get("port", 1025), tls=tls,
-        username=smtp_d.get("username"), password=password,
+        username=smtp_d.get("username"), password=password.decode() if password is not None else None,
         timeout=float(smtp_d.get("timeout", 30)), max_connections=max_conn, rate=rate,
         max_attempts=smtp_d.get("max_attempts", 8), helo=smtp_d.get("helo"),
     )
 
-    secret_env = trk_d.get("secret_env", "NURTURE_SECRET")
+    secret_env = str(trk_d.get("secret_env", "NURTURE_SECRET"))
     key_id = str(trk_d.get("key_id", "k1"))
     keys: dict[str, bytes] = {}
-    secret = env.get(secret_env)
-    if secret:
-        keys[key_id] = secret.encode()
+    if trk_d.get("secret_file"):
+        if "secret_env" in trk_d:
+            b.fail(("tracking", "secret_file"), "set tracking.secret_file or tracking.secret_env, not both")
+        keys[key_id] = b.read_secret(("tracking", "secret_file"), resolve(str(trk_d["secret_file"])))
+        origin = f"file {resolve(str(trk_d['secret_file']))}"
+    elif env.get(secret_env):
+        keys[key_id] = env[secret_env].strip().encode()
+        origin = f"env {secret_env}"
     else:
-        # A development default keeps a fresh clone working; production sets the variable.
-        keys[key_id] = b"nurture-development-secret-change-me"
-    for item in (env.get(trk_d.get("old_keys_env", "NURTURE_OLD_KEYS"), "") or "").split(","):
+        keys[key_id] = DEVELOPMENT_SECRET
+        origin = "development default"
+    old_keys = env.get(str(trk_d.get("old_keys_env", "NURTURE_OLD_KEYS")), "") or ""
+    if trk_d.get("old_keys_file"):
+        old_keys += "," + b.read_secret(("tracking", "old_keys_file"),
+                                        resolve(str(trk_d["old_keys_file"]))).decode()
+    for item in old_keys.replace("\n", ",").split(","):
         if "=" in item:
             kid, _, val = item.strip().partition("=")
             keys.setdefault(kid, val.encode())
@@ -351,6 +376,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         settle_seconds=settle.total_seconds(), group_commit_ms=float(trk_d.get("group_commit_ms", 2.0)),
         scanner_networks_file=scanner_file,
         scanner_list=read_scanner_list(scanner_file),
+        secret_origin=origin, secret_env=secret_env,
     )
     for addr_key in ("listen",):
         b.convert(("tracking", addr_key), parse_listen, tracking.listen)
@@ -361,14 +387,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
     dkim = None
     if "dkim" in data:
         dk = b.section(data, "dkim")
-        key = None
-        if dk.get("private_key_env"):
-            key = (env.get(dk["private_key_env"]) or "").encode() or None
-        elif dk.get("private_key_file"):
-            kp = Path(resolve(dk["private_key_file"]))
-            if not kp.exists():
-                b.fail(("dkim", "private_key_file"), f"file not found: {kp}")
-            key = kp.read_bytes()
+        key = b.secret(("dkim",), dk, "private_key", env, resolve)
         if not (dk.get("selector") and dk.get("domain") and key):
             b.fail(("dkim",), "needs selector, domain and private_key_file or private_key_env")
         dkim = DkimSettings(selector=dk["selector"], domain=dk["domain"], private_key=key)
@@ -377,12 +396,12 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
     for i, rid in enumerate(ids):
         if rid in ids[:i]:
             b.fail(("reps", i, "id"), f'duplicate rep id "{rid}"')
-    webhooks = tuple(b.webhook(i, w, env) for i, w in enumerate(data.get("webhooks") or []))
+    webhooks = tuple(b.webhook(i, w, env, resolve) for i, w in enumerate(data.get("webhooks") or []))
     territories = data.get("territories") or {}
     for k, v in territories.items():
         if v not in ids:
             b.fail(("territories", k), f'"{v}" is not a rep id')
-    inbound = _transports(b, b.inbound(b.section(data, "inbound")), b.section(data, "inbound"), env)
+    inbound = _transports(b, b.inbound(b.section(data, "inbound")), b.section(data, "inbound"), env, resolve)
     return Settings(
         database=database,
         campaigns_dir=resolve(str(data.get("campaigns_dir", "campaigns"))),
@@ -391,11 +410,12 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
         webhooks=webhooks, territories=dict(territories), inbound=inbound,
-        source=src.file,
+        source=src.file, warnings=tuple(b.warnings),
     )
 
 
-def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: Mapping[str, str]) -> InboundSettings:
+def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: Mapping[str, str],
+                resolve: Any) -> InboundSettings:
     """``inbound`` with the section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
     smtp_d = b.section(d, "smtp") if "smtp" in d else {}
     listen = smtp_d.get("listen")
@@ -420,12 +440,12 @@ def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: M
     imap = None
     if "imap" in d:
         im = b.section(d, "imap")
-        for key in ("host", "username", "password_env"):
+        for key in ("host", "username"):
             if not im.get(key):
                 b.fail(("inbound", "imap"), f"an IMAP reader needs {key}")
-        password = env.get(im["password_env"])
+        password = b.secret(("inbound", "imap"), im, "password", env, resolve)
         if password is None:
-            b.fail(("inbound", "imap", "password_env"), f"environment variable {im['password_env']} is not set")
+            b.fail(("inbound", "imap"), "an IMAP reader needs password_env or password_file")
         tls = im.get("tls", "tls")
         if tls not in IMAP_TLS_MODES:
             b.fail(("inbound", "imap", "tls"), f'"{tls}" is not an IMAP TLS mode (use tls or none)')
@@ -434,7 +454,7 @@ def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: M
             b.fail(("inbound", "imap", "flag"), f'"{flag}" is not an IMAP keyword (such as $NurtureSeen)')
         poll = b.convert(("inbound", "imap", "poll"), parse_duration, im.get("poll", "60s"))
         lookback = b.convert(("inbound", "imap", "lookback"), parse_duration, im.get("lookback", "14d"))
-        imap = ImapSettings(host=im["host"], username=im["username"], password=str(password),
+        imap = ImapSettings(host=im["host"], username=im["username"], password=password.decode(),
                             port=im.get("port", 993 if tls == "tls" else 143), tls=tls,
                             folder=im.get("folder", "INBOX"), poll_seconds=max(1.0, poll.total_seconds()),
                             idle=im.get("idle", True), flag=flag, lookback_seconds=lookback.total_seconds(),
@@ -481,28 +501,95 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def outside_project(settings: Settings) -> bool:
+    """True when no config file was found and nothing here looks like a project (no
+    campaigns folder, no database file yet): opening the database would quietly create a
+    ``nurture.db`` in whatever folder the command happens to run in."""
+    if settings.source is not None or "://" in settings.database or settings.database == ":memory:":
+        return False
+    return not Path(settings.database).exists() and not Path(settings.campaigns_dir).is_dir()
+
+
+def environment_secret(env: Mapping[str, str] | None = None, *, name: str = "NURTURE_SECRET") -> str | None:
+    """``name`` when that environment variable holds a signing secret, else None
+    (``nurture init`` then writes a secret file instead)."""
+    env = os.environ if env is None else env
+    return name if env.get(name, "").strip() else None
+
+
+def require_real_secret(settings: Settings, *, command: str) -> None:
+    """Refuse to go on with :data:`DEVELOPMENT_SECRET`: raise a :class:`ConfigError` that
+    names what to set. ``run``, ``serve`` and ``send`` call it before they start."""
+    if not settings.tracking.development_secret:
+        return
+    where = settings.source if settings.source and settings.source != "<config>" else DEFAULT_CONFIG
+    raise ConfigError(
+        f"nurture {command} will not start with the built-in development signing secret (anyone who "
+        f"has read nurture's source could forge click, open and unsubscribe links): set the environment "
+        f"variable {settings.tracking.secret_env} to a long random value, or name a file holding one with "
+        f"tracking.secret_file in {where} (`nurture init` writes one)")
+
+
 class _Builder:
     def __init__(self, src: Source) -> None:
         self.src = src
+        self.warnings: list[str] = []
 
-    def fail(self, path: tuple, message: str) -> None:
+    def read_secret(self, path: tuple[str | int, ...], file: str) -> bytes:
+        """The contents of a secret file (surrounding whitespace dropped), with a warning
+        when its mode lets the group or others read it."""
+        p = Path(file)
+        try:
+            st = p.stat()
+            data = p.read_bytes().strip()
+        except FileNotFoundError:
+            self.fail(path, f"secret file not found: {p}")
+        except OSError as e:
+            self.fail(path, f"cannot read secret file {p}: {e.strerror}")
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            self.warnings.append(
+                f"secret file {p} can be read by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"run: chmod 600 {p}")
+        if not data:
+            self.fail(path, f"secret file {p} is empty")
+        return data
+
+    def secret(self, path: tuple[str | int, ...], section: Mapping[str, Any], name: str, env: Mapping[str, str],
+               resolve: Any) -> bytes | None:
+        """``NAME_env`` (a variable's name) or ``NAME_file`` (a file's path) of ``section``:
+        the secret they point at, None when neither is set. A named variable that is unset
+        or a named file that is missing is an error."""
+        env_key, file_key = f"{name}_env", f"{name}_file"
+        if section.get(env_key) and section.get(file_key):
+            self.fail((*path, file_key), f"set {field_name((*path, env_key))} or "
+                                         f"{field_name((*path, file_key))}, not both")
+        if section.get(file_key):
+            return self.read_secret((*path, file_key), resolve(str(section[file_key])))
+        if section.get(env_key):
+            value = env.get(str(section[env_key]))
+            if not value:
+                self.fail((*path, env_key), f"environment variable {section[env_key]} is not set")
+            return value.encode()
+        return None
+
+    def fail(self, path: tuple[str | int, ...], message: str) -> NoReturn:
         line, col = self.src.where(path)
         raise ConfigError(message, file=self.src.file, line=line, column=col,
                           field=field_name(path) or None)
 
-    def convert(self, path: tuple, fn: Any, value: Any) -> Any:
+    def convert(self, path: tuple[str | int, ...], fn: Any, value: Any) -> Any:
         try:
             return fn(value)
         except ValueError as e:
             self.fail(path, str(e))
 
-    def section(self, data: dict, name: str) -> dict:
+    def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name) or {}
         if not isinstance(value, dict):
             self.fail((name,), "must be a mapping")
         return value
 
-    def check_keys(self, data: dict, schema: dict, path: tuple) -> None:
+    def check_keys(self, data: dict[str, Any], schema: dict[str, Any], path: tuple[str | int, ...]) -> None:
         for key, value in data.items():
             if key not in schema:
                 known = ", ".join(sorted(schema))
@@ -560,7 +647,7 @@ class _Builder:
             if d.get("soft_bounce_span") is not None else defaults.soft_bounce_span,
         )
 
-    def webhook(self, i: int, w: Any, env: Mapping[str, str]) -> Webhook:
+    def webhook(self, i: int, w: Any, env: Mapping[str, str], resolve: Any) -> Webhook:
         path = ("webhooks", i)
         if not isinstance(w, dict) or not w.get("url"):
             self.fail(path, "a webhook needs a url")
@@ -569,7 +656,7 @@ class _Builder:
         for j, ev in enumerate(events):
             if ev not in WEBHOOK_EVENTS:
                 self.fail((*path, "events", j), f'unknown event "{ev}" (known: {", ".join(WEBHOOK_EVENTS)})')
-        secret = (env.get(w["secret_env"], "") if w.get("secret_env") else "").encode()
+        secret = self.secret(path, w, "secret", env, resolve) or b""
         return Webhook(url=w["url"], events=events, secret=secret)
 
 

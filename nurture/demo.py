@@ -34,11 +34,14 @@ from nurture.config import RepsAppSettings, Settings
 from nurture.demo_data import Merchant, merchants, write_csv
 from nurture.errors import NurtureError
 from nurture.models import Campaign
+from nurture.project import new_secret, write_secret
 from nurture.signing import Signer
 from nurture.sink import Received, Sink, start_sink
 from nurture.timeutil import utcnow
 
 CAMPAIGN = "ec-payments"
+#: The workspace's signing secret (mode 0600), named by its config.yaml's tracking.secret_file.
+SECRET_FILE = ".nurture/secret"
 #: Simulated days the play spans: three weekly steps plus late clicks.
 PLAY_DAYS = 15
 DEFAULT_SPEED = 80_000.0
@@ -76,6 +79,11 @@ class DemoClock:
     def advance(self, delta: timedelta) -> None:
         if delta > timedelta(0):
             self._offset += delta
+
+    def to_real_time(self) -> timedelta:
+        """From now on run on the real clock; returns how far simulated time was ahead."""
+        offset, self._offset = self._offset, timedelta(0)
+        return offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +135,20 @@ class DemoResult:
     activity: dict[str, Any]
     funnel: dict[str, dict[str, int]]
     actions_done: int
+    #: How far the workspace's times were moved to put them on the real clock after the play.
+    shifted: timedelta = timedelta(0)
 
 
-def free_port(preferred: int | None, host: str = "127.0.0.1") -> int:
-    """``preferred`` if it is free, else any free port."""
-    for candidate in ((preferred,) if preferred else ()) + (0,):
-        with socket.socket() as s:
-            try:
-                s.bind((host, candidate))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise NurtureError("no free port on localhost")  # pragma: no cover
+def free_port(preferred: int | None, host: str = "127.0.0.1", *, option: str = "the port") -> int:
+    """``preferred`` when it is free, any free port for None or 0. A taken port is an error
+    that names ``option``, never silently another port (the printed links would differ)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, preferred or 0))
+        except OSError as e:
+            raise NurtureError(f"port {preferred} on {host} is already in use ({e.strerror}): pass another "
+                               f"with {option}, or 0 for any free port") from None
+        return int(s.getsockname()[1])
 
 
 def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port: int,
@@ -153,7 +163,10 @@ def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port
         smtp=replace(base.smtp, host="127.0.0.1", port=smtp_port, tls="none", username=None,
                      password=None, max_connections=4, timeout=10.0,
                      rate=type(base.smtp.rate)(200, 1)),
+        # Its own random signing secret, never the operator's nor the development default.
         tracking=replace(base.tracking, base_url=tracker, listen=f"127.0.0.1:{tracker_port}",
+                         keys={base.tracking.current_key: new_secret()},
+                         secret_origin=f"file {workdir / SECRET_FILE}",
                          # The simulated recipients reach the tracker through loopback and
                          # say where they come from in X-Forwarded-For, like a reverse proxy.
                          trusted_proxies=("127.0.0.0/8",)),
@@ -177,7 +190,7 @@ def write_config(settings: Settings, path: Path) -> Path:
         "smtp": {"host": settings.smtp.host, "port": settings.smtp.port, "tls": settings.smtp.tls,
                  "max_connections": settings.smtp.max_connections, "rate": str(settings.smtp.rate)},
         "tracking": {"base_url": settings.tracking.base_url, "listen": settings.tracking.listen,
-                     "key_id": settings.tracking.current_key,
+                     "key_id": settings.tracking.current_key, "secret_file": SECRET_FILE,
                      "trusted_proxies": list(settings.tracking.trusted_proxies)},
         "sender": {"from": settings.sender.from_address, "postal_address": settings.sender.postal_address,
                    **({"reply_to": settings.sender.reply_to} if settings.sender.reply_to else {})},
@@ -189,6 +202,7 @@ def write_config(settings: Settings, path: Path) -> Path:
     }
     if settings.territories:
         data["territories"] = dict(settings.territories)
+    write_secret(path.parent / SECRET_FILE, settings.tracking.keys[settings.tracking.current_key])
     path.write_text("# Written by `nurture demo` for its workspace.\n"
                     + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
@@ -357,6 +371,16 @@ class Director:
             self.phase = f"{a.email.split('@')[0]} opened the {a.link} link"
 
 
+def _to_real_time(store: Any, clock: DemoClock) -> timedelta:
+    """Move the workspace's stored times onto the real clock and switch ``clock`` to it, on
+    the store's writer thread so no write lands between the two."""
+    from nurture.store.timeshift import shift_times
+
+    offset = clock.to_real_time()
+    shift_times(store, seconds=-offset.total_seconds())
+    return -offset
+
+
 async def work_old_tasks(store: Any, *, now: datetime, older_than: timedelta, rng: random.Random) -> int:
     """Simulated reps: record an outcome on open tasks created before ``now - older_than``."""
     from nurture.outcomes import record_outcome
@@ -400,6 +424,9 @@ async def play(
     from nurture.sender import SenderOptions
     from nurture.store import open_async_store
 
+    # Before anything is started or the old workspace cleared: a taken port is an error.
+    tracker_port = free_port(tracker_port, option="--tracker-port")
+    reps_port = free_port(reps_port, option="--reps-port")
     stop = stop or asyncio.Event()
     # The campaign's own rate (its relay quota) would stretch the play; the sink has none.
     campaign = replace(find_campaign(campaigns_dir, CAMPAIGN), rate=None)
@@ -419,7 +446,7 @@ async def play(
     sink = Sink(folder=workdir / "mail", fault=fault)
     running_sink = await start_sink(sink)
     settings = demo_settings(base, workdir=workdir, smtp_port=running_sink.port,
-                             tracker_port=free_port(tracker_port), reps_port=free_port(reps_port))
+                             tracker_port=tracker_port, reps_port=reps_port)
     write_config(settings, workdir / "config.yaml")
     start = start or default_start(utcnow())
     clock = DemoClock(start)
@@ -437,15 +464,16 @@ async def play(
         await store.run(lambda s: enroll(s, campaign, now=clock.now(), all_contacts=True))
         services = asyncio.create_task(run_parts(RUN, Context(
             settings=settings, store=store, campaigns={campaign.id: campaign}, stop=services_stop,
-            now=clock.now, ready=lambda part, url: urls.__setitem__(part, url),
+            now=clock.now, ready=urls.__setitem__,
             options=Options(settle_every=0.3, sender=SenderOptions(idle=0.2)))))
         while len(urls) < 2:
             if services.done():
                 services.result()
             await asyncio.sleep(0.02)
-        tokens = {}
+        tokens: dict[str, str] = {}
         for rep in settings.reps:
-            tokens[rep.id] = await store.run(lambda s, r=rep.id: issue_rep_token(s, settings, rep_id=r, now=clock.now()))
+            tokens[rep.id] = await store.run(
+                lambda s, r=rep.id: issue_rep_token(s, settings, rep_id=r, now=clock.now()))
         tokens["manager"] = await store.run(
             lambda s: issue_rep_token(s, settings, rep_id="", now=clock.now(), manager=True))
         until = start + sum((s.wait for s in campaign.steps), timedelta()) + timedelta(days=10)
@@ -476,10 +504,13 @@ async def play(
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
+        # Onto the real clock: the reps' app and every command on the workspace then agree.
+        shifted = await store.run(lambda s: _to_real_time(s, clock))
         result = DemoResult(
             settings=settings, workdir=workdir, tracker_url=urls["tracker"], reps_url=urls["reps"],
             tokens=tokens, activity=await store.run(lambda s: s.activity()),
-            funnel=await store.run(lambda s: s.funnel(campaign.id)), actions_done=director.done)
+            funnel=await store.run(lambda s: s.funnel(campaign.id)), actions_done=director.done,
+            shifted=shifted)
         if director.errors:
             raise NurtureError("the demo's simulated recipients met errors: " + "; ".join(director.errors[:3]))
         if on_ready is not None:

@@ -79,14 +79,15 @@ class TokenError(NurtureError):
 
 
 class CsvRowError(NurtureError):
-    """A row of an imported CSV file is bad; ``row`` is its 1-based data row number."""
+    """A row of an imported CSV file is bad: ``file:row: field: message``, where ``row`` is the
+    row number a spreadsheet shows (the header is row 1)."""
 
     def __init__(self, message: str, *, file: str, row: int, field: str | None = None) -> None:
         self.message = message
         self.file = file
         self.row = row
         self.field = field
-        super().__init__(f"{file}: row {row}: {field + ': ' if field else ''}{message}")
+        super().__init__(_located(file, row, None, field, message))
 
 
 class NotFound(NurtureError):
@@ -122,17 +123,23 @@ class SendError(NurtureError):
 
     @property
     def hard_bounce(self) -> bool:
-        """A permanent failure that says the mailbox does not exist (5.1.x / 550)."""
-        if self.transient:
-            return False
-        if self.enhanced:
-            return self.enhanced.startswith("5.1.")
-        return self.code in (550, 551, 553)
+        """A permanent failure that says the mailbox does not exist (see :func:`is_hard_bounce`)."""
+        return not self.transient and is_hard_bounce(code=self.code, enhanced=self.enhanced)
 
-    @property
-    def policy_block(self) -> bool:
-        """A permanent refusal for policy reasons (5.7.x): not the recipient's fault."""
-        return bool(self.enhanced and self.enhanced.startswith("5.7."))
+
+def is_hard_bounce(*, code: int | None, enhanced: str | None) -> bool:
+    """Whether an SMTP reply says the mailbox does not exist: the one hard-bounce rule.
+
+    Only a permanent (5xx) reply can be one. Its RFC 3463 enhanced code decides when there is
+    one (``5.1.x``, a bad destination address; ``5.7.1`` is a policy refusal, not a bounce);
+    without it, the basic codes 550, 551 and 553 (RFC 5321 section 4.2.3). No reply at all
+    (``code`` None: a network error or a message that could not be built) is never a bounce.
+    """
+    if code is None or not 500 <= code < 600:
+        return False
+    if enhanced:
+        return enhanced.startswith("5.1.")
+    return code in (550, 551, 553)
 
 
 def _located(

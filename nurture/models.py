@@ -148,6 +148,9 @@ class Contact:
     score: float = 0.0
     hot: bool = False
     status: str = "active"
+    country: str = ""
+    title: str = ""
+    department: str = ""
 
     @property
     def name(self) -> str:
@@ -160,6 +163,7 @@ class Contact:
             id=self.id, email=self.email, first_name=self.first_name, last_name=self.last_name,
             name=self.name, company=self.company, industry=self.industry, phone=self.phone,
             timezone=self.timezone, owner=self.owner, territory=self.territory,
+            country=self.country, title=self.title, department=self.department,
         )
         return data
 

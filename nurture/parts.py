@@ -312,5 +312,10 @@ class WakeChannel:
                 while self._read.recv(64):
                     wake.set()
 
-        loop.add_reader(self._read.fileno(), readable)
-        return lambda: loop.remove_reader(self._read.fileno())
+        fd = self._read.fileno()
+        loop.add_reader(fd, readable)
+
+        def unlisten() -> None:
+            loop.remove_reader(fd)
+
+        return unlisten

@@ -19,7 +19,6 @@ _ATTR_RE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""
 TEXT_URL_RE = re.compile(r"""https?://[^\s<>"'()\[\]]+[^\s<>"'()\[\].,;:!?]""")
 
 LINK_SLOT = "nrtlk{}q"
-LINK_SLOT_RE = re.compile(r"nrtlk(\d+)q")
 HONEYPOT_SLOT = "nrthpq"
 PIXEL_SLOT = "nrtpxq"
 HONEYPOT_NAME = "honeypot"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from nurture.countries import country_code
 from nurture.models import Contact, Rep
 from nurture.timeutil import Window, zone
 
@@ -46,8 +47,9 @@ def local_day_start(rep: Rep, now: datetime) -> datetime:
 
 
 def territory_reps(contact: Contact, reps: Sequence[Rep], territories: Mapping[str, str]) -> list[Rep]:
-    """Reps that own the contact's territory (or its ``country`` attribute), config order."""
-    keys = [k for k in (contact.territory, contact.attributes.get("country")) if k]
+    """Reps that own the contact's territory (or its country, as written or as its ISO code), config order."""
+    keys = [k for k in (contact.territory, contact.country, country_code(contact.country),
+                        contact.attributes.get("country")) if k]
     if not keys:
         return []
     wanted = {str(k).casefold() for k in keys}
@@ -80,7 +82,8 @@ def route(
     pool = territory_reps(contact, reps, territories)
     why = "territory"
     if len(pool) == 1:
-        return _assign(pool[0], kind, due, now, f"territory {contact.territory or contact.attributes.get('country')}")
+        where = contact.territory or contact.country or contact.attributes.get("country")
+        return _assign(pool[0], kind, due, now, f"territory {where}")
     if not pool:
         pool, why = list(reps), "round robin"
     available = [r for r in pool if on_shift(r, now) and assigned_today.get(r.id, 0) < r.capacity]

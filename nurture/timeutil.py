@@ -180,9 +180,5 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def to_epoch(moment: datetime) -> float:
-    return moment.timestamp()
-
-
 def from_epoch(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)

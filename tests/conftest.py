@@ -52,7 +52,7 @@ def store(db_path: str):
 def make_settings(tmp_path: Path, db_path: str):
     """Settings built from a dict on top of the shipped config.yaml's defaults."""
 
-    def make(**overrides) -> Settings:
+    def make(*, env: dict[str, str] | None = None, **overrides) -> Settings:
         data = {
             "database": db_path,
             "campaigns_dir": str(ROOT / "campaigns"),
@@ -71,7 +71,7 @@ def make_settings(tmp_path: Path, db_path: str):
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
-        return settings_from_dict(data, env={"NURTURE_SECRET": "test-secret"})
+        return settings_from_dict(data, env={"NURTURE_SECRET": "test-secret", **(env or {})})
 
     return make
 

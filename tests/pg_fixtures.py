@@ -156,11 +156,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 def pg_cluster(request: pytest.FixtureRequest) -> Iterator[ThrowawayCluster]:
     """A throwaway cluster for the session, with a migrated template database.
 
-    Skips when PostgreSQL is not installed, unless the run is ``--backend postgres``."""
+    Skips when PostgreSQL or psycopg is not installed, unless the run is ``--backend postgres``."""
+    missing = None
     if pg_bindir() is None:
+        missing = "PostgreSQL server binaries not installed"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            missing = 'psycopg not installed (pip install "nurture[postgres]")'
+    if missing is not None:
         if request.config.getoption("--backend") == "postgres":
-            pytest.fail("--backend postgres: PostgreSQL server binaries not found")
-        pytest.skip("PostgreSQL server binaries not installed")
+            pytest.fail(f"--backend postgres: {missing}")
+        pytest.skip(missing)
     cluster = ThrowawayCluster().start()
     try:
         from nurture.store import open_store

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from nurture.models import Campaign, Condition, FollowUpRule, ScoreRule, Scoring, Step
@@ -108,3 +113,75 @@ def seed_click(store, link="pricing", *, email="ken@shop.example", at=None, verd
     lid = store.query_one("SELECT id FROM links WHERE name = ? AND step_id = ?", (link, step))
     lid = lid["id"] if lid else add_link(store, link, step_id=step)
     return cid, add_click(store, send, lid, at=at, verdict=verdict)
+
+
+class ChildOutput:
+    """A child process's stdout (text), read line by line on a thread, so a child that stops
+    printing cannot hang the test and a chatty one never blocks on a full pipe.
+
+    :meth:`ready` parses whole lines only, never a search in the stream: when several
+    processes share one pipe (``nurture serve --workers 2``), a line torn by another writer
+    fails to match instead of being read as a wrong value (``http://127.0.0.1:33227reps'``).
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._eof = False
+        stdout = proc.stdout
+
+        def read() -> None:
+            for line in stdout:
+                self._queue.put(line)
+            self._queue.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def _next(self, deadline: float) -> str | None:
+        if self._eof:
+            return None
+        try:
+            line = self._queue.get(timeout=max(0.001, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if line is None:
+            self._eof = True
+        else:
+            self.lines.append(line)
+        return line
+
+    def ready(self, pattern: str, *, count: int = 1, timeout: float = 20.0,
+              key: Callable[[re.Match[str]], object] | None = None) -> list[re.Match[str]]:
+        """Wait for ``count`` lines that each, whole, match ``pattern`` (``re.fullmatch`` on
+        the line without its end; with ``key``, one per distinct key, e.g. per worker) and
+        return their matches. On timeout or exit, kills the child and fails with its output."""
+        regex = re.compile(pattern)
+        found: dict[object, re.Match[str]] = {}
+        for line in self.lines:  # lines read by an earlier call count too
+            if m := regex.fullmatch(line.rstrip("\r\n")):
+                found.setdefault(key(m) if key else len(found), m)
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            line = self._next(deadline)
+            if line is None:
+                if self._eof:
+                    break
+                continue
+            if m := regex.fullmatch(line.rstrip("\r\n")):
+                found.setdefault(key(m) if key else len(found), m)
+        if len(found) < count:
+            self.proc.kill()
+            err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+            raise AssertionError(f"{len(found)} of {count} lines matching {pattern!r}; "
+                                 f"stdout: {''.join(self.lines)!r}; stderr: {(err or '')[-2000:]}")
+        return list(found.values())
+
+    def finish(self, *, timeout: float = 30.0) -> str:
+        """Everything the child printed, once it has closed its stdout (exited)."""
+        deadline = time.monotonic() + timeout
+        while not self._eof and time.monotonic() < deadline:
+            self._next(deadline)
+        assert self._eof, f"the child did not exit; stdout so far: {''.join(self.lines)!r}"
+        return "".join(self.lines)

@@ -50,7 +50,8 @@ def test_validate_reports_every_problem_and_exits_1(config, monkeypatch, tmp_pat
     cfg.write_text(f"campaigns_dir: {CORPUS / 'campaigns'}\ntemplates_dir: {CORPUS / 'templates'}\n")
     result = run("--config", str(cfg), "validate")
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
+    assert result.stderr.startswith(f"config: {cfg}\n")  # says which config, as it is not ./config.yaml
+    lines = result.stderr.strip().splitlines()[1:]
     assert "campaigns/undefined-variable.yaml:8:15: steps[0].template: templates/undefined_variable.html:4: " \
            "'contact.compnay' is undefined (sample ana@shop.example)" in lines
     assert "campaigns/missing-template.yaml:8:15: steps[0].template: template not found: " \
@@ -59,7 +60,7 @@ def test_validate_reports_every_problem_and_exits_1(config, monkeypatch, tmp_pat
     assert "Traceback" not in result.output
     one = run("--config", str(cfg), "validate", "campaigns/subject-undefined.yaml")
     assert one.exit_code == 1
-    assert one.stderr.splitlines()[0] == ("campaigns/subject-undefined.yaml:7:14: steps[0].subject: "
+    assert one.stderr.splitlines()[1] == ("campaigns/subject-undefined.yaml:7:14: steps[0].subject: "
                                           "'contact.frist_name' is undefined (sample ana@shop.example)")
 
 

@@ -71,8 +71,8 @@ def test_import_reports_bad_rows_and_a_summary(env):
                                       "nope,B,,,,", "c@shop.example,C,,Mars/Base,,"])
     r = env("contacts", "import", str(f))
     assert "imported 1 new, updated 0, skipped 2 bad rows" in r.output
-    assert 'c.csv: row 2: email: "nope" is not an email address' in r.output
-    assert 'c.csv: row 3: timezone: "Mars/Base" is not a time zone' in r.output
+    assert 'c.csv:3: email: "nope" is not an email address' in r.output  # the row a spreadsheet shows
+    assert 'c.csv:4: timezone: "Mars/Base" is not a time zone' in r.output
     r = env("contacts", "import", str(env.tmp / "missing.csv"), code=1)
     assert "error" in r.output and "Traceback" not in r.output
 
@@ -101,7 +101,7 @@ def test_enroll_all_where_csv_idempotent_and_stats(env):
     env("enroll", "nosuch", "--all", code=1)
 
     r = env("stats", "--json")
-    data = json.loads(r.output)
+    data = json.loads(r.stdout)
     (c,) = data["campaigns"]
     assert c["id"] == "drip" and c["enrollments"] == {"active": 7}
     assert [s["step"] for s in c["steps"]] == ["hello", "pricing", "bye"]
@@ -121,7 +121,7 @@ def test_stats_count_sends_by_status(env):
             " error_code, error_enhanced) SELECT id, campaign_id, 'hello', contact_id, ?, 0, 0, ?, ? FROM enrollments"
             " WHERE id = ?", (status, code, enhanced, eid))
     store.close()
-    hello = json.loads(env("stats", "drip", "--json").output)["campaigns"][0]["steps"][0]
+    hello = json.loads(env("stats", "drip", "--json").stdout)["campaigns"][0]["steps"][0]
     assert {k: hello[k] for k in ("queued", "sent", "failed", "bounced")} == {
         "queued": 1, "sent": 1, "failed": 1, "bounced": 1}
 

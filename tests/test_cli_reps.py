@@ -47,10 +47,10 @@ def test_cli_tasks_table_json_csv(cli_env):
     assert r.exit_code == 0, r.output
     assert "Ken Mori" in r.output and "Kumo Tea" in r.output and "overdue" in r.output
     r = run_cli(cfg, "tasks", "--rep", "aoki", "--json")
-    data = json.loads(r.output)
+    data = json.loads(r.stdout)
     assert [t["id"] for t in data["tasks"]] == [yui]
     r = run_cli(cfg, "tasks", "--csv")
-    rows = list(csv.DictReader(io.StringIO(r.output)))
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert list(rows[0]) == ["Task ID", "First Name", "Last Name", "Company", "Email", "Phone",
                              "Priority", "Due (ISO 8601)", "Reason", "Campaign", "Lead Score", "Owner"]
     by_id = {int(x["Task ID"]): x for x in rows}
@@ -65,7 +65,7 @@ def test_cli_tasks_done_and_errors(cli_env):
     r = run_cli(cfg, "tasks", "done", str(ken), "--outcome", "connected", "--note", "call back Friday")
     assert r.exit_code == 0 and "connected" in r.output
     r = run_cli(cfg, "tasks", "--status", "done", "--json")
-    [t] = json.loads(r.output)["tasks"]
+    [t] = json.loads(r.stdout)["tasks"]
     assert (t["id"], t["outcome"]) == (ken, "connected")
     r = run_cli(cfg, "tasks", "done", str(ken), "--outcome", "connected")
     assert r.exit_code == 1 and "already done" in r.output and "Traceback" not in r.output
@@ -77,14 +77,14 @@ def test_cli_reps_token_and_list(cli_env, db_path):
     cfg, _ = cli_env
     r = run_cli(cfg, "reps", "token", "baker")
     assert r.exit_code == 0
-    token = r.output.splitlines()[0]
+    token = r.stdout.splitlines()[0]
     s = open_store(db_path)
     assert s.rep_for_token(hash_token(token)) == "baker"
     s.close()
     r = run_cli(cfg, "reps", "token", "nobody")
     assert r.exit_code == 1 and 'no rep "nobody"' in r.output
     r = run_cli(cfg, "reps", "list", "--json")
-    reps = {x["id"]: x for x in json.loads(r.output)["reps"]}
+    reps = {x["id"]: x for x in json.loads(r.stdout)["reps"]}
     assert reps["baker"]["tokens"] == 1 and reps["baker"]["open"] == 1
     r = run_cli(cfg, "reps", "list")
     assert "Sam Baker" in r.output

@@ -70,6 +70,104 @@ def test_yaml_syntax_error_has_position(tmp_path):
         load_settings(p, env={})
 
 
+def test_secret_file_is_read_and_beats_the_environment(tmp_path):
+    (tmp_path / ".nurture").mkdir()
+    secret = tmp_path / ".nurture" / "secret"
+    secret.write_text("from-a-file\n")
+    secret.chmod(0o600)
+    p = write(tmp_path, "tracking:\n  secret_file: .nurture/secret\n")
+    s = load_settings(p, env={"NURTURE_SECRET": "from-env"})
+    assert s.tracking.keys == {"k1": b"from-a-file"}
+    assert s.tracking.secret_origin == f"file {secret}" and not s.tracking.development_secret
+    assert s.warnings == ()
+
+
+def test_secret_file_readable_by_others_is_a_warning(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret")
+    secret.chmod(0o644)
+    p = write(tmp_path, "tracking:\n  secret_file: secret\n")
+    s = load_settings(p, env={})
+    assert s.tracking.keys["k1"] == b"s3cret"
+    assert len(s.warnings) == 1
+    assert f"secret file {secret} can be read by other users (mode 0644)" in s.warnings[0]
+    assert f"chmod 600 {secret}" in s.warnings[0]
+
+
+def test_missing_or_empty_secret_file_names_the_key(tmp_path):
+    p = write(tmp_path, "tracking:\n  secret_file: nowhere\n")
+    with pytest.raises(ConfigError, match=r"tracking.secret_file: secret file not found: .*nowhere"):
+        load_settings(p, env={})
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "empty").chmod(0o600)
+    p = write(tmp_path, "tracking:\n  secret_file: empty\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_settings(p, env={})
+
+
+def test_development_secret_only_when_nothing_is_set(tmp_path):
+    from nurture.config import DEVELOPMENT_SECRET
+
+    s = load_settings(write(tmp_path, "database: x.db\n"), env={})
+    assert s.tracking.development_secret and s.tracking.keys == {"k1": DEVELOPMENT_SECRET}
+    s = load_settings(write(tmp_path, "database: x.db\n"), env={"NURTURE_SECRET": "real"})
+    assert not s.tracking.development_secret and s.tracking.secret_origin == "env NURTURE_SECRET"
+
+
+def test_require_real_secret_names_the_variable_and_the_key(tmp_path):
+    from nurture.config import require_real_secret
+
+    p = write(tmp_path, "tracking:\n  secret_env: ACME_SECRET\n")
+    with pytest.raises(ConfigError) as e:
+        require_real_secret(load_settings(p, env={}), command="serve")
+    msg = str(e.value)
+    assert "nurture serve will not start with the built-in development signing secret" in msg
+    assert "ACME_SECRET" in msg and f"tracking.secret_file in {p}" in msg
+    require_real_secret(load_settings(p, env={"ACME_SECRET": "x"}), command="serve")  # no error
+
+
+def test_key_rotation_with_files(tmp_path):
+    """A new key from a file signs; the retired one, from another file, still verifies."""
+    from nurture.config import settings_from_dict
+    from nurture.signing import Signer
+
+    old = settings_from_dict({}, env={"NURTURE_SECRET": "old-secret"})
+    token = Signer.from_settings(old.tracking).sign("click", 7, 9)
+    for name, text in (("new", "new-secret"), ("old_keys", "k1=old-secret\n")):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+    p = write(tmp_path, "tracking:\n  secret_file: new\n  key_id: k2\n  old_keys_file: old_keys\n")
+    new = load_settings(p, env={})
+    assert new.tracking.keys == {"k2": b"new-secret", "k1": b"old-secret"}
+    signer = Signer.from_settings(new.tracking)
+    assert signer.verify("click", token) == (7, 9)
+    assert signer.sign("click", 7, 9) != token
+
+
+def test_smtp_password_dkim_key_and_webhook_secret_from_files(tmp_path):
+    for name, text in (("pw", "smtp-pw\n"), ("hook", "hook-secret"), ("dkim.key", "-----BEGIN KEY-----")):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+    p = write(tmp_path, "smtp:\n  password_file: pw\n"
+                        "dkim: {selector: s1, domain: acme.example, private_key_file: dkim.key}\n"
+                        "webhooks:\n  - {url: 'https://hooks.example/x', secret_file: hook}\n")
+    s = load_settings(p, env={})
+    assert s.smtp.password == "smtp-pw"
+    assert s.dkim is not None and s.dkim.private_key == b"-----BEGIN KEY-----"
+    assert s.webhooks[0].secret == b"hook-secret"
+    assert s.warnings == ()
+
+
+def test_a_named_secret_variable_that_is_unset_is_an_error(tmp_path):
+    p = write(tmp_path, "webhooks:\n  - {url: 'https://hooks.example/x', secret_env: HOOK_SECRET}\n")
+    with pytest.raises(ConfigError, match=r"webhooks\[0\].secret_env: environment variable HOOK_SECRET is not set"):
+        load_settings(p, env={})
+    assert load_settings(p, env={"HOOK_SECRET": "h"}).webhooks[0].secret == b"h"
+    p = write(tmp_path, "smtp: {password_env: PW, password_file: pw}\n")
+    with pytest.raises(ConfigError, match="smtp.password_env or smtp.password_file, not both"):
+        load_settings(p, env={"PW": "x"})
+
+
 def test_inbound_transports(tmp_path):
     import base64
 

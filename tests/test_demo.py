@@ -125,8 +125,10 @@ def test_readme_demo_command_runs_to_the_end(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mails delivered" in proc.stdout
-    assert "/login?token=nrt_" in proc.stdout
     assert "call-now task(s) waiting for reps" in proc.stdout
+    # --exit: the servers are gone, so no login links that would not open.
+    assert "/login?token=" not in proc.stdout
+    assert "reps token aoki" in " ".join(proc.stdout.split())
 
 
 def test_report_command_on_the_demo_workspace(played):
@@ -140,7 +142,7 @@ def test_report_command_on_the_demo_workspace(played):
     out = CliRunner().invoke(main, ["--config", str(result.workdir / "config.yaml"), "report", "ec-payments",
                                     "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     steps = {s["step"]: s for s in data["steps"]}
     assert list(steps) == ["case-study", "service-page", "webinar"]
     assert steps["case-study"]["sent"] == result.funnel["case-study"]["sent"]
@@ -192,3 +194,40 @@ async def test_report_page_needs_login_and_shows_the_funnel(played):
         stop.set()
         await server
         await store.aclose()
+
+
+def test_after_the_play_the_workspace_is_on_the_real_clock(played):
+    """The play ran on a simulated clock that started 2026-11-29; afterwards every stored time
+    is on the real one, so the reps' app and `nurture tasks` (real clock) agree."""
+    from nurture.timeutil import utcnow
+
+    result, store, _ = played
+    now = utcnow().timestamp()
+    latest = store.query_one("SELECT MAX(created_at) AS t FROM tasks")["t"]
+    assert now - 86400 < latest <= now + 1, "the newest task was created in the last day of real time"
+    last_sent = store.query_one("SELECT MAX(sent_at) AS t FROM sends")["t"]
+    assert last_sent <= now + 1
+    played_until = datetime(2026, 11, 29, 23, 55, tzinfo=UTC).timestamp() + 15 * 86400
+    assert abs(result.shifted.total_seconds() - (now - played_until)) < 20 * 86400  # a real move happened
+    assert result.shifted.total_seconds() != 0
+
+
+def test_a_taken_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--config", str(ROOT / "config.yaml"), "demo", "--exit",
+                                           "--dir", str(tmp_path / "ws"), "--tracker-port", str(port),
+                                           "--reps-port", "0"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("config: ")]
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0] and "--tracker-port" in lines[0]
+    assert not (tmp_path / "ws").exists(), "refused before creating the workspace"

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from support import ChildOutput
+from test_store_tracking import seed
 
 from nurture.signing import Signer
 from nurture.store import open_async_store, open_store
 from nurture.store.tracking import NewClick
 from nurture.web.ledger import ClickLedger
-from test_store_tracking import seed
 
 SECRET = "crash-test-secret"
 
@@ -63,35 +60,25 @@ async def test_close_flushes_everything_queued(db_path, now):
     await store.aclose()
 
 
+#: The line each tracker worker prints once it listens (nurture/cli/tracking.py), whole.
+READY = r"worker (\d+): tracker listening on (http://127\.0\.0\.1:\d+)"
+
+
 def _start_server(tmp_path: Path, db: str, *args: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:0\n  group_commit_ms: 2\nreps_app:\n  listen: 127.0.0.1:0\n")
-    env = {**os.environ, "NURTURE_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    cfg.write_text(f"database: {db}\ntracking:\n  listen: 127.0.0.1:0\n  group_commit_ms: 2\n"
+                   "reps_app:\n  listen: 127.0.0.1:0\n")
+    # Not PYTHONUNBUFFERED: the server flushes its ready lines itself, and unbuffered, print()
+    # writes a line and its end separately, so lines of two workers on one pipe interleave.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"NURTURE_SECRET": SECRET}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from nurture.cli import main; main()", "--config", str(cfg), "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.monotonic() + 20
-    urls: set[str] = set()
-    seen = 0
-    lines: queue.Queue[str] = queue.Queue()
-    # A reader thread, so a server that stops printing cannot hang the test on readline().
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            line = ""
-        m = re.search(r"tracker listening on (http://\S+)", line or "")
-        if m:
-            urls.add(m.group(1))
-            seen += 1
-            if seen == workers:
-                assert len(urls) == 1  # every worker on the same port
-                return proc, m.group(1)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.stderr.read()}")
+    # Whole lines, one per worker: the workers share the pipe.
+    ready = ChildOutput(proc).ready(READY, count=workers, key=lambda m: m.group(1))
+    urls = {m.group(2) for m in ready}
+    assert len(urls) == 1, urls  # every worker on the same port
+    return proc, urls.pop()
 
 
 async def _hammer(url: str, token: str, *, stop_after: int | None, proc: subprocess.Popen,
@@ -117,7 +104,7 @@ async def _hammer(url: str, token: str, *, stop_after: int | None, proc: subproc
                             if len(received) == stop_after and not killed.is_set():
                                 os.kill(proc.pid, kill_signal)
                                 killed.set()
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                except (TimeoutError, aiohttp.ClientError, OSError):
                     errors += 1
                     if killed.is_set():
                         return

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+from support import ChildOutput
 
 from nurture.campaigns import find_campaign
 from nurture.parts import RUN, Context, Options, run_parts
@@ -79,21 +80,19 @@ def test_nurture_run_stops_cleanly_on_sigterm(tmp_path):
     cfg.write_text(f"database: {tmp_path / 'n.db'}\ncampaigns_dir: {ROOT / 'campaigns'}\n"
                    f"templates_dir: {ROOT / 'templates'}\nsmtp: {{port: 1}}\n"
                    "tracking: {listen: '127.0.0.1:0'}\nreps_app: {listen: '127.0.0.1:0'}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(cfg), "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "reps' app listening" in line or len(lines) > 20:
-            break
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    text = "".join(lines) + out
-    assert proc.returncode == 0, text
-    assert "tracker (public links) listening on http://127.0.0.1:" in text
-    assert "stopped" in text
+    # stdout only (the console's lines); the logs go to a file, not into the same pipe.
+    with open(tmp_path / "stderr.log", "w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nurture", "--config", str(cfg), "run"],
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "COLUMNS": "200", "NURTURE_SECRET": "parts-test-secret"})
+        out = ChildOutput(proc)
+        listening = r"● (tracker \(public links\)|reps' app) listening on (http://127\.0\.0\.1:\d+)"
+        ready = out.ready(listening, count=2, key=lambda m: m.group(1))
+        assert {m.group(1) for m in ready} == {"tracker (public links)", "reps' app"}
+        proc.send_signal(signal.SIGTERM)
+        text = out.finish(timeout=30)
+        assert proc.wait(10) == 0, text + err.read()
+    assert text.splitlines()[-1].startswith("stopped: ")
 
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 "

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support import NOW, Clock, make_campaign, seed_click
 
 from nurture.followup import process_clicks
 from nurture.repauth import issue_rep_token
 from nurture.store import open_async_store
 from nurture.web.reps import create_reps_app
-from support import NOW, Clock, make_campaign, seed_click
 
 
 @pytest.fixture
@@ -85,7 +85,8 @@ async def test_login_sets_strict_httponly_cookie_and_lists_own_tasks(env):
     page = await (await c.get("/tasks")).text()
     assert "Ken Mori" in page and "ShopCo" in page and "Kumo Tea" not in page
     assert "Opened the pricing page" in page
-    assert r.headers.get("Content-Security-Policy") is None or True
+    # Every answer carries the security headers, the login redirect as well as the pages.
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
     r = await c.get("/tasks")
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
 

@@ -16,12 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from _send_worker import header, seed
+from support import worker_result
+
 from nurture.sink import Sink, start_sink
 from nurture.store import open_store
-from nurture.timeutil import parse_rate
-from support import worker_result
 
 WORKER = str(Path(__file__).resolve().parent / "_scaleout_worker.py")
 RATE = 25.0  # per second, for both senders together
@@ -90,23 +89,6 @@ async def test_two_senders_send_each_row_once_within_the_global_rate(shared_db, 
     assert after.outbox_counts() == {"sent": N}
     assert after.rate_state()["tokens"] < burst
     after.close()
-
-
-def test_rate_bucket_refills_by_the_database_clock_and_caps_claims(db_path, now):
-    s = open_store(db_path)
-    seed(s, n=50, now=now)
-    rate = parse_rate("5/s")
-    first = s.claim_sends_rated(owner="a", now=now, lease=timedelta(minutes=1), limit=50, rate=rate)
-    assert len(first.sends) == 5 and first.wait == 0  # the burst: one second's worth
-    second = s.claim_sends_rated(owner="b", now=now, lease=timedelta(minutes=1), limit=50, rate=rate)
-    assert second.sends == [] and 0 < second.wait <= 0.2 + 1e-6
-    # nothing due: no wait either (the sender goes idle instead of polling the bucket)
-    s.conn.execute("UPDATE sends SET status = 'sent' WHERE status = 'queued'")
-    s.conn.execute("UPDATE rate_state SET tokens = 0")
-    assert s.claim_sends_rated(owner="c", now=now, lease=timedelta(minutes=1), limit=50, rate=rate).wait == 0
-    s.slow_shared_rate(seconds=30)
-    assert s.rate_state()["slow_until"] is not None
-    s.close()
 
 
 def test_trackers_on_two_connections_share_the_click_ledger(shared_db, now):

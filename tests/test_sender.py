@@ -229,25 +229,6 @@ async def test_unreachable_server_means_retry_not_loss(smtp_settings, db_path, n
     await astore.aclose()
 
 
-def test_rate_limiter_buckets_with_a_fake_clock():
-    t = [0.0]
-    lim = RateLimiter([Rate(20, 1), Rate(1000, 3600)], clock=lambda: t[0])
-    # 1000/h allows one at a time (burst 1), paced 3.6 s apart, whatever 20/s would allow
-    assert lim.try_take() == 0.0
-    assert lim.try_take() == pytest.approx(3.6)
-    t[0] = 3.6
-    assert lim.try_take() == 0.0
-    fast = RateLimiter([Rate(20, 1)], clock=lambda: t[0])
-    assert [fast.try_take() for _ in range(20)] == [0.0] * 20
-    assert fast.try_take() == pytest.approx(0.05)
-    fast.slow(factor=0.5, seconds=60)
-    assert fast.try_take() == pytest.approx(0.1)
-    t[0] += 0.1
-    assert fast.try_take() == 0.0 and fast.factor == 0.5
-    t[0] += 60
-    assert fast.factor == 1.0
-
-
 def test_backoff_grows_exponentially_with_jitter():
     b = Backoff(base=timedelta(seconds=10), cap=timedelta(seconds=100), jitter=0.5)
     import random
@@ -293,7 +274,10 @@ campaigns_dir: {tmp_path / "campaigns"}
 templates_dir: {root / "templates"}
 smtp: {{host: 127.0.0.1, port: {port}, max_connections: 2, rate: 1000/s}}
 sender: {{from: "Acme Payments <hello@acme.example>", postal_address: "1-2-3 Marunouchi, Tokyo"}}
+tracking: {{secret_file: secret}}
 """)
+    (tmp_path / "secret").write_text("test-secret")
+    (tmp_path / "secret").chmod(0o600)
     s = open_store(db_path)
     s.upsert_contacts([ContactRow(email=f"buyer{i}@shop.example", fields={"first_name": f"B{i}", "company": "Shop"})
                        for i in range(n)], now=utcnow())

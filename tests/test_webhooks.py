@@ -70,10 +70,7 @@ def hook_settings(make_settings, url, events=None):
     hook = {"url": url, "secret_env": "HOOK_SECRET"}
     if events:
         hook["events"] = events
-    s = make_settings(webhooks=[hook])
-    # the secret comes from the environment; tests inject it the same way config does
-    from dataclasses import replace
-    return replace(s, webhooks=tuple(replace(h, secret=SECRET) for h in s.webhooks))
+    return make_settings(webhooks=[hook], env={"HOOK_SECRET": SECRET.decode()})
 
 
 def fast_retry(n: int) -> timedelta:

@@ -12,14 +12,15 @@ import functools
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
 from nurture import __version__
-from nurture.config import Settings, load_settings
-from nurture.errors import CampaignErrors, NurtureError
+from nurture.config import DEFAULT_CONFIG, Settings, load_settings, outside_project, require_real_secret
+from nurture.errors import CampaignErrors, ConfigError, NurtureError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,17 +28,32 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, for logs and grep
 
 
+#: Commands that need no project: they write none of its data, or make their own workspace.
+NO_PROJECT_COMMANDS = frozenset({"init", "demo", "validate", "preview", "schema", "simulate", "db"})
+
+
 class State:
     """Per-invocation state: the config path, and the settings read from it once."""
 
-    def __init__(self, config: str | None) -> None:
+    def __init__(self, config: str | None, command: str | None = None) -> None:
         self.config = config
+        self.command = command
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config)
+            settings = load_settings(self.config)
+            if settings.source is not None and Path(settings.source).resolve() != Path(DEFAULT_CONFIG).resolve():
+                # Said on stderr, so --json and --csv output stays clean.
+                err_console.print(f"[dim]config: {_escape(settings.source)}[/dim]")
+            for warning in settings.warnings:
+                err_console.print(f"[yellow]warning[/yellow] {_escape(warning)}")
+            if self.command not in NO_PROJECT_COMMANDS and outside_project(settings):
+                raise ConfigError(
+                    f"no {DEFAULT_CONFIG} in {Path.cwd()} and no project here: `nurture init` starts one, "
+                    f"or point at yours with --config FILE (or NURTURE_CONFIG); nothing was created")
+            self._settings = settings
         return self._settings
 
 
@@ -52,11 +68,22 @@ def main(ctx: click.Context, config: str | None) -> None:
     Marketers write campaigns in campaigns/*.yaml and templates/; nurture sends them,
     tracks clicks, and turns real interest into "call now" tasks for reps.
     """
-    ctx.obj = State(config)
+    ctx.obj = State(config, ctx.invoked_subcommand)
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    return ctx.find_object(State).settings
+    state = ctx.find_object(State)
+    if state is None:  # a command invoked outside the `nurture` group
+        raise RuntimeError("nurture commands run inside the nurture group")
+    return state.settings
+
+
+def production_settings(ctx: click.Context, command: str) -> Settings:
+    """The settings, for a command that sends mail or answers links: never with the
+    built-in development secret (see :func:`nurture.config.require_real_secret`)."""
+    settings = settings_of(ctx)
+    require_real_secret(settings, command=command)
+    return settings
 
 
 @contextlib.contextmanager

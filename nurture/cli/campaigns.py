@@ -77,13 +77,17 @@ def preview(ctx: click.Context, campaign_id: str, step_id: str, contact_key: str
     console.print(f"[bold]{escape(msg.subject)}[/bold]")
     console.print(f"preview of {escape(campaign.id)} / {escape(step.id)} for {escape(contact.email)}: "
                   "send id 0, link ids in memory (tracked links in a preview do not resolve)")
+    if settings.tracking.development_secret:
+        console.print("[dim]links signed with the built-in development secret: fine for a preview; "
+                      f"run, serve and send need {settings.tracking.secret_env} or tracking.secret_file[/dim]")
     headers = Table(show_header=False, box=None, pad_edge=False)
     for name, value in msg.headers:
         headers.add_row(f"[dim]{escape(name)}[/dim]", escape(value))
     console.print(headers)
     links = Table("link", "goes to", box=None, pad_edge=False)
     for link in msg.links:
-        links.add_row(escape(link.name + (" (hidden trap for link scanners)" if link.honeypot else "")), escape(link.url))
+        trap = " (hidden trap for link scanners)" if link.honeypot else ""
+        links.add_row(escape(link.name + trap), escape(link.url))
     console.print(links)
     console.print(f"wrote {escape(str(eml))} ({len(msg.to_bytes())} bytes) and {escape(str(html))}")
 

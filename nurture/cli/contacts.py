@@ -1,4 +1,5 @@
-"""``nurture contacts import``, ``enroll``, ``plan``, ``simulate`` and ``stats``."""
+"""``nurture contacts import``, ``enroll``, ``plan``, ``simulate`` and ``stats`` (the other ``contacts``
+commands are in :mod:`nurture.cli.people`)."""
 
 from __future__ import annotations
 
@@ -59,29 +60,65 @@ def _report_errors(summary: Any) -> None:
 
 @main.group("contacts")
 def contacts_group() -> None:
-    """Import contacts from CSV files."""
+    """Import, look up, edit, export, suppress and erase contacts."""
 
 
 @contacts_group.command("import")
 @click.argument("file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--map", "maps", metavar='"HEADER=FIELD"', multiple=True,
+              help='Read column HEADER as FIELD (a field, an attribute name, or - to leave it out); repeatable.')
+@click.option("--mapping", "mapping_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file of HEADER=FIELD lines, for an export you import often.")
+@click.option("--encoding", metavar="NAME", help="The file's encoding (default: detected: UTF-8, UTF-16, Shift_JIS).")
+@click.option("--dry-run", is_flag=True, help="Show how the file would be read, and its bad rows; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 @handle_errors
-def import_command(ctx: click.Context, file: Path) -> None:
+def import_command(ctx: click.Context, file: Path, maps: tuple[str, ...], mapping_file: Path | None,
+                   encoding: str | None, dry_run: bool, as_json: bool) -> None:
     """Add or update contacts from a CSV file (matched by email, in any letter case).
 
-    Columns: email, first_name, last_name, company, industry, phone, timezone, owner,
-    territory (or country); any other column is kept for templates as contact.<column>.
-    Bad rows (invalid email, unknown time zone) are listed with their row number and
-    skipped; the good rows are imported. Empty cells leave stored values unchanged.
+    Headers of HubSpot, Salesforce, Pipedrive, Zoho and Japanese business-card exports
+    (Sansan, Eight) are recognised; --map "Company Name=company" names any other. Columns
+    that are not fields are kept for templates as contact.<name>. How each column is read
+    is printed before anything is written. Bad rows are listed as FILE:ROW: FIELD: MESSAGE
+    with the row number a spreadsheet shows, and skipped. Empty cells leave stored values
+    unchanged.
     """
-    from nurture.contacts import import_contacts
-
-    settings = settings_of(ctx)
-    with _store(settings) as store, _progress(file, f"importing {file.name}") as progress:
-        summary = import_contacts(store, file, now=utcnow(), progress=progress, display_name=str(file))
+    summary = _import(ctx, file, maps=maps, mapping_file=mapping_file, encoding=encoding, dry_run=dry_run,
+                      as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+        return
     _report_errors(summary)
+    if summary.dry_run:
+        console.print(escape(str(summary)))
+        return
     console.print(f"{escape(str(file))}: imported {summary.new} new, updated {summary.updated}, "
                   f"skipped {summary.skipped} bad row{'s' if summary.skipped != 1 else ''}")
+
+
+def _import(ctx: click.Context, file: Path, *, maps: Sequence[str] = (), mapping_file: Path | None = None,
+            encoding: str | None = None, dry_run: bool = False, as_json: bool = False,
+            on_batch: Any = None) -> Any:
+    """Import with the options every import command shares; prints the column plan first."""
+    from nurture.contacts import import_contacts, rep_owners
+    from nurture.csvmap import ColumnMap, load_map_file, merge, parse_map
+    from nurture.erasure import erased_filter
+
+    settings = settings_of(ctx)
+    mapping = merge(load_map_file(mapping_file) if mapping_file else ColumnMap.empty(), parse_map(maps))
+
+    def show_plan(plan: Any) -> None:
+        if not as_json:
+            for line in plan.lines():
+                console.print(escape(line))
+
+    with _store(settings) as store, _progress(file, f"importing {file.name}") as progress:
+        return import_contacts(store, file, now=utcnow(), progress=progress, display_name=str(file),
+                               mapping=mapping, encoding=encoding, dry_run=dry_run, on_plan=show_plan,
+                               erased=erased_filter(store, keys=settings.tracking.keys),
+                               owners=rep_owners(settings.reps), on_batch=on_batch)
 
 
 def _where(text: str | None) -> tuple[str, str] | None:
@@ -122,8 +159,6 @@ def enroll(ctx: click.Context, campaign_id: str, csv_file: Path | None, all_cont
             r = enroll_contacts(store, campaign, now=now, all_contacts=all_contacts, where=_where(where))
             enrolled, already, suppressed = r.enrolled, r.already, r.suppressed
         else:
-            from nurture.contacts import import_contacts
-
             totals = [0, 0, 0]
 
             def on_batch(keys: Sequence[str]) -> None:
@@ -132,9 +167,7 @@ def enroll(ctx: click.Context, campaign_id: str, csv_file: Path | None, all_cont
                 totals[1] += r.already
                 totals[2] += r.suppressed
 
-            with _progress(csv_file, f"importing and enrolling {csv_file.name}") as progress:
-                summary = import_contacts(store, csv_file, now=now, progress=progress, on_batch=on_batch,
-                                          display_name=str(csv_file))
+            summary = _import(ctx, csv_file, on_batch=on_batch)
             _report_errors(summary)
             console.print(f"{escape(str(csv_file))}: imported {summary.new} new, updated {summary.updated}, "
                           f"skipped {summary.skipped} bad row{'s' if summary.skipped != 1 else ''}")

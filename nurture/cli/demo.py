@@ -31,9 +31,9 @@ from nurture.timeutil import zone
 @click.option("--exit", "exit_after", is_flag=True,
               help="Exit after the play instead of serving the reps' app until Ctrl-C.")
 @click.option("--tracker-port", type=int, default=8080, show_default=True,
-              help="Tracker port (another free port is used if it is taken).")
+              help="Tracker port (a taken port is an error; 0 picks any free port).")
 @click.option("--reps-port", type=int, default=8081, show_default=True,
-              help="Reps' app port (another free port is used if it is taken).")
+              help="Reps' app port (a taken port is an error; 0 picks any free port).")
 @click.pass_context
 @handle_errors
 def demo_command(ctx: click.Context, workdir: Path, speed: float, contacts: int, exit_after: bool,
@@ -48,9 +48,9 @@ def demo_command(ctx: click.Context, workdir: Path, speed: float, contacts: int,
     become none. Then it prints the reps' page with login links and serves it until Ctrl-C.
     """
     from nurture.demo import play
+    from nurture.project import demo_sources
 
-    settings = settings_of(ctx)
-    campaigns_dir = Path(settings.campaigns_dir)
+    settings, campaigns_dir = demo_sources(settings_of(ctx))
     state: dict[str, Any] = {}
 
     async def run(live: Live) -> Any:
@@ -66,7 +66,7 @@ def demo_command(ctx: click.Context, workdir: Path, speed: float, contacts: int,
         def ready(result: Any) -> None:
             live.update(_live_view(state.get("view", {}), settings, final=True))
             live.stop()
-            _print_finale(result)
+            _print_finale(result, serving=not exit_after)
 
         return await play(base=settings, workdir=workdir, campaigns_dir=campaigns_dir, speed=speed,
                           contacts=contacts, keep_serving=not exit_after, tracker_port=tracker_port,
@@ -104,21 +104,37 @@ def _live_view(view: dict[str, Any], settings: Any, *, final: bool = False) -> P
     return Panel(Group(head, Text(""), mail, Text(""), reps), title=title, border_style="blue")
 
 
-def _print_finale(result: Any) -> None:
+def _print_finale(result: Any, *, serving: bool) -> None:
     act = result.activity
     open_now = sum(c.get("open_call_now", 0) for c in act["tasks"].values())
+    cfg = f"nurture --config {result.workdir}/config.yaml"
     console.print(f"\n[bold green]✓[/bold green] {act['sends'].get('sent', 0)} mails delivered to the sink "
                   f"({result.workdir}/mail), {act['clicks'].get('human', 0)} human clicks, "
                   f"{act['clicks'].get('scanner', 0)} scanner clicks filtered, "
                   f"[bold]{open_now} call-now task(s)[/bold] waiting for reps.\n")
-    console.print("[bold]Reps' task lists[/bold] (each link logs one rep in; the manager sees every queue):")
-    names = {r.id: r.name for r in result.settings.reps}
-    for rep_id, token in result.tokens.items():
-        console.print(f"  {names.get(rep_id, rep_id):<14} {result.reps_url}/login?token={token}",
-                      soft_wrap=True)
-    console.print(f"\nCampaign report: {result.reps_url}/report/ec-payments (after logging in), "
-                  f"or `nurture --config {result.workdir}/config.yaml report ec-payments`", soft_wrap=True)
-    console.print(f"Tracker: {result.tracker_url}   Database: {result.settings.database}", soft_wrap=True)
+    console.print(f"[dim]The play ran on a simulated clock; its times were moved by {_span(result.shifted)} "
+                  "onto the real clock, so the reps' app and every command on the workspace agree.[/dim]")
+    if serving:
+        console.print("[bold]Reps' task lists[/bold] (each link logs one rep in; the manager sees every queue):")
+        names = {r.id: r.name for r in result.settings.reps}
+        for rep_id, token in result.tokens.items():
+            console.print(f"  {names.get(rep_id, rep_id):<14} {result.reps_url}/login?token={token}",
+                          soft_wrap=True)
+        console.print(f"\nCampaign report: {result.reps_url}/report/ec-payments (after logging in), "
+                      f"or `{cfg} report ec-payments`", soft_wrap=True)
+        console.print(f"Tracker: {result.tracker_url}   Database: {result.settings.database}", soft_wrap=True)
+        return
+    # With --exit the servers are gone: no login links that would not open.
+    console.print(f"The workspace stays: `{cfg} tasks`, `… report ec-payments`; to see the reps' app, "
+                  f"`{cfg} serve` and a login link from `{cfg} reps token aoki`.", soft_wrap=True)
+    console.print(f"Database: {result.settings.database}", soft_wrap=True)
+
+
+def _span(delta: Any) -> str:
+    seconds = delta.total_seconds()
+    sign = "-" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"{sign}{int(hours)} h {int(rest // 60):02d} min"
 
 
 @main.command("report")

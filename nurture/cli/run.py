@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
+from nurture.cli.app import console, handle_errors, main, production_settings, stop_on_signals
 from nurture.config import Settings
 
 
@@ -44,5 +44,5 @@ def run_command(ctx: click.Context) -> None:
     drains in-flight sends and flushes recorded clicks before exiting. To split the
     parts across processes or machines, use `nurture send` and `nurture serve`.
     """
-    settings = settings_of(ctx)
+    settings = production_settings(ctx, "run")
     asyncio.run(_run(settings))

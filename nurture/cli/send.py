@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
+from nurture.cli.app import console, handle_errors, main, production_settings, stop_on_signals
 from nurture.config import Settings
 from nurture.sender import SendSummary
 
@@ -68,7 +68,7 @@ def send_command(ctx: click.Context, once: bool) -> None:
     failures. Without --once it keeps running, checking about once a second. Ctrl-C or
     SIGTERM stops it cleanly: sends in flight finish, nothing is sent twice.
     """
-    settings = settings_of(ctx)
+    settings = production_settings(ctx, "send")
     with Live(_line(SendSummary()), console=console, refresh_per_second=8, transient=True) as live:
         summary, counts = asyncio.run(_send(settings, once=once, live=live))
     console.print(summary_table(summary, counts))

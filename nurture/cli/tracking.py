@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from nurture.campaigns import load_campaigns
-from nurture.cli.app import console, handle_errors, main, settings_of, stop_on_signals
+from nurture.cli.app import console, handle_errors, main, production_settings, settings_of, stop_on_signals
 from nurture.config import Settings, parse_listen
 from nurture.errors import ConfigError, NurtureError
 from nurture.models import Campaign
@@ -42,7 +42,7 @@ def serve(ctx: click.Context, workers: int, listen: str | None, access_log: bool
     webhooks and serves the reps' app, as `nurture run` does.
     Stop with Ctrl-C or SIGTERM.
     """
-    settings = settings_of(ctx)
+    settings = production_settings(ctx, "serve")
     try:
         host, port = parse_listen(listen or settings.tracking.listen)
     except ValueError as e:

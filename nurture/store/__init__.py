@@ -21,13 +21,14 @@ from nurture.store.dialect import POSTGRES, SQLITE, is_postgres_url
 from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.inbound import InboundMixin
 from nurture.store.outbox import OutboxMixin
+from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
 from nurture.store.reports import ReportsMixin
 from nurture.store.tasks import TasksMixin
 from nurture.store.tracking import TrackingMixin
 
 
-class Store(ContactsMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
+class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
             ReportsMixin, RateMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -54,7 +53,6 @@ class StoreBase:
         # can take back the last transactions.
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self._thread = threading.get_ident()
         with self.transaction():
             pass
         migrations.apply(self.db)

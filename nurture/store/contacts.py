@@ -17,10 +17,13 @@ from nurture.models import Contact
 from nurture.store.base import ts
 
 #: Contact columns an import may fill (besides email), in table order.
-CONTACT_FIELDS = ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")
+CONTACT_FIELDS = ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory",
+                  "country", "title", "department")
 #: Columns ``--where FIELD=VALUE`` may name directly; anything else is an attributes key.
 FILTER_COLUMNS = ("email", *CONTACT_FIELDS, "status")
 CONTACT_STATUSES = ("active", "unsubscribed", "bounced")
+#: The status of a contact whose personal data was erased (``nurture contacts forget``).
+ERASED = "erased"
 _NULLABLE = ("timezone", "owner", "territory")
 
 
@@ -137,4 +140,5 @@ def contact_from_row(row: dict[str, Any]) -> Contact:
         company=row["company"], industry=row["industry"], phone=row["phone"], timezone=row["timezone"],
         owner=row["owner"], territory=row["territory"], attributes=json.loads(row["attributes"] or "{}"),
         score=row["score"], hot=bool(row["hot"]), status=row["status"],
+        country=row.get("country") or "", title=row.get("title") or "", department=row.get("department") or "",
     )

@@ -117,7 +117,8 @@ def remap_step(step: str, old: Sequence[str], new: Sequence[str]) -> str | None:
     return new[0] if new else None
 
 
-# A hard bounce as SendError.hard_bounce defines it: 5.1.x if an enhanced code came, else 550/551/553.
+# nurture.errors.is_hard_bounce in SQL (failed rows hold 5xx codes, or none): 5.1.x if an enhanced
+# code came, else 550/551/553.
 _BOUNCE = "(status = 'failed' AND coalesce(error_enhanced LIKE '5.1.%', error_code IN (550, 551, 553), FALSE))"
 
 

@@ -14,13 +14,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from nurture.errors import is_hard_bounce
 from nurture.models import Contact, Send
-from nurture.store.contacts import contact_from_row
 from nurture.store.base import dt, ts
-
-SENDABLE = ("queued", "retry")
-#: Statuses a send ends in.
-FINAL = ("sent", "failed", "suppressed", "skipped")
+from nurture.store.contacts import contact_from_row
 
 
 def _send(row: dict[str, Any]) -> Send:
@@ -31,16 +28,6 @@ def _send(row: dict[str, Any]) -> Send:
         sent_at=dt(row["sent_at"]), next_attempt_at=dt(row["next_attempt_at"]),
         error_code=row["error_code"], last_error=row["last_error"],
     )
-
-
-def is_hard_bounce(code: int | None, enhanced: str | None) -> bool:
-    """The mailbox does not exist: enhanced 5.1.x, or 550/551/553 without an enhanced code.
-    Same rule as :attr:`nurture.errors.SendError.hard_bounce`."""
-    if code is None or code < 500:
-        return False
-    if enhanced:
-        return enhanced.startswith("5.1.")
-    return code in (550, 551, 553)
 
 
 class OutboxMixin:
@@ -243,7 +230,7 @@ class OutboxMixin:
         its enhanced code and reported, and does not touch the recipient.
         """
         if bounce is None:
-            bounce = is_hard_bounce(code, enhanced)
+            bounce = is_hard_bounce(code=code, enhanced=enhanced)
         kind = "bounced" if bounce else ("blocked" if enhanced and enhanced.startswith("5.7.") else "failed")
         with self.transaction():  # type: ignore[attr-defined]
             row = self.query_one(  # type: ignore[attr-defined]
@@ -293,12 +280,6 @@ class OutboxMixin:
             sql += " WHERE campaign_id = ?"
             params.append(campaign_id)
         return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}  # type: ignore[attr-defined]
-
-    def next_due_at(self) -> datetime | None:
-        """When the earliest waiting row becomes due (None when nothing waits)."""
-        row = self.query_one(  # type: ignore[attr-defined]
-            "SELECT min(next_attempt_at) AS t FROM sends WHERE status IN ('queued', 'retry')")
-        return dt(row["t"]) if row else None
 
     # -- links ------------------------------------------------------------------------------
 

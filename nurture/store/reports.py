@@ -83,10 +83,6 @@ class ReportsMixin:
         row = self.query_one("SELECT COUNT(*) AS n FROM sends WHERE status = 'sending'")  # type: ignore[attr-defined]
         return int(row["n"]) if row else 0
 
-    def pending_clicks_count(self) -> int:
-        row = self.query_one("SELECT COUNT(*) AS n FROM clicks WHERE verdict = 'pending'")  # type: ignore[attr-defined]
-        return int(row["n"]) if row else 0
-
     def click_work_at(self, *, settle_seconds: float) -> datetime | None:
         """When the click pipeline next has work: the oldest pending click's end of its settle
         window, or the time of the oldest human click that follow-up has not handled yet."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+#: Registered, and so applied to a new database, in name order (tests/test_store_schema.py checks).
+#: A database keeps the names it has applied, so each migration runs once whatever the order.
 migrations = Migrations("nurture")
 
 
@@ -185,6 +187,28 @@ def m001_initial(db: Database) -> None:
 
 
 @migrations()
+def m003_enrollments(db: Database) -> None:
+    """Every applied version of every campaign, so a process holding an older copy of a
+    campaign never re-applies it over a newer one."""
+    db.executescript(
+        """
+        CREATE TABLE campaign_versions (
+            campaign_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            steps TEXT NOT NULL,                 -- JSON list of step ids, in order
+            source TEXT NOT NULL,
+            applied_at REAL NOT NULL,
+            PRIMARY KEY (campaign_id, version)
+        );
+        CREATE INDEX campaign_versions_hash ON campaign_versions(campaign_id, content_hash);
+        INSERT INTO campaign_versions (campaign_id, version, content_hash, steps, source, applied_at)
+            SELECT id, version, content_hash, steps, source, updated_at FROM campaigns;
+        """
+    )
+
+
+@migrations()
 def m005_followup(db: Database) -> None:
     """Reps' sessions, one open task per contact and campaign, webhook fan-out cursors."""
     db.executescript(
@@ -203,28 +227,6 @@ def m005_followup(db: Database) -> None:
             url TEXT PRIMARY KEY,
             last_event_id INTEGER NOT NULL           -- events up to here are queued for url
         );
-        """
-    )
-
-
-@migrations()
-def m003_enrollments(db: Database) -> None:
-    """Every applied version of every campaign, so a process holding an older copy of a
-    campaign never re-applies it over a newer one."""
-    db.executescript(
-        """
-        CREATE TABLE campaign_versions (
-            campaign_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            content_hash TEXT NOT NULL,
-            steps TEXT NOT NULL,                 -- JSON list of step ids, in order
-            source TEXT NOT NULL,
-            applied_at REAL NOT NULL,
-            PRIMARY KEY (campaign_id, version)
-        );
-        CREATE INDEX campaign_versions_hash ON campaign_versions(campaign_id, content_hash);
-        INSERT INTO campaign_versions (campaign_id, version, content_hash, steps, source, applied_at)
-            SELECT id, version, content_hash, steps, source, updated_at FROM campaigns;
         """
     )
 
@@ -249,6 +251,19 @@ def m010_pending_clicks_index(db: Database) -> None:
         """
         DROP INDEX IF EXISTS clicks_verdict;
         CREATE INDEX clicks_pending ON clicks(at) WHERE verdict = 'pending';
+        """
+    )
+
+
+@migrations()
+def m011_contact_fields(db: Database) -> None:
+    """Fields the common CRM and business-card exports carry (issue 16): the country as
+    written, job title and department."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN country TEXT NOT NULL DEFAULT '';
+        ALTER TABLE contacts ADD COLUMN title TEXT NOT NULL DEFAULT '';
+        ALTER TABLE contacts ADD COLUMN department TEXT NOT NULL DEFAULT '';
         """
     )
 

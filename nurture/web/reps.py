@@ -26,7 +26,7 @@ from nurture.models import Campaign
 from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_task
 from nurture.repauth import MANAGER, hash_token
 from nurture.timeutil import utcnow, zone
-from nurture.web import keys
+from nurture.web import contacts_view, keys
 from nurture.web.pages import jinja_env, render_page, rep_tz
 from nurture.web.reports import report_index, report_page
 
@@ -62,6 +62,7 @@ def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetim
     r.add_get(r"/tasks/{id:\d+}", task_page)
     r.add_post(r"/tasks/{id:\d+}", task_post)
     r.add_get("/manager", manager_page)
+    contacts_view.add_routes(r)
     r.add_get("/report", report_index)
     r.add_get("/report/{campaign}", report_page)
     r.add_get("/api/tasks", api_tasks)
