@@ -30,10 +30,15 @@ T = TypeVar("T")
 
 #: Allowed keys per mapping, in the order the docs list them; required ones in ``_REQUIRED``.
 TOP_KEYS = ("id", "name", "sender", "reply_to", "timezone", "send_window", "rate", "defaults",
-            "steps", "follow_up", "scoring", "exit", "samples")
+            "steps", "follow_up", "scoring", "exit", "out_of_office", "samples")
 WINDOW_KEYS = ("days", "hours")
 STEP_KEYS = ("id", "subject", "template", "text_template", "wait", "unless", "only_if")
 CONDITION_KEYS = ("clicked", "step")
+#: ``when: {replied: true, step: webinar}`` in follow-up and scoring rules (not in step conditions).
+REPLY_CONDITION_KEYS = ("replied", "step")
+OUT_OF_OFFICE_KEYS = ("pause",)
+#: ``exit: [{replied: company}]``: whose enrollments a reply ends.
+REPLIED_SCOPES = ("contact", "company")
 FOLLOW_UP_KEYS = ("when", "task", "priority", "due", "note")
 SCORING_KEYS = ("rules", "half_life", "hot_threshold")
 SCORE_RULE_KEYS = ("when", "points")
@@ -184,6 +189,7 @@ class _Checker:
         follow_up = self.follow_ups(top, step_ids)
         scoring = self.scoring(top, step_ids)
         exits = self.exits(top)
+        ooo_pause = self.out_of_office(top)
         samples = self.samples(top)
         if self.errors:
             return None
@@ -191,7 +197,7 @@ class _Checker:
             id=cid or "", name=name or "", path=self.src.file, timezone=tz or "UTC",
             steps=tuple(steps), send_window=window, sender=sender, reply_to=reply_to, rate=rate,
             follow_up=tuple(follow_up), exits=tuple(exits), scoring=scoring,
-            samples=tuple(samples), defaults=defaults,
+            out_of_office_pause=ooo_pause, samples=tuple(samples), defaults=defaults,
         )
 
     def window(self, top: dict[str, Any]) -> Window:
@@ -300,6 +306,12 @@ class _Checker:
         if value is None:
             return None
         cpath = (*path, key)
+        if value == "replied" or (isinstance(value, dict) and "replied" in value):
+            if step_condition:
+                self.error(cpath, "a step cannot wait for a reply: replied works in follow_up and scoring "
+                                  "rules; to stop the campaign when a contact replies, add replied to exit")
+                return None
+            return self.reply_condition(value, cpath, steps)
         if value == "clicked":
             cond = Condition()
         elif isinstance(value, dict):
@@ -330,6 +342,32 @@ class _Checker:
             self.error(cpath, "the first step cannot have a condition: nothing has been sent yet")
             return None
         return cond
+
+    def reply_condition(self, value: Any, cpath: YPath, steps: list[str]) -> Condition | None:
+        if value == "replied":
+            return Condition(replied=True)
+        c = self.mapping(value, cpath, REPLY_CONDITION_KEYS, ("replied",))
+        if c is None:
+            return None
+        if c.get("replied") is not True:
+            self.error((*cpath, "replied"), f"must be true (a reply to any step), not {_describe(c.get('replied'))}")
+            return None
+        step = self.text(c, "step", cpath)
+        if step is not None and step not in steps:
+            close = difflib.get_close_matches(step, steps, n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            self.error((*cpath, "step"), f'"{step}" is not a step of this campaign ({hint}steps: {", ".join(steps)})')
+            return None
+        return Condition(replied=True, step=step)
+
+    def out_of_office(self, top: dict[str, Any]) -> timedelta | None:
+        if top.get("out_of_office") is None:
+            return None
+        path: YPath = ("out_of_office",)
+        o = self.mapping(top["out_of_office"], path, OUT_OF_OFFICE_KEYS)
+        if o is None or o.get("pause") is None:
+            return None
+        return self.duration(o["pause"], (*path, "pause"))
 
     def follow_ups(self, top: dict[str, Any], steps: list[str]) -> list[FollowUpRule]:
         out: list[FollowUpRule] = []
@@ -420,6 +458,12 @@ class _Checker:
                     hint = f'did you mean "{close[0]}"? ' if close else ""
                     self.error(path, f'"{item}" is not an exit ({hint}use {", ".join(EXIT_KINDS)} '
                                      f"or {{outcome: qualified}})")
+            elif isinstance(item, dict) and "replied" in item:
+                e = self.mapping(item, path, ("replied",), ("replied",))
+                if e is not None and e.get("replied") is not None:
+                    scope = self.choice(e, "replied", path, REPLIED_SCOPES, "")
+                    if scope:
+                        out.append(Exit(kind="replied", value=None if scope == "contact" else scope))
             elif isinstance(item, dict):
                 e = self.mapping(item, path, ("outcome",), ("outcome",))
                 if e is not None and e.get("outcome") is not None:
@@ -427,7 +471,8 @@ class _Checker:
                     if outcome:
                         out.append(Exit(kind="outcome", value=outcome))
             else:
-                self.error(path, f"must be unsubscribed, bounced, replied or {{outcome: ...}}, not {_type_of(item)}")
+                self.error(path, f"must be unsubscribed, bounced, replied, {{replied: company}} or {{outcome: ...}}, "
+                                 f"not {_type_of(item)}")
         return out
 
     def samples(self, top: dict[str, Any]) -> list[Mapping[str, Any]]:

@@ -6,11 +6,15 @@ Everything else receives a :class:`Settings` (or a part of it) as an argument.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib.resources
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +29,8 @@ DEFAULT_CONFIG = "config.yaml"
 #: line could forge click, open and unsubscribe links.
 DEVELOPMENT_SECRET = b"nurture-development-secret-change-me"
 TLS_MODES = ("none", "starttls", "tls")
-WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed")
+WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
+                  "contact.replied", "contact.bounced", "contact.complained")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,86 @@ class Webhook:
     secret: bytes = field(default=b"", repr=False)
 
 
+# -- inbound: the ways bounces, replies and provider events come in ---------------------------
+
+IMAP_TLS_MODES = ("tls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSmtpSettings:
+    """``inbound.smtp``: the listener that receives mail for the bounce and reply domains."""
+
+    #: ``host:port``; None (the default) runs no listener.
+    listen: str | None = None
+    #: The only domains RCPT TO is accepted for (lowercase); anything else is a 550.
+    domains: tuple[str, ...] = ()
+    max_size: int = 10 * 1024 * 1024  # bytes: larger mail gets 552
+    max_recipients: int = 100
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    """``inbound.imap``: a mailbox (such as the team's sales inbox) read for replies and bounces."""
+
+    host: str
+    username: str
+    password: str = field(repr=False)
+    port: int = 993
+    tls: str = "tls"  # tls | none
+    folder: str = "INBOX"
+    poll_seconds: float = 60.0
+    idle: bool = True
+    #: The keyword set on every message the reader has handed on (never \Seen, never moved).
+    flag: str = "$NurtureSeen"
+    #: How far back the first scan after a start looks.
+    lookback_seconds: float = 14 * 86400.0
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SesSettings:
+    """``inbound.ses``: Amazon SES notifications through an SNS topic (``POST /inbound/ses``)."""
+
+    #: Only messages of these topics are accepted (AWS: reject an unexpected TopicArn).
+    topic_arns: tuple[str, ...]
+    #: Confirm a subscription to an accepted topic by visiting its SubscribeURL.
+    confirm_subscriptions: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SendGridSettings:
+    """``inbound.sendgrid``: SendGrid's signed Event Webhook (``POST /inbound/sendgrid``)."""
+
+    #: The webhook's verification key: DER SubjectPublicKeyInfo bytes (as SendGrid shows it, base64-decoded).
+    public_key: bytes
+    tolerance_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """What comes back (``inbound:``): VERP addresses, limits, and how replies are handled."""
+
+    #: ``bounces@bounce.acme.example``: the envelope sender becomes ``bounces+<token>@…``.
+    return_path: str | None = None
+    #: ``reply.acme.example``: Reply-To becomes ``reply+<token>@…`` (nurture forwards the reply).
+    reply_domain: str | None = None
+    #: Forward replies that came to a ``reply+`` address to the contact's owner rep.
+    forward_replies: bool = True
+    #: Pause after an out-of-office without a return date.
+    ooo_pause: timedelta = timedelta(days=7)
+    #: Messages longer than this are recorded as ``unknown`` without being parsed.
+    max_bytes: int = 10 * 1024 * 1024
+    #: This many soft bounces, the first and the last at least ``soft_bounce_span`` apart, suppress.
+    soft_bounce_limit: int = 3
+    soft_bounce_span: timedelta = timedelta(days=3)
+    #: The ways in besides ``nurture inbound``: SMTP listener, IMAP reader, provider webhooks.
+    smtp: InboundSmtpSettings = InboundSmtpSettings()
+    imap: ImapSettings | None = None
+    ses: SesSettings | None = None
+    sendgrid: SendGridSettings | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RepsAppSettings:
     listen: str = "127.0.0.1:8081"
@@ -127,6 +212,7 @@ class Settings:
     reps_app: RepsAppSettings = RepsAppSettings()
     webhooks: tuple[Webhook, ...] = ()
     territories: Mapping[str, str] = field(default_factory=dict)
+    inbound: InboundSettings = InboundSettings()
     #: The config file read; None when there was none (the defaults, no ./config.yaml).
     source: str | None = None
     #: Problems worth telling the operator that do not stop a command (a secret file that
@@ -158,15 +244,30 @@ _SCHEMA: dict[str, Any] = {
     "reps": list,
     "webhooks": list,
     "territories": dict,
+    "inbound": {
+        "return_path": str, "reply_domain": str, "forward_replies": bool, "ooo_pause": (str, int),
+        "max_bytes": int, "soft_bounce_limit": int, "soft_bounce_span": (str, int),
+        "smtp": {"listen": str, "domains": list, "max_size": int, "max_recipients": int, "hostname": str},
+        "imap": {"host": str, "port": int, "tls": str, "username": str, "password_env": str, "password_file": str,
+                 "folder": str,
+                 "poll": (str, int, float), "idle": bool, "flag": str, "lookback": (str, int, float),
+                 "timeout": (int, float)},
+        "ses": {"topic_arns": list, "confirm_subscriptions": bool},
+        "sendgrid": {"public_key": str, "public_key_env": str, "tolerance": (str, int, float)},
+    },
 }
 _REP_KEYS = {"id": str, "name": str, "email": str, "timezone": str, "hours": str,
              "days": list, "territory": (str, list), "capacity": int}
 _WEBHOOK_KEYS = {"url": str, "events": list, "secret_env": str, "secret_file": str}
 
 #: Every key config.yaml accepts (dotted), for docs and the docs test.
+def _dotted(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    return [k for key, v in schema.items()
+            for k in (_dotted(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
+
+
 CONFIG_KEYS: tuple[str, ...] = tuple(
-    [k if not isinstance(v, dict) else f"{k}.{sub}" for k, v in _SCHEMA.items()
-     for sub in (v if isinstance(v, dict) else [None])]
+    _dotted(_SCHEMA)
     + [f"reps[].{k}" for k in _REP_KEYS]
     + [f"webhooks[].{k}" for k in _WEBHOOK_KEYS]
 )
@@ -300,6 +401,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
     for k, v in territories.items():
         if v not in ids:
             b.fail(("territories", k), f'"{v}" is not a rep id')
+    inbound = _transports(b, b.inbound(b.section(data, "inbound")), b.section(data, "inbound"), env, resolve)
     return Settings(
         database=database,
         campaigns_dir=resolve(str(data.get("campaigns_dir", "campaigns"))),
@@ -307,9 +409,88 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         smtp=smtp, tracking=tracking, sender=sender, dkim=dkim, reps=reps,
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
-        webhooks=webhooks, territories=dict(territories),
+        webhooks=webhooks, territories=dict(territories), inbound=inbound,
         source=src.file, warnings=tuple(b.warnings),
     )
+
+
+def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: Mapping[str, str],
+                resolve: Any) -> InboundSettings:
+    """``inbound`` with the section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
+    smtp_d = b.section(d, "smtp") if "smtp" in d else {}
+    listen = smtp_d.get("listen")
+    if listen is not None:
+        b.convert(("inbound", "smtp", "listen"), parse_listen, listen)
+    # By default the listener takes mail for the bounce domain and the reply domain.
+    ours = [x for x in (inbound.return_path.rpartition("@")[2] if inbound.return_path else None,
+                        inbound.reply_domain) if x]
+    domains = tuple(dict.fromkeys(str(x).strip().lower().rstrip(".") for x in smtp_d.get("domains") or ours))
+    if listen is not None and not domains:
+        b.fail(("inbound", "smtp"), "an inbound SMTP listener needs domains (or inbound.return_path / reply_domain)")
+    for i, dom in enumerate(domains):
+        if not dom or "@" in dom or " " in dom:
+            b.fail(("inbound", "smtp", "domains", i), f'"{dom}" is not a domain')
+    for key in ("max_size", "max_recipients"):
+        if smtp_d.get(key, 1) < 1:
+            b.fail(("inbound", "smtp", key), "must be at least 1")
+    smtp = InboundSmtpSettings(listen=listen, domains=domains,
+                               max_size=smtp_d.get("max_size", 10 * 1024 * 1024),
+                               max_recipients=smtp_d.get("max_recipients", 100),
+                               hostname=smtp_d.get("hostname"))
+    imap = None
+    if "imap" in d:
+        im = b.section(d, "imap")
+        for key in ("host", "username"):
+            if not im.get(key):
+                b.fail(("inbound", "imap"), f"an IMAP reader needs {key}")
+        password = b.secret(("inbound", "imap"), im, "password", env, resolve)
+        if password is None:
+            b.fail(("inbound", "imap"), "an IMAP reader needs password_env or password_file")
+        tls = im.get("tls", "tls")
+        if tls not in IMAP_TLS_MODES:
+            b.fail(("inbound", "imap", "tls"), f'"{tls}" is not an IMAP TLS mode (use tls or none)')
+        flag = str(im.get("flag", "$NurtureSeen"))
+        if not flag or flag.startswith("\\") or any(c in flag for c in '(){ %*"]\\'):
+            b.fail(("inbound", "imap", "flag"), f'"{flag}" is not an IMAP keyword (such as $NurtureSeen)')
+        poll = b.convert(("inbound", "imap", "poll"), parse_duration, im.get("poll", "60s"))
+        lookback = b.convert(("inbound", "imap", "lookback"), parse_duration, im.get("lookback", "14d"))
+        imap = ImapSettings(host=im["host"], username=im["username"], password=password.decode(),
+                            port=im.get("port", 993 if tls == "tls" else 143), tls=tls,
+                            folder=im.get("folder", "INBOX"), poll_seconds=max(1.0, poll.total_seconds()),
+                            idle=im.get("idle", True), flag=flag, lookback_seconds=lookback.total_seconds(),
+                            timeout=float(im.get("timeout", 30)))
+    ses = None
+    if "ses" in d:
+        se = b.section(d, "ses")
+        arns = tuple(str(a) for a in se.get("topic_arns") or [])
+        if not arns:
+            b.fail(("inbound", "ses"), "SES notifications need topic_arns: the SNS topics to accept")
+        for i, arn in enumerate(arns):
+            if not arn.startswith("arn:aws") or arn.count(":") != 5:
+                b.fail(("inbound", "ses", "topic_arns", i), f'"{arn}" is not an SNS topic ARN')
+        ses = SesSettings(topic_arns=arns, confirm_subscriptions=se.get("confirm_subscriptions", True))
+    sendgrid = None
+    if "sendgrid" in d:
+        sg = b.section(d, "sendgrid")
+        text = sg.get("public_key") or (env.get(sg["public_key_env"]) if sg.get("public_key_env") else None)
+        if not text:
+            b.fail(("inbound", "sendgrid"), "SendGrid's Event Webhook needs public_key or public_key_env")
+        key = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
+        tolerance = b.convert(("inbound", "sendgrid", "tolerance"), parse_duration, sg.get("tolerance", "5m"))
+        sendgrid = SendGridSettings(public_key=key, tolerance_seconds=tolerance.total_seconds())
+    return replace(inbound, smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
+
+
+def _public_key_der(text: str) -> bytes:
+    """A public key as SendGrid shows it (base64 DER), or PEM, → DER bytes."""
+    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not a base64 public key") from None
+    if len(der) < 64:
+        raise ValueError("is too short for a public key")
+    return der
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -440,6 +621,32 @@ class _Builder:
         return Rep(id=str(r["id"]), name=r["name"], email=r["email"], timezone=tz, hours=hours,
                    days=days, territory=tuple([terr] if isinstance(terr, str) else terr), capacity=cap)
 
+    def inbound(self, d: dict[str, Any]) -> InboundSettings:
+        path = ("inbound",)
+        return_path = d.get("return_path")
+        if return_path is not None and not _BARE_ADDRESS.match(return_path):
+            self.fail((*path, "return_path"),
+                      f'"{return_path}" is not a bare address such as bounces@bounce.acme.example')
+        if return_path is not None and "+" in return_path:
+            self.fail((*path, "return_path"), "must not contain + (nurture adds +<token> itself)")
+        reply_domain = d.get("reply_domain")
+        if reply_domain is not None and not _DOMAIN.match(reply_domain):
+            self.fail((*path, "reply_domain"), f'"{reply_domain}" is not a domain such as reply.acme.example')
+        defaults = InboundSettings()
+        for key in ("max_bytes", "soft_bounce_limit"):
+            if d.get(key) is not None and d[key] < 1:
+                self.fail((*path, key), "must be at least 1")
+        return InboundSettings(
+            return_path=return_path, reply_domain=reply_domain,
+            forward_replies=d.get("forward_replies", True),
+            ooo_pause=self.convert((*path, "ooo_pause"), parse_duration, d["ooo_pause"])
+            if d.get("ooo_pause") is not None else defaults.ooo_pause,
+            max_bytes=d.get("max_bytes", defaults.max_bytes),
+            soft_bounce_limit=d.get("soft_bounce_limit", defaults.soft_bounce_limit),
+            soft_bounce_span=self.convert((*path, "soft_bounce_span"), parse_duration, d["soft_bounce_span"])
+            if d.get("soft_bounce_span") is not None else defaults.soft_bounce_span,
+        )
+
     def webhook(self, i: int, w: Any, env: Mapping[str, str], resolve: Any) -> Webhook:
         path = ("webhooks", i)
         if not isinstance(w, dict) or not w.get("url"):
@@ -451,6 +658,10 @@ class _Builder:
                 self.fail((*path, "events", j), f'unknown event "{ev}" (known: {", ".join(WEBHOOK_EVENTS)})')
         secret = self.secret(path, w, "secret", env, resolve) or b""
         return Webhook(url=w["url"], events=events, secret=secret)
+
+
+_BARE_ADDRESS = re.compile(r"^[A-Za-z0-9._%-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 def _is(value: Any, expected: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
-from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Contact, FollowUpRule, Rep
+from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Rep
 from nurture.routing import local_day_start, on_shift, route, shift_start
 from nurture.rules import apply_score, default_note, match_rule, render_note, step_subject
 from nurture.store import AsyncStore, Store
@@ -144,6 +144,58 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
         existing.id, kind=_stronger_kind(existing.kind, rule.task),
         priority=_raise(_more_urgent(existing.priority, rule.priority)),
         due_at=min(existing.due_at, due_at), reason=note, context=context, now=now)
+    return existing.id
+
+
+#: The task a reply raises when no ``follow_up`` rule says ``when: {replied: true}``.
+DEFAULT_REPLY_RULE = FollowUpRule(when=Condition(replied=True), task="call_now", priority="high",
+                                  due=timedelta(hours=1))
+
+
+def reply_task(store: Store, campaign: Campaign, settings: Settings, *, contact: Contact, step_id: str,
+               text: str, subject: str, inbound_id: int, now: datetime) -> int:
+    """Raise (or update) the task for a person's reply to ``step_id``'s mail, through the same
+    rules, routing and one-open-task-per-campaign as clicks: the most specific ``follow_up``
+    rule with ``when: {replied: true}``, else :data:`DEFAULT_REPLY_RULE`. The note shows the
+    reply's new text; a rule's ``note`` template sees ``reply`` (``text``, ``subject``)."""
+    rule = match_rule(campaign, link=None, step=step_id, replied=True) or DEFAULT_REPLY_RULE
+    step_subj = step_subject(campaign, step_id, contact)
+    quoted = " ".join(text.split())
+    quoted = quoted if len(quoted) <= 300 else quoted[:299] + "…"
+    variables = {
+        "contact": contact.as_template_vars(), "step": {"id": step_id, "subject": step_subj},
+        "reply": {"text": text, "subject": subject}, "campaign": {"id": campaign.id, "name": campaign.name},
+        "link": {"name": "a reply", "url": ""}, "clicks_this_week": 0, "minutes_ago": 0,
+    }
+    default = f"Replied to '{step_subj}': \u201c{quoted}\u201d"
+    try:
+        note = render_note(rule.note, variables) if rule.note else default
+    except TemplateError as e:
+        log.warning("%s:%s: %s", campaign.path, rule.line, e)
+        note = default
+    entry = {"at": now.isoformat(), "kind": "reply", "inbound_id": inbound_id, "step": step_id,
+             "subject": step_subj, "reply_subject": subject, "text": text[:4000], "note": note}
+    existing = store.open_task_for(contact.id, campaign.id)
+    if existing is None:
+        reps = settings.reps
+        r = route(contact=contact, reps=reps, territories=settings.territories, kind=rule.task, due=rule.due,
+                  now=now, last_rep=store.last_assigned_rep() if reps else None,
+                  assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
+        task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
+                                    kind=rule.task, priority=rule.priority, due_at=r.due_at, reason=note,
+                                    context={"timeline": [entry], "route": r.reason}, now=now)
+        store.append_event("task.created", task_payload(
+            task_id, contact, campaign_id=campaign.id, rep_id=r.rep_id, kind=rule.task,
+            priority=rule.priority, due_at=r.due_at, reason=note), now=now)
+        return task_id
+    # A reply is a stronger signal than any click: the rule's kind and priority at least,
+    # due no later than the rule says.
+    context = dict(existing.context)
+    context["timeline"] = [*context.get("timeline", []), entry]
+    store.update_open_task(
+        existing.id, kind=_stronger_kind(existing.kind, rule.task),
+        priority=_more_urgent(existing.priority, rule.priority),
+        due_at=min(existing.due_at, now + rule.due), reason=note, context=context, now=now)
     return existing.id
 
 

@@ -25,10 +25,12 @@ EXIT_OUTCOMES = frozenset({"not_interested", "qualified"})
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """``{clicked: pricing}`` or ``{clicked: any, step: case-study}``: a human click happened."""
+    """``{clicked: pricing}`` or ``{clicked: any, step: case-study}``: a human click happened;
+    ``{replied: true}`` (``replied=True``, optionally with ``step``): the contact replied."""
 
     clicked: str = "any"
     step: str | None = None
+    replied: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,8 @@ class Scoring:
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    """An exit condition: ``unsubscribed``, ``bounced``, ``replied`` or ``outcome`` (with ``value``)."""
+    """An exit condition: ``unsubscribed``, ``bounced``, ``replied`` (``value="company"``: a reply
+    also stops the other contacts of the same company domain) or ``outcome`` (with ``value``)."""
 
     kind: str
     value: str | None = None
@@ -90,6 +93,9 @@ class Campaign:
     follow_up: tuple[FollowUpRule, ...] = ()
     exits: tuple[Exit, ...] = ()
     scoring: Scoring = Scoring()
+    #: ``out_of_office: {pause: 5d}``: how long an out-of-office without a return date pauses
+    #: the contact here (None: ``inbound.ooo_pause``; zero: out-of-office never pauses).
+    out_of_office_pause: timedelta | None = None
     samples: tuple[Mapping[str, Any], ...] = ()
     content_hash: str = ""
     #: Template variables a contact lacks fall back to these (``defaults:`` in the YAML).

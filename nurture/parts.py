@@ -33,6 +33,9 @@ from aiohttp import web
 
 from nurture.config import Settings, parse_listen
 from nurture.followup import followup_round
+from nurture.inbound import InboundResult, receive
+from nurture.inbound.imap import ImapReader, run_reader
+from nurture.inbound.smtp import start_listener
 from nurture.models import Campaign
 from nurture.periodic import periodic
 from nurture.render import Renderer
@@ -131,7 +134,7 @@ async def tracker(ctx: Context) -> None:
             also()
 
     app = create_tracker_app(settings=ctx.settings, store=ctx.store, signer=Signer.from_settings(ctx.settings.tracking),
-                             now=ctx.now, on_commit=on_commit)
+                             now=ctx.now, on_commit=on_commit, campaigns=ctx.campaigns)
     host, port = parse_listen(ctx.settings.tracking.listen)
     o = ctx.options
     await serve_app(app, name="tracker", ctx=ctx, host=o.tracker_host or host,
@@ -190,13 +193,50 @@ async def reps(ctx: Context) -> None:
                     port=port if o.reps_port is None else o.reps_port, shutdown_timeout=2.0)
 
 
+async def inbound_smtp(ctx: Context) -> None:
+    """The inbound SMTP listener (``inbound.smtp.listen``): bounces, feedback reports and replies
+    for the bounce and reply domains only; each message to ``receive`` before its 250."""
+    cfg = ctx.settings.inbound.smtp
+    if cfg.listen is None:
+        return
+    settings, campaigns, now, store = ctx.settings, ctx.campaigns, ctx.now, ctx.store
+
+    async def deliver(raw: bytes, recipients: tuple[str, ...]) -> InboundResult:
+        return await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
+                                                 source="smtp", envelope_recipients=recipients))
+
+    host, port = parse_listen(cfg.listen)
+    listener = await start_listener(settings=cfg, deliver=deliver, host=host, port=port)
+    try:
+        if ctx.ready is not None:
+            ctx.ready("inbound_smtp", f"smtp://{listener.host}:{listener.port}")
+        await ctx.stop.wait()
+    finally:
+        await listener.aclose()
+
+
+async def imap(ctx: Context) -> None:
+    """The IMAP reader (``inbound.imap``): new mail in a mailbox such as the sales inbox to
+    ``receive``, each marked with a keyword; IDLE or polling; nothing moved or deleted."""
+    cfg = ctx.settings.inbound.imap
+    if cfg is None:
+        return
+    settings, campaigns, now, store = ctx.settings, ctx.campaigns, ctx.now, ctx.store
+
+    async def deliver(raw: bytes, dedupe_key: str | None) -> InboundResult:
+        return await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
+                                                 source="imap", dedupe_key=dedupe_key))
+
+    await run_reader(ImapReader(settings=cfg, deliver=deliver, now=now), stop=ctx.stop)
+
+
 PARTS: Mapping[str, Part] = {
     "sender": sender, "tracker": tracker, "settle": settle, "followup": followup,
-    "webhooks": webhooks, "reps": reps,
+    "webhooks": webhooks, "reps": reps, "inbound_smtp": inbound_smtp, "imap": imap,
 }
-RUN = ("sender", "tracker", "settle", "followup", "webhooks", "reps")
+RUN = ("sender", "tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap")
 SEND = ("sender",)
-SERVE_FIRST = ("tracker", "settle", "followup", "webhooks", "reps")
+SERVE_FIRST = ("tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap")
 SERVE_OTHERS = ("tracker",)
 
 

@@ -40,7 +40,7 @@ from nurture.render_links import (
 )
 from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
 from nurture.render_mime import build_message, clean, mailbox, message_id_for
-from nurture.signing import Signer
+from nurture.signing import Signer, tagged_address
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -86,6 +86,8 @@ class RenderedMessage:
     headers: tuple[tuple[str, str], ...]
     unsubscribe_url: str
     raw: bytes = field(repr=False)
+    #: The envelope sender (VERP ``bounces+<token>@…``) when ``inbound.return_path`` is set.
+    return_path: str | None = None
 
     def to_bytes(self) -> bytes:
         """The message as sent: CRLF line ends, every line shorter than 998 octets."""
@@ -111,13 +113,17 @@ class Renderer:
 
     def __init__(self, *, templates_dir: str | os.PathLike[str], signer: Signer, base_url: str,
                  sender: SenderIdentity, open_tracking: bool = True,
-                 dkim: DkimSettings | None = None) -> None:
+                 dkim: DkimSettings | None = None, return_path: str | None = None,
+                 reply_domain: str | None = None) -> None:
         self.templates_dir = str(templates_dir)
         self.signer = signer
         self.base_url = base_url.rstrip("/")
         self.sender = sender
         self.open_tracking = open_tracking
         self.dkim = dkim
+        #: ``inbound.return_path`` / ``inbound.reply_domain``: per-send VERP addresses.
+        self.return_path = return_path
+        self.reply_domain = reply_domain
         self.templates = Templates(self.templates_dir)
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._marks: dict[str, int] = {}
@@ -131,7 +137,8 @@ class Renderer:
         return cls(templates_dir=settings.templates_dir,
                    signer=signer or Signer.from_settings(settings.tracking),
                    base_url=settings.tracking.base_url, sender=settings.sender,
-                   open_tracking=settings.tracking.open_tracking, dkim=settings.dkim)
+                   open_tracking=settings.tracking.open_tracking, dkim=settings.dkim,
+                   return_path=settings.inbound.return_path, reply_domain=settings.inbound.reply_domain)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -204,6 +211,9 @@ class Renderer:
             ("Date", format_datetime(now)), ("Message-ID", mid),
         ]
         reply_to = campaign.reply_to or self.sender.reply_to
+        if self.reply_domain:  # replies come to nurture, which matches them by the token
+            routed = tagged_address(self.signer, "reply", send_id, address=f"reply@{self.reply_domain}")
+            reply_to = mailbox(_display_name(reply_to or from_address), routed)
         if reply_to:
             headers.append(("Reply-To", reply_to))
         headers += [("List-Unsubscribe", f"<{unsub}>"),
@@ -212,9 +222,10 @@ class Renderer:
         raw = build_message(headers=headers, text=text, html=html, seed=mid)
         if self.dkim is not None:
             raw = self.sign_dkim(raw)
+        verp = tagged_address(self.signer, "bounce", send_id, address=self.return_path) if self.return_path else None
         return RenderedMessage(subject=subject, html=html, text=text, message_id=mid, to=to,
                                from_address=from_address, links=tuple(links),
-                               headers=tuple(headers), unsubscribe_url=unsub, raw=raw)
+                               headers=tuple(headers), unsubscribe_url=unsub, raw=raw, return_path=verp)
 
     def sign_dkim(self, message: bytes) -> bytes:
         """``message`` with a DKIM-Signature header prepended (settings.dkim must be set)."""

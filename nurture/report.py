@@ -11,13 +11,19 @@ from nurture.models import Campaign
 
 #: Columns of the funnel, in order: (key, label). "clicked" counts mails a person clicked;
 #: "scanner" counts the mail-security scanner requests that were filtered out; "sent" counts
-#: mails the SMTP server accepted; "reached" counts calls with the outcome "connected".
+#: mails the SMTP server accepted; "reached" counts calls with the outcome "connected"; "bounced
+#: later" counts hard bounces reported after the relay had accepted the mail; "away" counts
+#: out-of-office replies (they pause, they raise no task).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("sent", "sent"),
     ("failed", "failed"),
     ("skipped", "skip"),
     ("human_clickers", "clicked"),
     ("scanner_clicks", "scanner"),
+    ("async_bounces", "bounced later"),
+    ("complaints", "complaints"),
+    ("replies", "replies"),
+    ("out_of_office", "away"),
     ("tasks", "tasks"),
     ("connected", "reached"),
     ("qualified", "qualified"),
@@ -42,6 +48,16 @@ class StepRow:
     def click_rate(self) -> float:
         """Share of delivered mails that a person (not a scanner) clicked."""
         return self.get("human_clickers") / self.get("sent") if self.get("sent") else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        """Complaints per delivered mail (Gmail and Yahoo block senders above 0.3 %)."""
+        return self.get("complaints") / self.get("sent") if self.get("sent") else 0.0
+
+
+def complaint_rate(total: Mapping[str, int]) -> float:
+    """Complaints per delivered mail over the given totals."""
+    return total.get("complaints", 0) / total["sent"] if total.get("sent") else 0.0
 
 
 def rows(campaign: Campaign, funnel: Mapping[str, Mapping[str, int]]) -> list[StepRow]:

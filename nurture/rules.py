@@ -19,10 +19,13 @@ from nurture.store import Store
 
 # -- rules ----------------------------------------------------------------------------------------
 
-def condition_matches(cond: Condition, *, link: str | None, step: str) -> bool:
-    """Does a human click on ``link`` in ``step`` satisfy ``cond``?"""
+def condition_matches(cond: Condition, *, link: str | None, step: str, replied: bool = False) -> bool:
+    """Does a human click on ``link`` in ``step`` (with ``replied``: a reply to ``step``'s mail)
+    satisfy ``cond``? Click conditions never match a reply, nor reply conditions a click."""
     if cond.step is not None and cond.step != step:
         return False
+    if cond.replied or replied:
+        return cond.replied and replied
     return cond.clicked == "any" or cond.clicked == link
 
 
@@ -30,11 +33,11 @@ def _specificity(cond: Condition) -> int:
     return (2 if cond.clicked != "any" else 0) + (1 if cond.step else 0)
 
 
-def match_rule(campaign: Campaign, *, link: str | None, step: str) -> FollowUpRule | None:
+def match_rule(campaign: Campaign, *, link: str | None, step: str, replied: bool = False) -> FollowUpRule | None:
     """The most specific matching follow-up rule (YAML order breaks ties), or None."""
     best: FollowUpRule | None = None
     for rule in campaign.follow_up:
-        if condition_matches(rule.when, link=link, step=step):
+        if condition_matches(rule.when, link=link, step=step, replied=replied):
             if best is None or _specificity(rule.when) > _specificity(best.when):
                 best = rule
     return best
@@ -52,9 +55,11 @@ def decayed(score: float, score_at: datetime | None, *, now: datetime, half_life
 
 
 def apply_score(store: Store, *, contact_id: int, scoring: Scoring, link: str | None, step: str,
-                campaign_id: str, now: datetime) -> bool:
-    """Add the points of every matching score rule; True when the contact just turned hot."""
-    points = sum(r.points for r in scoring.rules if condition_matches(r.when, link=link, step=step))
+                campaign_id: str, now: datetime, replied: bool = False) -> bool:
+    """Add the points of every matching score rule (for a click, or with ``replied`` for a
+    reply); True when the contact just turned hot."""
+    points = sum(r.points for r in scoring.rules
+                 if condition_matches(r.when, link=link, step=step, replied=replied))
     if not points:
         return False
     old, old_at, hot = store.contact_score(contact_id)

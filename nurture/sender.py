@@ -102,6 +102,7 @@ class _Job:
     recipient: str
     data: bytes
     message_id: str
+    envelope_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +333,10 @@ class _Run:
                 if s.message_id != msg.message_id:
                     store.set_message_id(s.id, msg.message_id)
                 recipient = msg.to if "<" not in msg.to else (parseaddr(msg.to)[1] or msg.to)
-                jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id))
+                # The VERP return path (inbound.return_path) when the renderer made one.
+                verp = getattr(msg, "return_path", None)
+                jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id,
+                                 envelope_from=verp if isinstance(verp, str) else None))
         return jobs
 
     async def _worker(self, conn: SmtpConnection) -> None:
@@ -358,7 +362,7 @@ class _Run:
     async def _deliver(self, conn: SmtpConnection, job: _Job) -> None:
         s = job.send
         try:
-            await conn.send(sender=self.envelope_from, recipient=job.recipient, data=job.data)
+            await conn.send(sender=job.envelope_from or self.envelope_from, recipient=job.recipient, data=job.data)
         except SendError as e:
             await self._failed(job, e)
         else:

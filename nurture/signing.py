@@ -12,8 +12,11 @@ Byte layout (before urlsafe base64 without padding)::
     ids       each id an unsigned LEB128 varint, canonical (shortest) encoding
     mac       12 bytes: HMAC-SHA256(key, b"nurture-token\\x00" + namespace + b"\\x00" + all of the above)[:12]
 
-The namespace (``click``, ``unsubscribe``, ``open``) is inside the MAC but not in the token,
-so a click token is worthless as an unsubscribe token. Every key in the key ring verifies;
+The namespace (``click``, ``unsubscribe``, ``open``, and ``bounce`` / ``reply`` for the VERP
+addresses of :mod:`nurture.inbound.verp`) is inside the MAC but not in the token, so a click
+token is worthless as an unsubscribe token. Tokens that go into an email address
+(:meth:`Signer.sign_lower`) are the same bytes in lowercase base32 without padding, because
+mail servers may fold the case of a local part. Every key in the key ring verifies;
 only the current one signs, which is how keys rotate.
 """
 
@@ -36,7 +39,7 @@ MAC_BYTES = 12
 MAX_KID = 16
 MAX_ID = (1 << 63) - 1
 #: How many ids each known namespace carries.
-ARITY: Mapping[str, int] = {"click": 2, "unsubscribe": 1, "open": 1}
+ARITY: Mapping[str, int] = {"click": 2, "unsubscribe": 1, "open": 1, "bounce": 1, "reply": 1}
 _MAX_TOKEN_CHARS = 128
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64_CHARS = frozenset(_B64_ALPHABET)
@@ -75,6 +78,19 @@ class Signer:
 
     def sign(self, namespace: str, *ids: int) -> str:
         """A token for ``ids`` in ``namespace``, signed with the current key."""
+        return base64.urlsafe_b64encode(self._signed(namespace, ids)).rstrip(b"=").decode("ascii")
+
+    def sign_lower(self, namespace: str, *ids: int) -> str:
+        """Like :meth:`sign`, as lowercase base32 (letters and digits 2-7): safe in the local
+        part of an address, whose case a mail server may change."""
+        return base64.b32encode(self._signed(namespace, ids)).rstrip(b"=").decode("ascii").lower()
+
+    def verify_lower(self, namespace: str, token: str) -> tuple[int, ...]:
+        """The ids inside a :meth:`sign_lower` token (in any letter case); :class:`TokenError`
+        if it is not genuine for ``namespace``."""
+        return self._verified(namespace, _decode_b32(token))
+
+    def _signed(self, namespace: str, ids: tuple[int, ...]) -> bytes:
         expected = ARITY.get(namespace)
         if expected is not None and len(ids) != expected:
             raise ValueError(f"namespace {namespace!r} takes {expected} ids, not {len(ids)}")
@@ -84,11 +100,13 @@ class Signer:
                 raise ValueError(f"token ids must be integers in 0..2**63-1, not {i!r}")
             _put_varint(body, i)
         body += self._mac(self._current, namespace, body)
-        return base64.urlsafe_b64encode(bytes(body)).rstrip(b"=").decode("ascii")
+        return bytes(body)
 
     def verify(self, namespace: str, token: str) -> tuple[int, ...]:
         """The ids inside ``token``; :class:`TokenError` if it is not genuine for ``namespace``."""
-        raw = _decode(token)
+        return self._verified(namespace, _decode(token))
+
+    def _verified(self, namespace: str, raw: bytes) -> tuple[int, ...]:
         if len(raw) < 2 + 1 + MAC_BYTES or raw[0] != VERSION:
             raise TokenError("malformed token")
         kid_len = raw[1]
@@ -136,6 +154,25 @@ def _decode(token: object) -> bytes:
     return raw
 
 
+_B32_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _decode_b32(token: object) -> bytes:
+    if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_CHARS:
+        raise TokenError("malformed token")
+    low = token.lower()
+    if not _B32_CHARS.issuperset(low) or len(low) % 8 in (1, 3, 6):
+        raise TokenError("malformed token")
+    try:
+        raw = base64.b32decode(low.upper() + "=" * (-len(low) % 8))
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed token") from None
+    # Canonical only: re-encoding must give the same characters (no stray low bits).
+    if base64.b32encode(raw).rstrip(b"=").decode("ascii").lower() != low:
+        raise TokenError("malformed token")
+    return raw
+
+
 def _put_varint(out: bytearray, n: int) -> None:
     while True:
         byte = n & 0x7F
@@ -172,3 +209,14 @@ def _read_varints(body: bytes, start: int) -> tuple[int, ...]:
     if shift:
         raise TokenError("malformed token")
     return tuple(ids)
+
+
+def tagged_address(signer: Signer, namespace: str, send_id: int, *, address: str) -> str:
+    """``local+<token>@domain`` for ``address`` = ``local@domain``: the token is ``send_id``
+    signed in ``namespace`` (lowercase, see :meth:`Signer.sign_lower`). The VERP return
+    paths and reply addresses of :mod:`nurture.inbound.verp` are made here, so rendering
+    needs nothing above this module."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{address!r} is not an address such as bounces@bounce.acme.example")
+    return f"{local}+{signer.sign_lower(namespace, send_id)}@{domain.lower()}"

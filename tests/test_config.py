@@ -166,3 +166,45 @@ def test_a_named_secret_variable_that_is_unset_is_an_error(tmp_path):
     p = write(tmp_path, "smtp: {password_env: PW, password_file: pw}\n")
     with pytest.raises(ConfigError, match="smtp.password_env or smtp.password_file, not both"):
         load_settings(p, env={"PW": "x"})
+
+
+def test_inbound_transports(tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    der = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    p = write(tmp_path, """inbound:
+  return_path: bounces@Bounce.Acme.Example
+  reply_domain: reply.acme.example
+  smtp: {listen: "0.0.0.0:2525"}
+  imap: {host: imap.gmail.com, username: sales@acme.example, password_env: IMAP_PW, poll: 2m}
+  ses: {topic_arns: ["arn:aws:sns:us-east-1:123456789012:ses-events"]}
+  sendgrid: {public_key_env: SG_KEY}
+""")
+    s = load_settings(p, env={"IMAP_PW": "app-password", "SG_KEY": base64.b64encode(der).decode()})
+    assert s.inbound.smtp.domains == ("bounce.acme.example", "reply.acme.example")
+    assert s.inbound.imap is not None and s.inbound.imap.password == "app-password"
+    assert (s.inbound.imap.port, s.inbound.imap.tls, s.inbound.imap.poll_seconds) == (993, "tls", 120)
+    assert "app-password" not in repr(s.inbound.imap)
+    assert s.inbound.ses is not None and s.inbound.ses.confirm_subscriptions
+    assert s.inbound.sendgrid is not None and s.inbound.sendgrid.public_key == der
+    with pytest.raises(ConfigError, match="IMAP_PW is not set"):
+        load_settings(p, env={"SG_KEY": base64.b64encode(der).decode()})
+
+
+@pytest.mark.parametrize("text, error", [
+    ('inbound:\n  smtp: {listen: "0.0.0.0:25"}\n', "needs domains"),
+    ('inbound:\n  smtp: {listen: "0.0.0.0:25", domains: ["a@b.example"]}\n', "is not a domain"),
+    ("inbound:\n  imap: {host: h, username: u}\n", "needs password_env"),
+    ("inbound:\n  imap: {host: h, username: u, password_env: P, tls: starttls}\n", "not an IMAP TLS mode"),
+    ("inbound:\n  imap: {host: h, username: u, password_env: P, flag: '\\\\Seen'}\n", "not an IMAP keyword"),
+    ("inbound:\n  ses: {topic_arns: []}\n", "need topic_arns"),
+    ("inbound:\n  ses: {topic_arns: [my-topic]}\n", "not an SNS topic ARN"),
+    ("inbound:\n  sendgrid: {public_key: 'not base64!'}\n", "inbound.sendgrid.public_key"),
+])
+def test_inbound_transport_errors(tmp_path, text, error):
+    with pytest.raises(ConfigError, match=error):
+        load_settings(write(tmp_path, text), env={"P": "x"})

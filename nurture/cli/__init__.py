@@ -6,7 +6,8 @@ import importlib
 
 from nurture.cli.app import main
 
-for _module in ("init", "campaigns", "contacts", "people", "send", "run", "tracking", "reps", "demo", "db"):
+for _module in ("init", "campaigns", "contacts", "people", "send", "run", "tracking", "reps", "demo", "db",
+                "inbound"):
     try:
         importlib.import_module(f"nurture.cli.{_module}")
     except ModuleNotFoundError as e:  # an area not built yet

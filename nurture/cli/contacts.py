@@ -317,10 +317,12 @@ def _subjects(settings: Settings, campaign: Campaign, contact: Contact, sent: Se
 @click.pass_context
 @handle_errors
 def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
-    """Sends per campaign and step: queued, sent, failed, bounced, skipped, suppressed.
+    """Sends per campaign and step: queued, sent, failed, bounced, skipped, suppressed, and
+    what came back: bounced later, complaints (with the rate), replies, out of office.
 
     "queued" includes mail being sent and waiting for a retry; "bounced" counts hard
-    bounces (not in "failed"); "skipped" steps were passed over by a condition or an exit.
+    bounces at sending (not in "failed"), "bounced later" those reported after the relay
+    accepted; "skipped" steps were passed over by a condition or an exit.
     """
     settings = settings_of(ctx)
     with _store(settings) as store:
@@ -342,15 +344,21 @@ def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
             table.add_row(escape(s["step"]) + ("" if s["current"] else " [dim](removed)[/dim]"),
                           *[str(s[col]) for col in _COLUMNS])
         console.print(table)
+        console.print(f"complaint rate {c['complaint_rate']:.2%} of delivered mail")
 
 
-_COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed")
+_COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed", "bounced_later", "complaints",
+            "replies", "out_of_office")
+#: Figures of Store.inbound_counts shown by stats, by their column name.
+_INBOUND = {"bounced_later": "async_bounces", "complaints": "complaints", "replies": "replies",
+            "out_of_office": "out_of_office"}
 
 
 def _stats(store: Any, campaign_id: str | None) -> dict[str, Any]:
     ids = [campaign_id] if campaign_id else store.stored_campaign_ids()
     per_step = store.send_stats(campaign_id)
     states = store.enrollment_counts(campaign_id)
+    came_back = store.inbound_counts(campaign_id)
     out = []
     for cid in ids:
         stored = store.get_stored_campaign(cid)
@@ -361,9 +369,14 @@ def _stats(store: Any, campaign_id: str | None) -> dict[str, Any]:
         steps = []
         for step in order:
             s = rows.get(step)
+            back = came_back.get(cid, {}).get(step, {})
             steps.append({"step": step, "current": step in stored.steps,
-                          **{col: (getattr(s, col) if s else 0) for col in _COLUMNS}})
-        out.append({"id": cid, "version": stored.version, "enrollments": states.get(cid, {}), "steps": steps})
+                          **{col: back.get(_INBOUND[col], 0) if col in _INBOUND else (getattr(s, col) if s else 0)
+                             for col in _COLUMNS}})
+        sent = sum(x["sent"] for x in steps)
+        rate = sum(x["complaints"] for x in steps) / sent if sent else 0.0
+        out.append({"id": cid, "version": stored.version, "enrollments": states.get(cid, {}), "steps": steps,
+                    "complaint_rate": round(rate, 5)})
     return {"campaigns": out}
 
 

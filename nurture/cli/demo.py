@@ -146,7 +146,7 @@ def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
     """Show a campaign's funnel per step: delivered, failed, clicked by people, scanner
     clicks filtered, tasks and outcomes (connected, qualified)."""
     from nurture.campaigns import find_campaign
-    from nurture.report import COLUMNS, rows, totals
+    from nurture.report import COLUMNS, complaint_rate, rows, totals
     from nurture.store import open_store
 
     settings = settings_of(ctx)
@@ -159,13 +159,15 @@ def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
     step_rows = rows(campaign, funnel)
     if as_json:
         click.echo(json.dumps({"campaign": campaign.id, "steps": [
-            {"step": r.step_id, **{k: r.get(k) for k, _ in COLUMNS}, "click_rate": round(r.click_rate, 4)}
+            {"step": r.step_id, **{k: r.get(k) for k, _ in COLUMNS}, "click_rate": round(r.click_rate, 4),
+             "complaint_rate": round(r.complaint_rate, 5)}
             for r in step_rows]}, indent=2))
         return
     table = Table(title=f"{campaign.name} ({campaign.id})", title_justify="left", header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
                   caption="sent: accepted by the SMTP server · clicked: mails a person clicked\n"
-                          "scanner: security-scanner requests filtered out · reached: calls connected",
+                          "scanner: security-scanner requests filtered out · reached: calls connected\n"
+                          "bounced later: reported after the relay accepted · away: out of office",
                   caption_justify="left")
     table.add_column("step", no_wrap=True)
     for _, label in COLUMNS:
@@ -176,6 +178,9 @@ def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
     table.add_section()
     table.add_row("[bold]all steps[/bold]", *(f"[bold]{tot.get(k, 0)}[/bold]" for k, _ in COLUMNS))
     console.print(table)
+    rate = complaint_rate(tot)
+    console.print(f"complaint rate {rate:.2%} of delivered mail"
+                  + (" [red](above 0.3 %: Gmail and Yahoo block such senders)[/red]" if rate > 0.003 else ""))
     console.print("[bold]sent[/bold] (grey) and [bold]clicked by people[/bold] (blue), per step:")
     peak = max([r.get("sent") for r in step_rows] + [1])
     for r in step_rows:

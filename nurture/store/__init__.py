@@ -19,6 +19,7 @@ from nurture.store.base import AsyncStore, StoreBase
 from nurture.store.contacts import ContactsMixin
 from nurture.store.dialect import POSTGRES, SQLITE, is_postgres_url
 from nurture.store.enrollments import EnrollmentsMixin
+from nurture.store.inbound import InboundMixin
 from nurture.store.outbox import OutboxMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
@@ -27,8 +28,8 @@ from nurture.store.tasks import TasksMixin
 from nurture.store.tracking import TrackingMixin
 
 
-class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, OutboxMixin, TrackingMixin, TasksMixin, ReportsMixin,
-            RateMixin, StoreBase):
+class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
+            ReportsMixin, RateMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
 
     dialect = SQLITE

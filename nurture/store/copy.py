@@ -17,7 +17,7 @@ from typing import Any
 from nurture.errors import NurtureError
 
 #: Tables whose ``id`` is generated (an identity column on PostgreSQL).
-ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events")
+ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events", "inbound")
 
 
 

@@ -197,7 +197,9 @@ class OutboxMixin:
                 """
                 UPDATE enrollments SET last_sent_at = :t, updated_at = :t,
                     next_at = CASE WHEN next_wait IS NOT NULL AND state = 'active'
-                                   THEN :t + next_wait ELSE next_at END
+                                   THEN (CASE WHEN paused_until > :t + next_wait THEN paused_until
+                                              ELSE :t + next_wait END)
+                                   ELSE next_at END
                 WHERE id = :e
                 """,
                 {"t": t, "e": row["enrollment_id"]},

@@ -50,6 +50,8 @@ class ReportsMixin:
             c["tasks"] += 1
             if r["outcome"]:
                 c[r["outcome"]] += 1
+        for step, figs in self.inbound_funnel(campaign_id).items():  # type: ignore[attr-defined]
+            steps[step].update(figs)  # bounces after acceptance, complaints, replies, out-of-office
         return {step: dict(c) for step, c in steps.items()}
 
     def activity(self) -> dict[str, Any]:

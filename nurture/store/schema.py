@@ -280,3 +280,42 @@ def m012_click_evidence(db: Database) -> None:
         CREATE INDEX clicks_pending ON clicks(at) WHERE verdict = 'pending' AND kind = 'click';
         """
     )
+
+
+@migrations()
+def m013_inbound(db: Database) -> None:
+    """What comes back (issue 13): one row per inbound message or provider event, applied at
+    most once (``dedupe_key``); sends found by Message-ID; enrollments paused by an
+    out-of-office until a date (``mark_sent`` keeps ``next_at`` at or after it)."""
+    db.executescript(
+        """
+        CREATE TABLE inbound (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            source TEXT NOT NULL,                   -- pipe | smtp | imap | ses | sendgrid | ...
+            dedupe_key TEXT NOT NULL UNIQUE,        -- the Message-ID, a provider event id, or a hash
+            kind TEXT NOT NULL,                     -- hard_bounce | soft_bounce | complaint | auto_reply | ...
+            status TEXT,                            -- RFC 3463 status, e.g. 5.1.1
+            recipient TEXT,                         -- the failed / complaining address the report names
+            send_id INTEGER,                        -- the send it was matched to (NULL: none)
+            contact_id INTEGER,
+            campaign_id TEXT,
+            step_id TEXT,
+            matched_by TEXT,                        -- verp | reply address | message-id | provider
+            action TEXT NOT NULL DEFAULT '',        -- what was done
+            reasons TEXT NOT NULL DEFAULT '[]',     -- JSON list of strings
+            out_of_office INTEGER NOT NULL DEFAULT 0,
+            resume_at REAL,                         -- an out-of-office pause ends here
+            new_text TEXT,
+            subject TEXT,
+            sender TEXT,
+            size INTEGER NOT NULL DEFAULT 0,
+            task_id INTEGER
+        );
+        CREATE INDEX inbound_received ON inbound(received_at);
+        CREATE INDEX inbound_contact ON inbound(contact_id, kind, received_at);
+        CREATE INDEX inbound_campaign ON inbound(campaign_id, step_id, kind);
+        CREATE INDEX sends_message_id ON sends(message_id);
+        ALTER TABLE enrollments ADD COLUMN paused_until REAL;
+        """
+    )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from nurture.clicks import Scanners
 from nurture.config import Settings
+from nurture.models import Campaign
 from nurture.signing import Signer
 from nurture.web.ledger import ClickLedger, LookupCache
 
@@ -33,3 +35,10 @@ REPS_JINJA: web.AppKey[Any] = web.AppKey("reps_jinja")  # jinja2.Environment
 REPS_POLL_SECONDS = web.AppKey("reps_poll_seconds", float)
 REP_ID = web.RequestKey("rep_id", str)  # who is asking (a rep id, or "*manager*")
 REP_CSRF = web.RequestKey("rep_csrf", str)  # the session's CSRF token
+
+# -- provider event webhooks on the tracker (nurture/web/inbound.py) ----------------------------
+CAMPAIGNS: web.AppKey[Mapping[str, Campaign]] = web.AppKey("inbound_campaigns")
+SNS: web.AppKey[Any] = web.AppKey("inbound_sns")  # nurture.inbound.providers.SnsVerifier
+#: GET an https URL: SNS signing certificates and subscription URLs.
+FETCH: web.AppKey[Callable[[str], Awaitable[bytes]]] = web.AppKey("inbound_fetch")
+SENDGRID_KEY = web.AppKey("inbound_sendgrid_key", ec.EllipticCurvePublicKey)

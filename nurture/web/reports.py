@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 from markupsafe import Markup
 
-from nurture.report import COLUMNS, rows, svg_chart, totals
+from nurture.report import COLUMNS, complaint_rate, rows, svg_chart, totals
 from nurture.web import keys
 from nurture.web.pages import render_page
 
@@ -19,7 +19,7 @@ async def report_index(request: web.Request) -> web.StreamResponse:
     if len(campaigns) == 1:
         raise web.HTTPSeeOther(f"/report/{next(iter(campaigns))}")
     return render_page(request, "report.html", campaign=None, campaigns=sorted(campaigns.values(), key=lambda c: c.id),
-                   step_rows=[], columns=COLUMNS, total={}, chart="")
+                   step_rows=[], columns=COLUMNS, total={}, chart="", complaint_rate=0.0)
 
 
 async def report_page(request: web.Request) -> web.StreamResponse:
@@ -32,4 +32,5 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     step_rows = rows(campaign, funnel)
     return render_page(request, "report.html", campaign=campaign,
                    campaigns=sorted(campaigns.values(), key=lambda c: c.id), step_rows=step_rows,
-                   columns=COLUMNS, total=totals(step_rows), chart=Markup(svg_chart(step_rows)))
+                   columns=COLUMNS, total=totals(step_rows), chart=Markup(svg_chart(step_rows)),
+                   complaint_rate=complaint_rate(totals(step_rows)))

@@ -2,7 +2,8 @@
 
 ``GET|HEAD /c/<token>`` → 302 to the link's stored URL, after the click is committed;
 ``GET /u/<token>`` → a confirm page, ``POST /u/<token>`` → unsubscribed (RFC 8058 one-click);
-``/o/<token>.gif`` → open pixel; ``/healthz``. Everything else is a 404 page. A bad token
+``/o/<token>.gif`` → open pixel; ``/healthz``; ``POST /inbound/ses`` and ``/inbound/sendgrid``
+when those providers are configured (:mod:`nurture.web.inbound`). Everything else is a 404 page. A bad token
 is a 404, never a redirect. Suspected scanners get exactly the same answers as people.
 """
 
@@ -16,7 +17,7 @@ import importlib.resources
 import ipaddress
 import logging
 import string
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,12 +27,14 @@ from aiohttp import web
 from nurture.clicks import Verdict, immediate_verdict
 from nurture.config import Settings
 from nurture.errors import ConfigError, TokenError
+from nurture.models import Campaign
 from nurture.settle import scanners_of
 from nurture.signing import Signer
 from nurture.store import Store
 from nurture.store.tracking import NewClick
 from nurture.timeutil import utcnow
 from nurture.web import keys
+from nurture.web.inbound import add_inbound_routes
 from nurture.web.ledger import ClickLedger, LookupCache
 
 log = logging.getLogger("nurture.tracker")
@@ -74,11 +77,14 @@ class Pages:
 
 def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
                        now: Callable[[], datetime] = utcnow,
-                       on_commit: Callable[[], None] | None = None) -> web.Application:
+                       on_commit: Callable[[], None] | None = None,
+                       campaigns: Mapping[str, Campaign] | None = None,
+                       fetch: Callable[[str], Awaitable[bytes]] | None = None) -> web.Application:
     """The public app. ``store`` is an :class:`~nurture.store.AsyncStore`; the click ledger
     starts and (on shutdown, flushing every queued click) stops with the app.
     ``on_commit()`` is called after each commit of clicks (``nurture run`` wakes its settle
-    loop with it)."""
+    loop with it). With ``inbound.ses`` / ``inbound.sendgrid`` configured it also takes the
+    providers' event webhooks (``nurture/web/inbound.py``; ``fetch`` GETs SNS certificates)."""
     app = web.Application(client_max_size=64 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -101,6 +107,7 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     app.router.add_post(f"/u/{TOKEN}", unsubscribe_now)
     app.router.add_get(f"/o/{TOKEN}.gif", open_pixel)
     app.router.add_get("/healthz", healthz)
+    add_inbound_routes(app, settings=settings, campaigns=campaigns or {}, fetch=fetch)
     # Everything else, any method: the 404 page (a route, not a middleware, keeps clicks fast).
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
