@@ -27,9 +27,9 @@ class Shop:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         local = address.partition("@")[0].lower()
         if local == "gone":
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
         if local == "full":
-            return "552 5.2.2 <%s>: Mailbox full: quota exceeded" % address
+            return f"552 5.2.2 <{address}>: Mailbox full: quota exceeded"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -39,7 +39,7 @@ class Shop:
 
 class Slow:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-        return "451 4.4.1 <%s>: Temporary failure: no answer from the mailbox host, try again later" % address
+        return f"451 4.4.1 <{address}>: Temporary failure: no answer from the mailbox host, try again later"
 
 
 class Capture:
