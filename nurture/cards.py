@@ -33,6 +33,8 @@ class TaskCard:
     bant: Mapping[str, str] = field(default_factory=dict)
     clicks: tuple[Mapping[str, Any], ...] = ()
     sends: tuple[Mapping[str, Any], ...] = ()
+    #: What came back from the contact: replies, bounces, complaints, out-of-office (newest first).
+    inbound: tuple[Mapping[str, Any], ...] = ()
 
 
 def task_card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, *,
@@ -65,7 +67,9 @@ def _card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, t
         tz_name, local = "UTC", now
     clicks: tuple[Mapping[str, Any], ...] = ()
     sends: tuple[Mapping[str, Any], ...] = ()
+    inbound: tuple[Mapping[str, Any], ...] = ()
     if full:
+        inbound = tuple(store.list_inbound(contact_id=contact.id, limit=20))
         clicks = tuple(store.contact_clicks(contact.id))
         sends = tuple({**s, "subject": _send_subject(campaigns, s, contact)}
                       for s in store.contact_sends(contact.id))
@@ -74,7 +78,7 @@ def _card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, t
         score=score, hot=hot and score >= scoring.hot_threshold,
         overdue=task.status == "open" and task.due_at < now, contact_tz=tz_name,
         contact_local_time=local, campaign_name=campaign.name if campaign else task.campaign_id,
-        bant=store.task_bant(task.id), clicks=clicks, sends=sends,
+        bant=store.task_bant(task.id), clicks=clicks, sends=sends, inbound=inbound,
     )
 
 

@@ -184,7 +184,7 @@ def _check_link_refs(c: Campaign, names: dict[str, frozenset[str]], errors: list
 
 def _check_cond(c: Campaign, cond: Condition, scope: list[str], names: dict[str, frozenset[str]],
                 path: str, anywhere: str, errors: list[NurtureError]) -> None:
-    if cond.clicked == "any":
+    if cond.clicked == "any" or cond.replied:
         return
     steps = [cond.step] if cond.step else scope
     if not steps or any(s not in names for s in steps):
@@ -218,6 +218,8 @@ def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[Nur
                 "link": {"name": link, "url": "https://example.com/"},
                 "campaign": {"id": c.id, "name": c.name}, "clicks_this_week": 1, "minutes_ago": 0,
             }
+            if rule.when.replied:  # what nurture.followup.reply_task gives a reply rule's note
+                variables["reply"] = {"text": "Could you call me on Thursday?", "subject": "Re: a mail"}
             try:
                 render_note(rule.note, variables)
             except TemplateError as e:

@@ -28,3 +28,18 @@ def test_relative_times():
     assert relative(NOW + timedelta(days=3), NOW) == "in 3 d"
     assert ago(NOW - timedelta(hours=5), NOW) == "5 h ago"
     assert ago(NOW - timedelta(seconds=5), NOW) == "just now"
+
+
+def test_task_card_shows_replies_and_bounces(store, campaigns, settings):
+    from nurture.inbound import receive
+
+    cid, _ = seed_click(store)
+    [tid] = process_clicks(store, campaigns, settings, now=NOW)
+    sid = store.query_one("SELECT id FROM sends WHERE contact_id = ?", (cid,))["id"]
+    store.set_message_id(sid, "<1.x@acme.example>")
+    reply = (b"From: ken@shop.example\r\nTo: hello@acme.example\r\nSubject: Re: hi\r\nMessage-ID: <r@shop.example>\r\n"
+             b"In-Reply-To: <1.x@acme.example>\r\n\r\nCall me tomorrow, please.\r\n")
+    receive(store, reply, settings=settings, campaigns=campaigns, now=NOW, source="test")
+    card = task_card(store, campaigns, settings, task_id=tid, now=NOW + timedelta(minutes=1))
+    assert [(m["kind"], m["new_text"]) for m in card.inbound] == [("reply", "Call me tomorrow, please.")]
+    assert "Call me tomorrow" in store.get_task(tid).reason  # the click's task now shows the reply

@@ -148,3 +148,22 @@ def test_missing_paths(tmp_path, make_settings, monkeypatch) -> None:
     assert [str(e) for e in validate([tmp_path / "gone.yaml"], settings=s)] == ["gone.yaml: file not found"]
     (tmp_path / "empty").mkdir()
     assert [str(e) for e in validate([tmp_path / "empty"], settings=s)] == ["no campaign files (*.yaml) in empty"]
+
+
+def test_reply_rules_and_the_pause_validate_and_their_notes_see_the_reply(tmp_path, make_settings, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(CORPUS / "templates", tmp_path / "templates")
+    (tmp_path / "campaigns").mkdir()
+    head = "id: r\nname: R\ntimezone: UTC\nsteps:\n  - id: s\n    subject: Hi\n    template: good.html\n"
+    (tmp_path / "campaigns" / "r.yaml").write_text(
+        head + "follow_up:\n  - when: {replied: true, step: s}\n    note: 'Replied: {{ reply.text }}'\n"
+        "scoring:\n  rules:\n    - when: replied\n      points: 40\nexit: [{replied: company}]\n"
+        "out_of_office: {pause: 5d}\n")
+    s = make_settings(campaigns_dir=str(tmp_path / "campaigns"), templates_dir=str(tmp_path / "templates"))
+    assert check(None, settings=s).errors == ()
+    (tmp_path / "campaigns" / "r.yaml").write_text(
+        head + "  - id: t\n    wait: 1d\n    subject: Hi\n    template: good.html\n    unless: {replied: true}\n"
+        "follow_up:\n  - when: {replied: yes please}\n    note: '{{ reply.txet }}'\n")
+    messages = [str(e) for e in check(None, settings=s).errors]
+    assert any("steps[1].unless: a step cannot wait for a reply" in m for m in messages), messages
+    assert any("follow_up[0].when.replied: must be true" in m for m in messages), messages
