@@ -9,18 +9,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from nurture.timeutil import Hours, Rate, Window
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+# -- states: each a Literal alias, with its values as a tuple (in the alias's order) ------------
+
+#: A row of the outbox: ``queued → sending → sent | retry | failed``, or set aside at claim
+#: time as ``suppressed`` / ``skipped``.
+SendStatus = Literal["queued", "sending", "sent", "retry", "failed", "skipped", "suppressed"]
+#: A click's judgement: ``pending`` until the settle pass decides ``human`` or ``scanner``.
+ClickVerdict = Literal["pending", "human", "scanner"]
+#: What the tracker recorded: a followed link or an open pixel.
+ClickKind = Literal["click", "open"]
+TaskKind = Literal["call_now", "call", "email"]
 #: Task priorities, most urgent first. Stored as integers (lower is more urgent).
-PRIORITIES = ("urgent", "high", "normal", "low")
-TASK_KINDS = ("call_now", "call", "email")
-OUTCOMES = ("connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified")
+Priority = Literal["urgent", "high", "normal", "low"]
+TaskStatus = Literal["open", "done"]
+Outcome = Literal["connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified"]
+ContactStatus = Literal["active", "unsubscribed", "bounced"]
+#: ``active`` (a next step is due), ``completed`` (nothing more to schedule) or ``exited``.
+EnrollmentState = Literal["active", "completed", "exited"]
+
+SEND_STATUSES: tuple[SendStatus, ...] = get_args(SendStatus)
+VERDICTS: tuple[ClickVerdict, ...] = get_args(ClickVerdict)
+CLICK_KINDS: tuple[ClickKind, ...] = get_args(ClickKind)
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+CONTACT_STATUSES: tuple[ContactStatus, ...] = get_args(ContactStatus)
+ENROLLMENT_STATES: tuple[EnrollmentState, ...] = get_args(EnrollmentState)
 #: Outcomes that end the contact's enrollment in the task's campaign.
-EXIT_OUTCOMES = frozenset({"not_interested", "qualified"})
+EXIT_OUTCOMES: frozenset[Outcome] = frozenset({"not_interested", "qualified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +73,8 @@ class FollowUpRule:
     """A human click matching ``when`` raises a task for a rep."""
 
     when: Condition
-    task: str = "call"
-    priority: str = "normal"
+    task: TaskKind = "call"
+    priority: Priority = "normal"
     due: timedelta = timedelta(days=1)
     note: str | None = None
     line: int | None = None
@@ -147,7 +170,7 @@ class Contact:
     attributes: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     score: float = 0.0
     hot: bool = False
-    status: str = "active"
+    status: ContactStatus = "active"
     country: str = ""
     title: str = ""
     department: str = ""
@@ -173,7 +196,7 @@ class Enrollment:
     id: int
     campaign_id: str
     contact_id: int
-    state: str  # active | completed | exited
+    state: EnrollmentState
     next_step: str | None
     next_at: datetime | None
     last_sent_at: datetime | None = None
@@ -189,7 +212,7 @@ class Send:
     campaign_id: str
     step_id: str
     contact_id: int
-    status: str  # queued | sending | sent | retry | failed | skipped | suppressed
+    status: SendStatus
     attempts: int = 0
     message_id: str | None = None
     queued_at: datetime | None = None
@@ -222,7 +245,7 @@ class Click:
     ip: str | None
     user_agent: str | None
     method: str
-    verdict: str = "pending"  # pending | human | scanner
+    verdict: ClickVerdict = "pending"
     score: float = 0.0
     reasons: tuple[str, ...] = ()
     kind: str = "click"  # click | open | unsubscribe
@@ -233,15 +256,15 @@ class Task:
     id: int
     contact_id: int
     campaign_id: str
-    kind: str
-    priority: str
-    status: str  # open | done
+    kind: TaskKind
+    priority: Priority
+    status: TaskStatus
     due_at: datetime
     created_at: datetime
     rep_id: str | None = None
     reason: str = ""
     context: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    outcome: str | None = None
+    outcome: Outcome | None = None
     notes: str | None = None
     snooze_until: datetime | None = None
     escalated_at: datetime | None = None
@@ -257,3 +280,14 @@ class Rep:
     days: frozenset[int] = frozenset(range(5))
     territory: tuple[str, ...] = ()
     capacity: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the append-only event log (``send.sent``, ``task.created`` …) that feeds
+    webhooks and stats; ``payload`` is the JSON object stored with it."""
+
+    id: int
+    at: datetime
+    kind: str
+    payload: Mapping[str, Any]
