@@ -22,14 +22,16 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})
 SendStatus = Literal["queued", "sending", "sent", "retry", "failed", "skipped", "suppressed"]
 #: A click's judgement: ``pending`` until the settle pass decides ``human`` or ``scanner``.
 ClickVerdict = Literal["pending", "human", "scanner"]
-#: What the tracker recorded: a followed link or an open pixel.
-ClickKind = Literal["click", "open"]
+#: What the tracker recorded: a followed link, the open pixel, or a GET of the unsubscribe page
+#: (``unsubscribe``: evidence for the judge, never a click).
+ClickKind = Literal["click", "open", "unsubscribe"]
 TaskKind = Literal["call_now", "call", "email"]
 #: Task priorities, most urgent first. Stored as integers (lower is more urgent).
 Priority = Literal["urgent", "high", "normal", "low"]
 TaskStatus = Literal["open", "done"]
 Outcome = Literal["connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified"]
-ContactStatus = Literal["active", "unsubscribed", "bounced"]
+#: ``erased`` once ``nurture contacts forget`` removed the person's data.
+ContactStatus = Literal["active", "unsubscribed", "bounced", "erased"]
 #: ``active`` (a next step is due), ``completed`` (nothing more to schedule) or ``exited``.
 EnrollmentState = Literal["active", "completed", "exited"]
 
@@ -40,7 +42,6 @@ TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-CONTACT_STATUSES: tuple[ContactStatus, ...] = get_args(ContactStatus)
 ENROLLMENT_STATES: tuple[EnrollmentState, ...] = get_args(EnrollmentState)
 #: Outcomes that end the contact's enrollment in the task's campaign.
 EXIT_OUTCOMES: frozenset[Outcome] = frozenset({"not_interested", "qualified"})
@@ -248,7 +249,7 @@ class Click:
     verdict: ClickVerdict = "pending"
     score: float = 0.0
     reasons: tuple[str, ...] = ()
-    kind: str = "click"  # click | open | unsubscribe
+    kind: ClickKind = "click"
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,8 @@ def test_human_clicks_ignore_honeypots_scanners_and_opens(store, now):
     store.click_simulated(send.id, link="trap", at=now)
     store.conn.execute("UPDATE links SET honeypot = 1 WHERE name = 'trap'")
     store.click_simulated(send.id, link="blog", at=now)
-    store.conn.execute("UPDATE clicks SET verdict = 'scanner' WHERE link_id = (SELECT id FROM links WHERE name = 'blog')")
+    store.conn.execute("UPDATE clicks SET verdict = 'scanner'"
+                       " WHERE link_id = (SELECT id FROM links WHERE name = 'blog')")
     store.conn.execute("INSERT INTO clicks (send_id, kind, at, method, verdict) VALUES (?, 'open', 0, 'GET', 'human')",
                        (send.id,))
     eid = send.enrollment_id

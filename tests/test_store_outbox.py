@@ -13,8 +13,9 @@ LEASE = timedelta(minutes=5)
 
 def test_claim_takes_due_rows_oldest_first_with_a_lease(store, now):
     ids = seed(store, n=5, now=now)
-    store.conn.execute("UPDATE sends SET next_attempt_at = ? WHERE id = ?", ((now + timedelta(hours=1)).timestamp(), ids[0]))
-    store.conn.execute("UPDATE sends SET next_attempt_at = ? WHERE id = ?", ((now - timedelta(hours=1)).timestamp(), ids[4]))
+    move = "UPDATE sends SET next_attempt_at = ? WHERE id = ?"
+    store.conn.execute(move, ((now + timedelta(hours=1)).timestamp(), ids[0]))
+    store.conn.execute(move, ((now - timedelta(hours=1)).timestamp(), ids[4]))
     got = store.claim_sends(owner="a", now=now, lease=LEASE, limit=3)
     assert [s.id for s in got] == [ids[4], ids[1], ids[2]]
     assert {s.status for s in got} == {"sending"}

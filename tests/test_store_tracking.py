@@ -34,15 +34,15 @@ def seed(store: Store, *, now: datetime, contacts: int = 1, delivered: datetime 
     cids, sids = [], []
     with store.transaction() as db:
         for i in range(contacts):
-            cid = db["contacts"].insert({
+            cid = db.table("contacts").insert({
                 "email": f"Buyer{i}@Merchant{i}.example", "email_key": f"buyer{i}@merchant{i}.example",
                 "first_name": "Buyer", "company": f"Merchant {i}", "created_at": t, "updated_at": t,
             }).last_pk
-            eid = db["enrollments"].insert({
+            eid = db.table("enrollments").insert({
                 "campaign_id": "ec-payments", "contact_id": cid, "state": "active",
                 "next_step": "service-page", "enrolled_at": t, "updated_at": t,
             }).last_pk
-            sid = db["sends"].insert({
+            sid = db.table("sends").insert({
                 "enrollment_id": eid, "campaign_id": "ec-payments", "step_id": "case-study",
                 "contact_id": cid, "status": "queued" if queued else "sent",
                 "next_attempt_at": t, "queued_at": t - 60, "sent_at": None if queued else sent_at,
@@ -51,13 +51,13 @@ def seed(store: Store, *, now: datetime, contacts: int = 1, delivered: datetime 
             sids.append(sid)
         links = {}
         for name, url in LINKS:
-            links[name] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "case-study",
+            links[name] = db.table("links").insert({"campaign_id": "ec-payments", "step_id": "case-study",
                                               "name": name, "url": url}).last_pk
-        links["honeypot"] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "case-study",
+        links["honeypot"] = db.table("links").insert({"campaign_id": "ec-payments", "step_id": "case-study",
                                                 "name": "honeypot", "url": "https://acme.example/",
                                                 "honeypot": 1}).last_pk
         # A link of another step: a token pairing it with these sends must not redirect.
-        links["other-step"] = db["links"].insert({"campaign_id": "ec-payments", "step_id": "webinar",
+        links["other-step"] = db.table("links").insert({"campaign_id": "ec-payments", "step_id": "webinar",
                                                   "name": "register", "url": "https://acme.example/webinar"}).last_pk
     return Seeded(cids, sids, links)
 

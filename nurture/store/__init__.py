@@ -28,9 +28,14 @@ from nurture.store.tasks import TasksMixin
 from nurture.store.tracking import TrackingMixin
 
 
-class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
-            ReportsMixin, RateMixin, StoreBase):
-    """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
+class Store(RateMixin, OutboxMixin, TrackingMixin, PeopleMixin, ContactsMixin, EnrollmentsMixin, TasksMixin,
+            ReportsMixin, InboundMixin, StoreBase):
+    """The embedded SQLite store. See :class:`StoreBase` for opening and transactions.
+
+    Every mixin is a :class:`StoreBase` (typed ``conn``, ``query``, ``transaction`` …), and a
+    mixin that calls another's methods has that mixin as a base, so the order here lists
+    users before what they use (rate before outbox; outbox, tracking and people before
+    contacts and enrollments; reports before inbound)."""
 
     dialect = SQLITE
 

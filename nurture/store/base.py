@@ -1,4 +1,10 @@
-"""Connection, transactions, migrations, the event log and the async writer thread."""
+"""Connection, transactions, migrations, the event log and the async writer thread.
+
+:class:`StoreBase` is the typed base every mixin of :class:`nurture.store.Store` builds on: it
+declares what they use (``conn``, ``db``, ``dialect``, ``query``, ``query_one``, ``scalar``,
+``transaction``, ``append_event``). ``conn`` is a :class:`Connection`: sqlite3's, or the
+PostgreSQL adapter in :mod:`nurture.store.pg` that offers the same shape.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,15 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 import sqlite_utils
 
 from nurture.errors import NurtureError
+from nurture.store.dialect import SQLITE, Dialect
 from nurture.store.schema import migrations
 
 T = TypeVar("T")
@@ -33,8 +40,73 @@ def dt(value: float | None) -> datetime | None:
     return from_epoch(value)
 
 
+def dt_required(value: float) -> datetime:
+    """A NOT NULL time column as a datetime (:func:`dt` for the nullable ones)."""
+    moment = dt(value)
+    if moment is None:
+        raise NurtureError("a required time is missing in the database")
+    return moment
+
+
+#: Statement parameters: positional (``?``, ``?N``) or named (``:name``).
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the mixins use (sqlite3's, or ``pg.PgCursor``)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+    def fetchmany(self, size: int, /) -> list[tuple[Any, ...]]: ...
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+
+
+class Connection(Protocol):
+    """The part of ``sqlite3.Connection`` the mixins use (``pg.PgConnection`` offers it too)."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, params: Iterable[Params], /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+class Table(Protocol):
+    """``db.table(name)`` inside a transaction: fixtures and scripts insert rows directly."""
+
+    @property
+    def last_pk(self) -> Any: ...
+    def insert(self, record: dict[str, Any], /) -> Table: ...
+
+
+class Tables(Protocol):
+    """What ``with store.transaction() as db`` gives on both backends (a sqlite-utils
+    ``Database`` on SQLite, ``pg.PgDatabase`` on PostgreSQL)."""
+
+    def table(self, name: str, /) -> Table: ...
+
+
+def in_transaction_now(conn: Connection) -> bool:
+    # A call rather than the attribute, so that mypy does not carry a narrowing of
+    # ``conn.in_transaction`` across the statements that change it.
+    return conn.in_transaction
+
+
 class StoreBase:
-    """Opens the database in WAL mode and applies migrations."""
+    """Opens the database in WAL mode and applies migrations; the typed base of every mixin."""
+
+    #: Which SQL flavour ``conn`` speaks, for the few statements that differ.
+    dialect: ClassVar[Dialect] = SQLITE
+    path: str
+    conn: Connection
+    #: Table-level writes for fixtures and scripts (see :class:`Tables`).
+    db: Tables
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -47,7 +119,8 @@ class StoreBase:
             where = os.path.dirname(os.path.abspath(path))
             hint = "" if os.path.isdir(where) else f" (the folder {where} does not exist)"
             raise NurtureError(f"cannot open the database {path}: {e}{hint}") from None
-        self.db = sqlite_utils.Database(conn)
+        self._lite = sqlite_utils.Database(conn)
+        self.db = self._lite
         self.conn = conn
         # NORMAL is durable in WAL mode against process crashes (kill -9); only a power loss
         # can take back the last transactions.
@@ -55,38 +128,44 @@ class StoreBase:
         self.conn.execute("PRAGMA foreign_keys = ON")
         with self.transaction():
             pass
-        migrations.apply(self.db)
+        migrations.apply(self._lite)
 
     def close(self) -> None:
         self.conn.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
+    def transaction(self) -> Iterator[Tables]:
         """An IMMEDIATE transaction (takes the write lock up front, so two processes
-        claiming the same rows serialise instead of deadlocking). Nested calls join it."""
-        if self.conn.in_transaction:
-            with self.db.atomic():
+        claiming the same rows serialise instead of deadlocking). Nested calls are savepoints."""
+        if in_transaction_now(self.conn):
+            with self._lite.atomic():
                 yield self.db
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
-            if self.conn.in_transaction:
+            if in_transaction_now(self.conn):
                 self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
 
-    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         """Rows as dicts (for the read side of the mixins)."""
         cur = self.conn.execute(sql, params)
         cols = [c[0] for c in cur.description or ()]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-    def query_one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+    def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        """The first row as a dict, or None."""
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row (an aggregate such as ``count(*)``), or None."""
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
 
     # -- events: an append-only log that feeds webhooks and stats ---------------------------
 
@@ -96,9 +175,10 @@ class StoreBase:
             "INSERT INTO events (at, kind, payload) VALUES (?, ?, ?)",
             (ts(now), kind, json.dumps(payload, default=str, sort_keys=True)),
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def events(self, *, kind: str | None = None, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after ``after_id`` (of one ``kind``, or all), oldest first."""
         sql = "SELECT id, at, kind, payload FROM events WHERE id > ?"
         params: list[Any] = [after_id]
         if kind:
@@ -109,6 +189,13 @@ class StoreBase:
             r["payload"] = json.loads(r["payload"])
             r["at"] = dt(r["at"])
         return rows
+
+
+def inserted_id(cur: Cursor) -> int:
+    """The id an INSERT of one row created."""
+    if cur.lastrowid is None:
+        raise NurtureError("the database reported no id for a new row")
+    return cur.lastrowid
 
 
 class AsyncStore(Generic[S]):

@@ -7,23 +7,24 @@ case-insensitively. Suppressions are keyed the same way and outlive the contact 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from nurture.errors import NotFound
-from nurture.models import Contact
-from nurture.store.base import ts
+from nurture.models import Contact, ContactStatus
+from nurture.store.base import StoreBase, ts
 
 #: Contact columns an import may fill (besides email), in table order.
 CONTACT_FIELDS = ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory",
                   "country", "title", "department")
 #: Columns ``--where FIELD=VALUE`` may name directly; anything else is an attributes key.
 FILTER_COLUMNS = ("email", *CONTACT_FIELDS, "status")
-CONTACT_STATUSES = ("active", "unsubscribed", "bounced")
+#: The statuses ``set_contact_status`` sets (``erased`` is set only by forgetting a contact).
+CONTACT_STATUSES: tuple[ContactStatus, ...] = ("active", "unsubscribed", "bounced")
 #: The status of a contact whose personal data was erased (``nurture contacts forget``).
-ERASED = "erased"
+ERASED: ContactStatus = "erased"
 _NULLABLE = ("timezone", "owner", "territory")
 
 
@@ -62,10 +63,8 @@ ON CONFLICT(email_key) DO UPDATE SET
 _DEFAULTS = tuple(None if c in _NULLABLE else "" for c in CONTACT_FIELDS)
 
 
-class ContactsMixin:
+class ContactsMixin(StoreBase):
     """Contacts, their status, and the suppression list."""
-
-    conn: Any
 
     def upsert_contacts(self, rows: Sequence[ContactRow], *, now: datetime) -> tuple[int, int]:
         """Insert or update ``rows`` in one transaction; returns (new, updated).
@@ -75,37 +74,37 @@ class ContactsMixin:
         if not rows:
             return 0, 0
         at = ts(now)
-        params = []
+        params: list[tuple[Any, ...]] = []
         for r in rows:
             get = r.fields.get
             attrs = _dumps(r.attributes)
             nonempty = {k: v for k, v in r.attributes.items() if v != "" and v is not None}
             params.append((r.email.strip(), email_key(r.email),
-                           *[get(c) or d for c, d in zip(CONTACT_FIELDS, _DEFAULTS)],
+                           *[get(c) or d for c, d in zip(CONTACT_FIELDS, _DEFAULTS, strict=True)],
                            attrs, at, attrs if len(nonempty) == len(r.attributes) else _dumps(nonempty)))
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             # New rows get ids above the current maximum, so counting those tells new from updated.
-            top = self.conn.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()[0]
+            top = self.scalar("SELECT coalesce(max(id), 0) FROM contacts")
             self.conn.executemany(_UPSERT, params)
-            new = self.conn.execute("SELECT count(*) FROM contacts WHERE id > ?", (top,)).fetchone()[0]
+            new = int(self.scalar("SELECT count(*) FROM contacts WHERE id > ?", (top,)))
         return new, len(rows) - new
 
     def get_contact(self, contact_id: int) -> Contact:
         """The contact with this id, or :class:`NotFound`."""
-        row = self.query_one("SELECT * FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM contacts WHERE id = ?", (contact_id,))
         if row is None:
             raise NotFound(f"no contact with id {contact_id}")
         return contact_from_row(row)
 
     def get_contact_by_email(self, email: str) -> Contact | None:
         """The contact with this address (any letter case), or None."""
-        row = self.query_one("SELECT * FROM contacts WHERE email_key = ?", (email_key(email),))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM contacts WHERE email_key = ?", (email_key(email),))
         return None if row is None else contact_from_row(row)
 
     def count_contacts(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM contacts").fetchone()[0])
+        return int(self.scalar("SELECT count(*) FROM contacts"))
 
-    def set_contact_status(self, contact_id: int, status: str, *, now: datetime) -> None:
+    def set_contact_status(self, contact_id: int, status: ContactStatus, *, now: datetime) -> None:
         """Set ``active``, ``unsubscribed`` or ``bounced``. The scheduler exits the contact's
         enrollments at their next due step; callers that want it at once use ``exit_enrollments``."""
         if status not in CONTACT_STATUSES:
@@ -121,7 +120,7 @@ class ContactsMixin:
         A matching contact with reason ``unsubscribed`` or ``bounced`` also gets that status.
         """
         key = email_key(email)
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             self.conn.execute("INSERT OR IGNORE INTO suppressions (email_key, reason, at) VALUES (?, ?, ?)",
                               (key, reason, ts(now)))
             if reason in ("unsubscribed", "bounced"):
@@ -134,7 +133,7 @@ class ContactsMixin:
                                  (email_key(email),)).fetchone() is not None
 
 
-def contact_from_row(row: dict[str, Any]) -> Contact:
+def contact_from_row(row: Mapping[str, Any]) -> Contact:
     return Contact(
         id=row["id"], email=row["email"], first_name=row["first_name"], last_name=row["last_name"],
         company=row["company"], industry=row["industry"], phone=row["phone"], timezone=row["timezone"],

@@ -12,13 +12,16 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nurture.errors import NurtureError
+from nurture.store.base import StoreBase
+
+if TYPE_CHECKING:
+    from nurture.store.pg import PgConnection
 
 #: Tables whose ``id`` is generated (an identity column on PostgreSQL).
 ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events", "inbound")
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +37,20 @@ class TableCopy:
         return self.rows == self.dest_rows
 
 
-def _is_pg(store: Any) -> bool:
+def _is_pg(store: StoreBase) -> bool:
     return store.dialect.name == "postgres"
 
 
-def tables(store: Any) -> list[str]:
+def _pg(store: StoreBase) -> PgConnection:
+    """The PostgreSQL connection of a store on that backend (for COPY and server-side cursors)."""
+    from nurture.store.pg import PgConnection  # psycopg is only there for PostgreSQL
+
+    if not isinstance(store.conn, PgConnection):
+        raise TypeError(f"not a PostgreSQL store: {store.path}")
+    return store.conn
+
+
+def tables(store: StoreBase) -> list[str]:
     """The data tables of a store (not the migrations bookkeeping), each after the tables its
     foreign keys point at, otherwise by name."""
     if _is_pg(store):
@@ -69,24 +81,24 @@ def tables(store: Any) -> list[str]:
     return out
 
 
-def columns(store: Any, table: str) -> list[str]:
+def columns(store: StoreBase, table: str) -> list[str]:
     cur = store.conn.execute(f"SELECT * FROM {table} LIMIT 0")
-    return [c[0] for c in cur.description]
+    return [c[0] for c in cur.description or ()]
 
 
-def count(store: Any, table: str) -> int:
-    return int(store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+def count(store: StoreBase, table: str) -> int:
+    return int(store.scalar(f"SELECT count(*) FROM {table}"))
 
 
-def _read(store: Any, table: str, cols: list[str], batch: int) -> Iterator[list[tuple[Any, ...]]]:
+def _read(store: StoreBase, table: str, cols: list[str], batch: int) -> Iterator[list[tuple[Any, ...]]]:
     order = " ORDER BY id" if "id" in cols else ""
     sql = f"SELECT {', '.join(cols)} FROM {table}{order}"
     if _is_pg(store):
-        raw = store.conn.raw
-        with raw.transaction(), raw.cursor(name=f"copy_{table}") as cur:  # server-side: streamed
-            cur.itersize = batch
-            cur.execute(sql)  # type: ignore[arg-type]
-            while rows := cur.fetchmany(batch):
+        raw = _pg(store).raw
+        with raw.transaction(), raw.cursor(name=f"copy_{table}") as named:  # server-side: streamed
+            named.itersize = batch
+            named.execute(sql)
+            while rows := named.fetchmany(batch):
                 yield rows
     else:
         cur = store.conn.execute(sql)
@@ -94,9 +106,9 @@ def _read(store: Any, table: str, cols: list[str], batch: int) -> Iterator[list[
             yield rows
 
 
-def _write(store: Any, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+def _write(store: StoreBase, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
     if _is_pg(store):
-        with store.conn.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:  # type: ignore[arg-type]
+        with _pg(store).raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
     else:
@@ -104,13 +116,13 @@ def _write(store: Any, table: str, cols: list[str], rows: list[tuple[Any, ...]])
             f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
 
 
-def _fix_sequence(store: Any, table: str) -> None:
+def _fix_sequence(store: StoreBase, table: str) -> None:
     """Move a PostgreSQL identity past the copied ids, so the next insert does not collide."""
-    store.conn.raw.execute(  # type: ignore[call-overload]
+    _pg(store).raw.execute(
         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}")
 
 
-def copy_database(*, source: Any, dest: Any, batch: int = 5000,
+def copy_database(*, source: StoreBase, dest: StoreBase, batch: int = 5000,
                   progress: Callable[[str, int], None] | None = None) -> list[TableCopy]:
     """Copy every table of the ``source`` store into the empty ``dest`` store.
 

@@ -13,15 +13,17 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from nurture.errors import NotFound
-from nurture.models import Campaign, Enrollment, Send
-from nurture.store.base import dt, ts
+from nurture.models import Campaign, ContactStatus, Enrollment, Send, SendStatus
+from nurture.store.base import StoreBase, dt, dt_required, ts
 from nurture.store.contacts import FILTER_COLUMNS
 
 #: Send statuses that are still on their way out (count as "queued" in stats).
-PENDING = ("queued", "sending", "retry")
+PENDING: tuple[SendStatus, ...] = ("queued", "sending", "retry")
+#: What the scheduler decided for one enrollment (see :class:`Advance`).
+AdvanceAction = Literal["queue", "skip", "defer", "exit", "complete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class DueEnrollment:
     next_step: str | None
     next_at: datetime
     timezone: str | None
-    contact_status: str
+    contact_status: ContactStatus
     suppressed: bool
     outcomes: frozenset[str]
 
@@ -61,7 +63,7 @@ class Advance:
     enrollment moves to ``next_step`` (None: completed) with ``next_at``/``next_wait``.
     """
 
-    action: str
+    action: AdvanceAction
     enrollment_id: int
     campaign_id: str
     contact_id: int
@@ -122,10 +124,8 @@ def remap_step(step: str, old: Sequence[str], new: Sequence[str]) -> str | None:
 _BOUNCE = "(status = 'failed' AND coalesce(error_enhanced LIKE '5.1.%', error_code IN (550, 551, 553), FALSE))"
 
 
-class EnrollmentsMixin:
+class EnrollmentsMixin(StoreBase):
     """Campaign versions, enrollment, the scheduler's batch reads and writes, exits, stats."""
-
-    conn: Any
 
     # -- campaigns -----------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class EnrollmentsMixin:
         if row is None:
             return None
         return StoredCampaign(id=row[0], version=row[1], content_hash=row[2], name=row[3],
-                              steps=tuple(json.loads(row[4])), updated_at=dt(row[5]))  # type: ignore[arg-type]
+                              steps=tuple(json.loads(row[4])), updated_at=dt_required(row[5]))
 
     def save_campaign(self, campaign: Campaign, *, source: str | None = None, now: datetime,
                       reapply: bool = True) -> int:
@@ -153,7 +153,7 @@ class EnrollmentsMixin:
         """
         digest = campaign_hash(campaign)
         steps = [s.id for s in campaign.steps]
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             old = self.get_stored_campaign(campaign.id)
             if old is not None and old.content_hash == digest:
                 return old.version
@@ -189,7 +189,7 @@ class EnrollmentsMixin:
 
     def campaign_versions(self, campaign_id: str) -> list[tuple[int, str, datetime]]:
         """(version, content hash, applied at) of every version applied, oldest first."""
-        return [(v, h, dt(at)) for v, h, at in self.conn.execute(  # type: ignore[misc]
+        return [(v, h, dt_required(at)) for v, h, at in self.conn.execute(
             "SELECT version, content_hash, applied_at FROM campaign_versions WHERE campaign_id = ? ORDER BY version",
             (campaign_id,))]
 
@@ -248,14 +248,14 @@ class EnrollmentsMixin:
         if email_keys is not None:
             lo, hi, step = 0, 2**62, 2**62
         else:
-            hi = self.conn.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()[0]
+            hi = int(self.scalar("SELECT coalesce(max(id), 0) FROM contacts"))
             lo, step = 0, batch_size
         enrolled = matched = suppressed = 0
         start = lo
         while start < hi:
             end = min(start + step, hi)
-            with self.transaction():  # type: ignore[attr-defined]
-                m, s = self.conn.execute(count, [*params, start, end]).fetchone()
+            with self.transaction():
+                m, s = self.conn.execute(count, [*params, start, end]).fetchone() or (0, 0)
                 cur = self.conn.execute(insert, [campaign_id, first_step, ts(first_at), version, ts(now), ts(now),
                                                  *params, start, end])
             matched += m
@@ -265,7 +265,7 @@ class EnrollmentsMixin:
         return EnrollResult(enrolled=enrolled, already=matched - suppressed - enrolled, suppressed=suppressed)
 
     def get_enrollment(self, campaign_id: str, contact_id: int) -> Enrollment:
-        row = self.query_one("SELECT * FROM enrollments WHERE campaign_id = ? AND contact_id = ?",  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM enrollments WHERE campaign_id = ? AND contact_id = ?",
                              (campaign_id, contact_id))
         if row is None:
             raise NotFound(f"contact {contact_id} is not enrolled in {campaign_id}")
@@ -282,7 +282,7 @@ class EnrollmentsMixin:
         """
         scope = "contact_id = ? AND state = 'active'" + (" AND campaign_id = ?" if campaign_id else "")
         params: list[Any] = [contact_id, *([campaign_id] if campaign_id else [])]
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             # +status: find the rows through the enrollments (UNIQUE (enrollment_id, step_id)),
             # not through sends_claim, which would visit every queued send.
             self.conn.execute(
@@ -304,10 +304,10 @@ class EnrollmentsMixin:
         # PostgreSQL: two schedulers ticking at once (senders on several machines) take disjoint
         # enrollments; a stale read could otherwise undo a mark_sent's next_at. SQLite
         # serialises ticks on BEGIN IMMEDIATE.
-        lock = self.dialect.skip_locked_of("e")  # type: ignore[attr-defined]
+        lock = self.dialect.skip_locked_of("e")
         rows = self.conn.execute(DUE_SQL.format(marks=",".join("?" * len(ids))).rstrip() + lock,
                                  [ts(now), *ids, limit]).fetchall()
-        return [DueEnrollment(id=r[0], campaign_id=r[1], contact_id=r[2], next_step=r[3], next_at=dt(r[4]),  # type: ignore[arg-type]
+        return [DueEnrollment(id=r[0], campaign_id=r[1], contact_id=r[2], next_step=r[3], next_at=dt_required(r[4]),
                               timezone=r[5], contact_status=r[6], suppressed=bool(r[7]),
                               outcomes=frozenset(r[8].split(",")) if r[8] else frozenset())
                 for r in rows]
@@ -353,7 +353,7 @@ class EnrollmentsMixin:
                 ends.append(("completed", None, at, a.enrollment_id))
             else:
                 raise ValueError(f"unknown scheduler action {a.action!r}")
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             self.conn.executemany(
                 "INSERT OR IGNORE INTO sends (enrollment_id, campaign_id, step_id, contact_id, status,"
                 " next_attempt_at, queued_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", sends)
@@ -369,7 +369,7 @@ class EnrollmentsMixin:
                      contact_id=r["contact_id"], status=r["status"], attempts=r["attempts"],
                      message_id=r["message_id"], queued_at=dt(r["queued_at"]), sent_at=dt(r["sent_at"]),
                      next_attempt_at=dt(r["next_attempt_at"]), error_code=r["error_code"], last_error=r["last_error"])
-                for r in self.query("SELECT * FROM sends WHERE enrollment_id = ? ORDER BY id",  # type: ignore[attr-defined]
+                for r in self.query("SELECT * FROM sends WHERE enrollment_id = ? ORDER BY id",
                                     (enrollment_id,))]
 
     # -- simulation: delivery and clicks without SMTP or a tracker ----------------------------------
@@ -377,7 +377,7 @@ class EnrollmentsMixin:
     def deliver_simulated(self, send_id: int, *, now: datetime) -> None:
         """What ``mark_sent`` does, for ``nurture simulate``'s throwaway store: the send is
         delivered at ``now`` and the enrollment's next step becomes due ``next_wait`` later."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             self.conn.execute("UPDATE sends SET status = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
                               (ts(now), send_id))
             self.conn.execute(
@@ -387,13 +387,15 @@ class EnrollmentsMixin:
 
     def click_simulated(self, send_id: int, *, link: str, at: datetime) -> None:
         """Record a human click on the link named ``link`` of this send (simulation only)."""
-        with self.transaction():  # type: ignore[attr-defined]
-            campaign_id, step_id = self.conn.execute("SELECT campaign_id, step_id FROM sends WHERE id = ?",
-                                                     (send_id,)).fetchone()
+        with self.transaction():
+            row = self.conn.execute("SELECT campaign_id, step_id FROM sends WHERE id = ?", (send_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no send with id {send_id}")
+            campaign_id, step_id = row
             self.conn.execute("INSERT OR IGNORE INTO links (campaign_id, step_id, name, url) VALUES (?, ?, ?, ?)",
                               (campaign_id, step_id, link, f"simulated:{link}"))
-            link_id = self.conn.execute("SELECT id FROM links WHERE campaign_id = ? AND step_id = ? AND name = ?"
-                                        " AND url = ?", (campaign_id, step_id, link, f"simulated:{link}")).fetchone()[0]
+            link_id = self.scalar("SELECT id FROM links WHERE campaign_id = ? AND step_id = ? AND name = ?"
+                                  " AND url = ?", (campaign_id, step_id, link, f"simulated:{link}"))
             self.conn.execute("INSERT INTO clicks (send_id, link_id, at, method, verdict, settled_at)"
                               " VALUES (?, ?, ?, 'GET', 'human', ?)", (send_id, link_id, ts(at), ts(at)))
 

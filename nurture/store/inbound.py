@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nurture.store.base import dt, ts
+from nurture.store.base import StoreBase, dt, ts
 from nurture.store.contacts import email_key
 
 
@@ -44,17 +44,15 @@ def _sent_to(row: dict[str, Any]) -> SentTo:
                   sent_at=dt(row["sent_at"]))
 
 
-class InboundMixin:
+class InboundMixin(StoreBase):
     """The inbound record, the lookups that match it to a send, and the pauses it causes."""
-
-    conn: Any
 
     # -- the record --------------------------------------------------------------------------
 
     def claim_inbound(self, *, dedupe_key: str, source: str, kind: str, now: datetime, size: int,
                       subject: str | None, sender: str | None) -> int | None:
         """Insert the row for a new inbound item; None when ``dedupe_key`` was seen before."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """INSERT OR IGNORE INTO inbound (received_at, source, dedupe_key, kind, size, subject, sender)
                VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
             (ts(now), source[:40], dedupe_key[:500], kind, size, (subject or "")[:300] or None,
@@ -79,9 +77,9 @@ class InboundMixin:
     def get_inbound(self, *, inbound_id: int | None = None, dedupe_key: str | None = None) -> dict[str, Any] | None:
         """One inbound row (by id or by dedupe key), decoded, or None."""
         if inbound_id is not None:
-            row = self.query_one("SELECT * FROM inbound WHERE id = ?", (inbound_id,))  # type: ignore[attr-defined]
+            row = self.query_one("SELECT * FROM inbound WHERE id = ?", (inbound_id,))
         else:
-            row = self.query_one("SELECT * FROM inbound WHERE dedupe_key = ?", (dedupe_key,))  # type: ignore[attr-defined]
+            row = self.query_one("SELECT * FROM inbound WHERE dedupe_key = ?", (dedupe_key,))
         return None if row is None else _decoded(row)
 
     def list_inbound(self, *, kind: str | None = None, unmatched: bool = False, contact_id: int | None = None,
@@ -97,14 +95,14 @@ class InboundMixin:
         if contact_id is not None:
             sql += " AND contact_id = ?"
             params.append(contact_id)
-        rows = self.query(sql + " ORDER BY received_at DESC, id DESC LIMIT ?", [*params, int(limit)])  # type: ignore[attr-defined]
+        rows = self.query(sql + " ORDER BY received_at DESC, id DESC LIMIT ?", [*params, int(limit)])
         return [_decoded(r) for r in rows]
 
     # -- matching ------------------------------------------------------------------------------
 
     def sent_to(self, send_id: int) -> SentTo | None:
         """The send ``send_id`` if it was handed to SMTP (sent, or failed after an attempt)."""
-        row = self.query_one(_SENT_TO + " WHERE s.id = ? AND s.attempts > 0", (send_id,))  # type: ignore[attr-defined]
+        row = self.query_one(_SENT_TO + " WHERE s.id = ? AND s.attempts > 0", (send_id,))
         return None if row is None else _sent_to(row)
 
     def sends_by_message_id(self, message_ids: Iterable[str]) -> list[SentTo]:
@@ -112,14 +110,14 @@ class InboundMixin:
         ids = list(dict.fromkeys(m for m in message_ids if m))[:50]
         if not ids:
             return []
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             _SENT_TO + f" WHERE s.message_id IN ({','.join('?' * len(ids))}) AND s.attempts > 0 ORDER BY s.id DESC",
             ids)
         return [_sent_to(r) for r in rows]
 
     def last_send_to(self, email: str) -> SentTo | None:
         """The latest send handed to SMTP for this address (a provider's signed event names only it)."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             _SENT_TO + " WHERE c.email_key = ? AND s.attempts > 0 ORDER BY s.id DESC LIMIT 1", (email_key(email),))
         return None if row is None else _sent_to(row)
 
@@ -128,7 +126,7 @@ class InboundMixin:
     def soft_bounce_times(self, contact_id: int) -> list[datetime]:
         """When the contact's soft bounces came that count towards suppression (not policy
         blocks: a 5.7.x refusal is about the sender), oldest first."""
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT received_at FROM inbound WHERE contact_id = ? AND kind = 'soft_bounce'
                AND (status IS NULL OR status NOT LIKE '5.7.%') ORDER BY received_at""", (contact_id,))
         return [d for d in (dt(r["received_at"]) for r in rows) if d is not None]
@@ -145,7 +143,7 @@ class InboundMixin:
         (and any of its sends still queued) not before then, also when the step in flight is
         delivered later (``mark_sent`` respects ``paused_until``). Returns the rows paused."""
         t, u = ts(now), ts(until)
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             cur = self.conn.execute(
                 """UPDATE enrollments SET paused_until = :u, updated_at = :t,
                           next_at = CASE WHEN next_at IS NOT NULL AND next_at < :u THEN :u ELSE next_at END
@@ -179,7 +177,7 @@ class InboundMixin:
         out: dict[str, dict[str, int]] = {}
         names = {"hard_bounce": "async_bounces", "soft_bounce": "soft_bounces", "complaint": "complaints",
                  "reply": "replies", "unsubscribe": "replies", "auto_reply": "auto_replies"}
-        for r in self.query(  # type: ignore[attr-defined]
+        for r in self.query(
                 """SELECT step_id, kind, out_of_office, count(DISTINCT send_id) AS n FROM inbound
                    WHERE campaign_id = ? AND send_id IS NOT NULL GROUP BY step_id, kind, out_of_office""",
                 (campaign_id,)):

@@ -10,17 +10,21 @@ they carry the same Message-ID.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from nurture.errors import is_hard_bounce
 from nurture.models import Contact, Send
 from nurture.store.base import dt, ts
-from nurture.store.contacts import contact_from_row
+from nurture.store.contacts import ContactsMixin, contact_from_row
+from nurture.store.enrollments import EnrollmentsMixin
+
+#: What :meth:`OutboxMixin.mark_failed` made of a permanent failure.
+Failure = Literal["bounced", "blocked", "failed", "sent"]
 
 
-def _send(row: dict[str, Any]) -> Send:
+def _send(row: Mapping[str, Any]) -> Send:
     return Send(
         id=row["id"], enrollment_id=row["enrollment_id"], campaign_id=row["campaign_id"],
         step_id=row["step_id"], contact_id=row["contact_id"], status=row["status"],
@@ -30,8 +34,11 @@ def _send(row: dict[str, Any]) -> Send:
     )
 
 
-class OutboxMixin:
-    """Claiming, marking and reading outbox rows; get-or-create of tracked links."""
+class OutboxMixin(ContactsMixin, EnrollmentsMixin):
+    """Claiming, marking and reading outbox rows; get-or-create of tracked links.
+
+    Claims and bounces suppress addresses and exit enrollments: the contacts and enrollments
+    mixins are its bases."""
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -52,15 +59,15 @@ class OutboxMixin:
         skip = list(skip_campaigns)
         skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
         # PostgreSQL: concurrent claimers take disjoint rows (SQLite serialises on BEGIN IMMEDIATE).
-        skip_locked = getattr(getattr(self, "dialect", None), "skip_locked", "")
+        skip_locked = self.dialect.skip_locked
         limit = int(limit)
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             # Walks in index order (sends_claim: status, next_attempt_at), each stopping after
             # ``limit`` rows, merged here: no sort of everything that is due.
             candidates: list[tuple[float, int]] = []
             for status in ("queued", "retry"):
                 if not skip:
-                    candidates += self.conn.execute(  # type: ignore[attr-defined]
+                    candidates += self.conn.execute(
                         "SELECT next_attempt_at, id FROM sends WHERE status = ? AND next_attempt_at <= ?"
                         f" ORDER BY next_attempt_at, id LIMIT ?{skip_locked}", (status, t, limit)).fetchall()
                     continue
@@ -69,24 +76,24 @@ class OutboxMixin:
                 for campaign_id in self._outbox_campaigns(status):
                     if campaign_id in skip:
                         continue
-                    candidates += self.conn.execute(  # type: ignore[attr-defined]
+                    candidates += self.conn.execute(
                         "SELECT next_attempt_at, id FROM sends WHERE status = ? AND campaign_id = ?"
                         f" AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{skip_locked}",
                         (status, campaign_id, t, limit)).fetchall()
-            candidates += self.conn.execute(  # type: ignore[attr-defined]
+            candidates += self.conn.execute(
                 f"SELECT next_attempt_at, id FROM sends WHERE status = 'sending' AND lease_until < ? {skip_sql}"
                 f" LIMIT ?{skip_locked}", [t, *skip, limit]).fetchall()
             ids = [i for _, i in sorted(candidates)[:limit]]
             if not ids:
                 return []
-            rows = self.query(  # type: ignore[attr-defined]
+            rows = self.query(
                 f"UPDATE sends SET status = 'sending', lease_owner = ?, lease_until = ?"
                 f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING *",
                 [owner, until, *ids],
             )
             ids = [r["id"] for r in rows]
             marks = ",".join("?" * len(ids))
-            blocked = self.query(  # type: ignore[attr-defined]
+            blocked = self.query(
                 f"""
                 SELECT s.id, s.contact_id,
                        CASE WHEN e.state = 'exited' THEN 'skipped' ELSE 'suppressed' END AS why,
@@ -103,7 +110,7 @@ class OutboxMixin:
             )
             why = {b["id"]: b["why"] for b in blocked}
             for send_id, status in why.items():
-                self.conn.execute(  # type: ignore[attr-defined]
+                self.conn.execute(
                     "UPDATE sends SET status = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
                     (status, send_id),
                 )
@@ -111,12 +118,12 @@ class OutboxMixin:
             # for the delivery of a send that will never go (next_at stays NULL while in flight).
             reasons = {b["contact_id"]: b["reason"] for b in blocked if b["why"] == "suppressed"}
             for contact_id, reason in reasons.items():
-                self.exit_enrollments(  # type: ignore[attr-defined]
+                self.exit_enrollments(
                     contact_id, reason=reason if reason in ("unsubscribed", "bounced") else "suppressed", now=now)
             for r in rows:
                 if r["id"] in why:
                     r["status"] = why[r["id"]]
-                    self.append_event(  # type: ignore[attr-defined]
+                    self.append_event(
                         f"send.{why[r['id']]}",
                         {"send_id": r["id"], "campaign_id": r["campaign_id"], "step_id": r["step_id"],
                          "contact_id": r["contact_id"]}, now=now)
@@ -126,7 +133,7 @@ class OutboxMixin:
     def _outbox_campaigns(self, status: str) -> list[str]:
         """Campaigns with rows in ``status``: one index seek per campaign (a loose index scan
         of sends_claim_campaign), however many rows each has."""
-        rows = self.conn.execute(  # type: ignore[attr-defined]
+        rows = self.conn.execute(
             """
             WITH RECURSIVE c(id) AS (
                 SELECT (SELECT min(campaign_id) FROM sends WHERE status = ?)
@@ -146,8 +153,8 @@ class OutboxMixin:
         ids = list(send_ids)
         if not ids:
             return 0
-        with self.transaction():  # type: ignore[attr-defined]
-            cur = self.conn.execute(  # type: ignore[attr-defined]
+        with self.transaction():
+            cur = self.conn.execute(
                 f"""
                 UPDATE sends SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'queued' END,
                                  lease_owner = NULL, lease_until = NULL
@@ -163,7 +170,7 @@ class OutboxMixin:
         out: dict[int, Contact] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            for row in self.query(  # type: ignore[attr-defined]
+            for row in self.query(
                 f"SELECT * FROM contacts WHERE id IN ({','.join('?' * len(chunk))})", chunk
             ):
                 out[row["id"]] = contact_from_row(row)
@@ -173,7 +180,7 @@ class OutboxMixin:
 
     def set_message_id(self, send_id: int, mid: str) -> None:
         """Record the Message-ID before the first attempt; every retry reuses it."""
-        self.conn.execute("UPDATE sends SET message_id = ? WHERE id = ?", (mid, send_id))  # type: ignore[attr-defined]
+        self.conn.execute("UPDATE sends SET message_id = ? WHERE id = ?", (mid, send_id))
 
     def mark_sent(self, send_id: int, *, now: datetime) -> bool:
         """The server answered 250: ``sent_at = now`` (the delivery time clicks are judged
@@ -181,8 +188,8 @@ class OutboxMixin:
         when ``next_wait`` is set, ``next_at = now + next_wait``. Idempotent: returns False
         when the row was already sent."""
         t = ts(now)
-        with self.transaction():  # type: ignore[attr-defined]
-            row = self.query_one(  # type: ignore[attr-defined]
+        with self.transaction():
+            row = self.query_one(
                 """
                 UPDATE sends SET status = 'sent', sent_at = ?, attempts = attempts + 1,
                                  lease_owner = NULL, lease_until = NULL
@@ -193,7 +200,7 @@ class OutboxMixin:
             )
             if row is None:
                 return False
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 """
                 UPDATE enrollments SET last_sent_at = :t, updated_at = :t,
                     next_at = CASE WHEN next_wait IS NOT NULL AND state = 'active'
@@ -204,14 +211,14 @@ class OutboxMixin:
                 """,
                 {"t": t, "e": row["enrollment_id"]},
             )
-            self.append_event("send.sent", {"send_id": send_id, **row}, now=now)  # type: ignore[attr-defined]
+            self.append_event("send.sent", {"send_id": send_id, **row}, now=now)
         return True
 
     def mark_retry(self, send_id: int, *, next_at: datetime, code: int | None, error: str,
                    enhanced: str | None = None) -> None:
         """A transient failure: try again at ``next_at`` (same Message-ID)."""
-        with self.transaction():  # type: ignore[attr-defined]
-            self.conn.execute(  # type: ignore[attr-defined]
+        with self.transaction():
+            self.conn.execute(
                 """
                 UPDATE sends SET status = 'retry', attempts = attempts + 1, next_attempt_at = ?,
                                  error_code = ?, error_enhanced = ?, last_error = ?,
@@ -222,8 +229,9 @@ class OutboxMixin:
             )
 
     def mark_failed(self, send_id: int, *, now: datetime, code: int | None, enhanced: str | None,
-                    error: str, bounce: bool | None = None) -> str:
-        """A permanent failure. Returns what it was: ``"bounced"``, ``"blocked"`` or ``"failed"``.
+                    error: str, bounce: bool | None = None) -> Failure:
+        """A permanent failure. Returns what it was: ``"bounced"``, ``"blocked"`` or ``"failed"``
+        (``"sent"`` when the row had been delivered already, and nothing changed).
 
         A hard bounce (550 / 5.1.x; ``bounce`` overrides the rule) suppresses the address
         and exits the contact's active enrollments. A policy block (5.7.x) is recorded with
@@ -231,9 +239,9 @@ class OutboxMixin:
         """
         if bounce is None:
             bounce = is_hard_bounce(code=code, enhanced=enhanced)
-        kind = "bounced" if bounce else ("blocked" if enhanced and enhanced.startswith("5.7.") else "failed")
-        with self.transaction():  # type: ignore[attr-defined]
-            row = self.query_one(  # type: ignore[attr-defined]
+        kind: Failure = "bounced" if bounce else ("blocked" if enhanced and enhanced.startswith("5.7.") else "failed")
+        with self.transaction():
+            row = self.query_one(
                 """
                 UPDATE sends SET status = 'failed', attempts = attempts + 1, error_code = ?,
                                  error_enhanced = ?, last_error = ?, lease_owner = NULL, lease_until = NULL
@@ -251,25 +259,25 @@ class OutboxMixin:
             else:
                 # The step is given up, not the lead: the enrollment goes on to its next step
                 # as after a skipped one (it would otherwise wait for this delivery forever).
-                self.conn.execute(  # type: ignore[attr-defined]
+                self.conn.execute(
                     """UPDATE enrollments SET next_at = :t + next_wait, updated_at = :t
                        WHERE id = (SELECT enrollment_id FROM sends WHERE id = :s)
                          AND state = 'active' AND next_at IS NULL AND next_wait IS NOT NULL""",
                     {"t": ts(now), "s": send_id})
-            self.append_event("send.bounced" if bounce else "send.failed", payload, now=now)  # type: ignore[attr-defined]
+            self.append_event("send.bounced" if bounce else "send.failed", payload, now=now)
         return kind
 
     def _bounce_contact(self, contact_id: int, *, now: datetime) -> None:
-        contact = self.query_one("SELECT email FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
+        contact = self.query_one("SELECT email FROM contacts WHERE id = ?", (contact_id,))
         if contact is None:
             return
-        self.suppress(contact["email"], "bounced", now=now)  # type: ignore[attr-defined]
-        self.exit_enrollments(contact_id, reason="bounced", now=now)  # type: ignore[attr-defined]
+        self.suppress(contact["email"], "bounced", now=now)
+        self.exit_enrollments(contact_id, reason="bounced", now=now)
 
     # -- reading ----------------------------------------------------------------------------
 
     def get_send(self, send_id: int) -> Send | None:
-        row = self.query_one("SELECT * FROM sends WHERE id = ?", (send_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM sends WHERE id = ?", (send_id,))
         return None if row is None else _send(row)
 
     def outbox_counts(self, *, campaign_id: str | None = None) -> dict[str, int]:
@@ -279,7 +287,7 @@ class OutboxMixin:
         if campaign_id is not None:
             sql += " WHERE campaign_id = ?"
             params.append(campaign_id)
-        return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}  # type: ignore[attr-defined]
+        return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}
 
     # -- links ------------------------------------------------------------------------------
 
@@ -294,11 +302,11 @@ class OutboxMixin:
         if found is not None:
             return found
         params = (campaign_id, step_id, name, url)
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "INSERT OR IGNORE INTO links (campaign_id, step_id, name, url, honeypot) VALUES (?, ?, ?, ?, ?)",
             (*params, int(bool(honeypot))),
         )
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT id FROM links WHERE campaign_id = ? AND step_id = ? AND name = ? AND url = ?", params)
         assert row is not None
         cache[key] = int(row["id"])

@@ -16,7 +16,8 @@ from typing import Any
 from nurture.errors import NotFound
 from nurture.models import Contact
 from nurture.store.base import dt, ts
-from nurture.store.contacts import CONTACT_FIELDS, ERASED, FILTER_COLUMNS, contact_from_row, email_key
+from nurture.store.contacts import CONTACT_FIELDS, ERASED, FILTER_COLUMNS, ContactsMixin, contact_from_row, email_key
+from nurture.store.enrollments import EnrollmentsMixin
 
 #: The prefix of an erased address's keyed hash, in contacts and suppressions.
 ERASED_PREFIX = "erased:"
@@ -37,10 +38,9 @@ def _where(where: tuple[str, str] | None) -> tuple[str, list[Any]]:
     return f"lower(json_extract(attributes, '$.\"{name}\"')) = lower(?)", [value]
 
 
-class PeopleMixin:
-    """Listing, looking into, editing, suppressing and erasing single contacts."""
-
-    conn: Any
+class PeopleMixin(ContactsMixin, EnrollmentsMixin):
+    """Listing, looking into, editing, suppressing and erasing single contacts (forgetting one
+    exits its enrollments: the contacts and enrollments mixins are its bases)."""
 
     def list_contacts(self, *, where: tuple[str, str] | None = None, after_id: int = 0,
                       limit: int = 1000, include_erased: bool = False) -> list[Contact]:
@@ -48,14 +48,14 @@ class PeopleMixin:
         cond, params = _where(where)
         if not include_erased:
             cond += f" AND status != '{ERASED}'"
-        rows = self.query(f"SELECT * FROM contacts WHERE {cond} AND id > ? ORDER BY id LIMIT ?",  # type: ignore[attr-defined]
+        rows = self.query(f"SELECT * FROM contacts WHERE {cond} AND id > ? ORDER BY id LIMIT ?",
                           [*params, after_id, limit])
         return [contact_from_row(r) for r in rows]
 
     def contact_history(self, contact_id: int, *, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
         """What ``contacts show`` prints besides the fields: enrollments, sends, human clicks,
         tasks and the events about the contact (unsubscribes, bounces, hot, qualified …)."""
-        q = self.query  # type: ignore[attr-defined]
+        q = self.query
         enrollments = q("""SELECT campaign_id, state, next_step, next_at, exit_reason, enrolled_at
                            FROM enrollments WHERE contact_id = ? ORDER BY enrolled_at, id""", (contact_id,))
         sends = q("""SELECT id, campaign_id, step_id, status, queued_at, sent_at, error_code, error_enhanced
@@ -83,8 +83,8 @@ class PeopleMixin:
         if address:
             pats.append(f"%{address}%")
             sql += " OR payload LIKE ?"
-        out = []
-        for r in self.query(sql + " ORDER BY id", pats):  # type: ignore[attr-defined]
+        out: list[dict[str, Any]] = []
+        for r in self.query(sql + " ORDER BY id", pats):
             payload = json.loads(r["payload"])
             if payload.get("contact_id") == contact_id or (address and address in r["payload"].lower()):
                 out.append({"id": r["id"], "at": dt(r["at"]), "kind": r["kind"], "payload": payload})
@@ -107,17 +107,17 @@ class PeopleMixin:
         if attributes:
             sets.append("attributes = json_patch(attributes, ?)")
             params.append(json.dumps(dict(attributes), ensure_ascii=False))
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if sets:
                 cur = self.conn.execute(f"UPDATE contacts SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
                                         [*params, ts(now), contact_id])
                 if cur.rowcount == 0:
                     raise NotFound(f"no contact with id {contact_id}")
-            return self.get_contact(contact_id)  # type: ignore[attr-defined,no-any-return]
+            return self.get_contact(contact_id)
 
     def suppression(self, email: str) -> tuple[str, datetime | None] | None:
         """(reason, since) if the address is on the suppression list."""
-        row = self.query_one("SELECT reason, at FROM suppressions WHERE email_key = ?",  # type: ignore[attr-defined]
+        row = self.query_one("SELECT reason, at FROM suppressions WHERE email_key = ?",
                              (email_key(email),))
         return None if row is None else (row["reason"], dt(row["at"]))
 
@@ -127,8 +127,8 @@ class PeopleMixin:
         A contact that was unsubscribed or bounced becomes active again (the caller has a
         reason to believe they want mail: a new opt-in)."""
         key = email_key(email)
-        with self.transaction():  # type: ignore[attr-defined]
-            row = self.query_one("SELECT reason FROM suppressions WHERE email_key = ?", (key,))  # type: ignore[attr-defined]
+        with self.transaction():
+            row = self.query_one("SELECT reason FROM suppressions WHERE email_key = ?", (key,))
             if row is None:
                 return None
             self.conn.execute("DELETE FROM suppressions WHERE email_key = ?", (key,))
@@ -163,16 +163,16 @@ class PeopleMixin:
         if not erased_key.startswith(ERASED_PREFIX):
             raise ValueError("erased_key must be a keyed hash from nurture.erasure")
         counts: dict[str, int] = {}
-        sqlite = self.dialect.name == "sqlite"  # type: ignore[attr-defined]
+        sqlite = self.dialect.name == "sqlite"
         if sqlite:
             # Overwrite freed space with zeros, so the old values are not left in the file's free pages.
             self.conn.execute("PRAGMA secure_delete = ON")
-        with self.transaction():  # type: ignore[attr-defined]
-            row = self.query_one("SELECT email, email_key FROM contacts WHERE id = ?", (contact_id,))  # type: ignore[attr-defined]
+        with self.transaction():
+            row = self.query_one("SELECT email, email_key FROM contacts WHERE id = ?", (contact_id,))
             if row is None:
                 raise NotFound(f"no contact with id {contact_id}")
             address = row["email_key"]
-            sup = self.query_one("SELECT reason, at FROM suppressions WHERE email_key = ?", (address,))  # type: ignore[attr-defined]
+            sup = self.query_one("SELECT reason, at FROM suppressions WHERE email_key = ?", (address,))
             self.conn.execute("DELETE FROM suppressions WHERE email_key = ?", (address,))
             self.conn.execute("INSERT OR IGNORE INTO suppressions (email_key, reason, at) VALUES (?, ?, ?)",
                               (erased_key, sup["reason"] if sup else "erased", sup["at"] if sup else ts(now)))
@@ -182,7 +182,7 @@ class PeopleMixin:
                 f"UPDATE contacts SET email = ?, email_key = ?, {blank}, timezone = NULL, attributes = '{{}}',"
                 f" status = '{ERASED}', updated_at = ? WHERE id = ?", (erased_key, erased_key, ts(now), contact_id))
             counts["contact"] = 1
-            counts["enrollments_exited"] = self.exit_enrollments(contact_id, reason=ERASED, now=now)  # type: ignore[attr-defined]
+            counts["enrollments_exited"] = self.exit_enrollments(contact_id, reason=ERASED, now=now)
             cur = self.conn.execute(
                 "UPDATE sends SET last_error = NULL WHERE contact_id = ? AND last_error IS NOT NULL"
                 " AND last_error NOT LIKE 'exited: %'", (contact_id,))
@@ -201,7 +201,7 @@ class PeopleMixin:
         return counts
 
     def _forget_tasks(self, contact_id: int, *, now: datetime) -> int:
-        rows = self.query("SELECT id, context, status FROM tasks WHERE contact_id = ?", (contact_id,))  # type: ignore[attr-defined]
+        rows = self.query("SELECT id, context, status FROM tasks WHERE contact_id = ?", (contact_id,))
         for r in rows:
             context = json.loads(r["context"] or "{}")
             for entry in context.get("timeline", []):

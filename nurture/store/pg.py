@@ -26,18 +26,19 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
+from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from nurture.errors import NurtureError
-from nurture.store.base import StoreBase
+from nurture.store.base import StoreBase, in_transaction_now
 from nurture.store.copy import ID_TABLES as COPY_ID_TABLES
 from nurture.store.dialect import POSTGRES
 from nurture.store.schema import migrations
@@ -101,10 +102,18 @@ def translate(sql: str, named: bool) -> tuple[str, tuple[int, ...] | None, bool]
                 out += " ON CONFLICT DO NOTHING"
         # lastrowid matters after INSERT ... VALUES; an INSERT ... SELECT of a whole batch
         # would otherwise ship every new id back for nothing.
-        if not returning and m.group(2).lower() in ID_TABLES and not _SELECT.search(out, _INSERT.match(out).end()):  # type: ignore[union-attr]
+        if not returning and m.group(2).lower() in ID_TABLES and not _SELECT.search(out, _insert_end(out)):
             out += " RETURNING id"
             added = True
     return out, (tuple(order) if order else None), added
+
+
+def _insert_end(sql: str) -> int:
+    """Where the ``INSERT INTO table`` at the start of ``sql`` ends."""
+    m = _INSERT.match(sql)
+    if m is None:
+        raise ValueError(f"not an INSERT: {sql[:60]!r}")
+    return m.end()
 
 
 _DDL = (
@@ -149,7 +158,7 @@ class PgCursor:
             self._rows = []
 
     @property
-    def description(self) -> Any:
+    def description(self) -> Sequence[Sequence[Any]] | None:
         return None if self._rows is not None else self._cur.description
 
     def fetchone(self) -> tuple[Any, ...] | None:
@@ -161,6 +170,11 @@ class PgCursor:
         if self._rows is not None or self._cur.description is None:
             return []
         return self._cur.fetchall()
+
+    def fetchmany(self, size: int, /) -> list[tuple[Any, ...]]:
+        if self._rows is not None or self._cur.description is None:
+            return []
+        return self._cur.fetchmany(size)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self.fetchall())
@@ -231,8 +245,8 @@ class PgConnection:
             cur.execute(text, params)
         return PgCursor(cur, added_returning=added)
 
-    def executemany(self, sql: str, seq: Sequence[Any]) -> PgCursor:
-        seq = list(seq)
+    def executemany(self, sql: str, params: Iterable[Any]) -> PgCursor:
+        seq = list(params)
         cur = self.raw.cursor()
         if not seq:
             return PgCursor(cur, added_returning=False)
@@ -248,7 +262,7 @@ class PgConnection:
         return PgCursor(cur, added_returning=False)
 
     def executescript(self, script: str) -> None:
-        self.raw.execute(translate_ddl(script))  # type: ignore[arg-type]
+        self.raw.execute(translate_ddl(script))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -342,7 +356,11 @@ class PgDatabase:
 
 
 class _MigrationDb:
-    """What a migration function may use of sqlite-utils' ``Database`` on PostgreSQL."""
+    """What a migration function may use of sqlite-utils' ``Database`` on PostgreSQL.
+
+    Migration functions are typed for sqlite-utils (``db: Database``); they get this stand-in
+    through :func:`_as_database`, and anything beyond ``execute``/``executescript`` fails loudly.
+    """
 
     def __init__(self, conn: PgConnection) -> None:
         self._conn = conn
@@ -358,14 +376,20 @@ class _MigrationDb:
             f"migrations must use db.execute/db.executescript to run on PostgreSQL too (not db.{name})")
 
 
+def _as_database(conn: PgConnection) -> Database:
+    # The one place a stand-in passes for sqlite-utils' Database (see _MigrationDb).
+    return cast(Database, _MigrationDb(conn))
+
+
 #: Recorded like a migration, so the functions are (re)created once per version of them.
 COMPAT_NAME = "_compat_functions_v1"
 
 
 def _applied(raw: psycopg.Connection[Any], name: str) -> set[str]:
-    if raw.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+    found = raw.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()
+    if found is None or found[0] is None:
         return set()
-    rows = raw.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = %s",  # type: ignore[arg-type]
+    rows = raw.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = %s",
                        (name,)).fetchall()
     return {r[0] for r in rows}
 
@@ -383,7 +407,7 @@ def apply_migrations(conn: PgConnection, *, source: Migrations = migrations) -> 
     applied_now: list[str] = []
 
     def record(name: str) -> None:
-        raw.execute(f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) VALUES (%s, %s, %s)",  # type: ignore[arg-type]
+        raw.execute(f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) VALUES (%s, %s, %s)",
                     (source.name, name, str(datetime.now(UTC))))
         applied_now.append(name)
 
@@ -391,22 +415,22 @@ def apply_migrations(conn: PgConnection, *, source: Migrations = migrations) -> 
         raw.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         raw.execute(f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
             migration_set TEXT NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL,
-            PRIMARY KEY (migration_set, name))""")  # type: ignore[arg-type]
+            PRIMARY KEY (migration_set, name))""")
         if COMPAT_NAME not in _applied(raw, source.name):
-            raw.execute(COMPAT_SQL)  # type: ignore[arg-type]
+            raw.execute(COMPAT_SQL)
             record(COMPAT_NAME)
     for m in source._migrations:
         if m.transactional:
             with raw.transaction():
                 raw.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 if m.name not in _applied(raw, source.name):
-                    m.fn(_MigrationDb(conn))  # type: ignore[arg-type]
+                    m.fn(_as_database(conn))
                     record(m.name)
             continue
         raw.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             if m.name not in _applied(raw, source.name):
-                m.fn(_MigrationDb(conn))  # type: ignore[arg-type]
+                m.fn(_as_database(conn))
                 record(m.name)
         finally:
             raw.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
@@ -420,31 +444,33 @@ class PgStoreBase(StoreBase):
     """:class:`StoreBase` on PostgreSQL: same ``transaction``/``query``/events surface."""
 
     dialect = POSTGRES
+    conn: PgConnection
+    db: PgDatabase
 
     def __init__(self, path: str) -> None:  # noqa: D107 - same signature as StoreBase
         self.path = path
-        self.conn = PgConnection(path)  # type: ignore[assignment]
-        self.db = PgDatabase(self.conn)  # type: ignore[assignment]
+        self.conn = PgConnection(path)
+        self.db = PgDatabase(self.conn)
         self._savepoints = 0
         apply_migrations(self.conn)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[PgDatabase]:
         """A transaction (READ COMMITTED; claims lock their rows). Nested calls are savepoints."""
         conn = self.conn
         if conn.in_transaction:
             self._savepoints += 1
             name = f"sp{self._savepoints}"
-            conn.raw.execute(f"SAVEPOINT {name}")  # type: ignore[arg-type]
+            conn.raw.execute(f"SAVEPOINT {name}")
             try:
                 yield self.db
             except BaseException:
-                if conn.raw.info.transaction_status == TransactionStatus.INERROR or conn.in_transaction:
-                    conn.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")  # type: ignore[arg-type]
-                    conn.raw.execute(f"RELEASE SAVEPOINT {name}")  # type: ignore[arg-type]
+                if conn.raw.info.transaction_status == TransactionStatus.INERROR or in_transaction_now(conn):
+                    conn.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    conn.raw.execute(f"RELEASE SAVEPOINT {name}")
                 raise
             else:
-                conn.raw.execute(f"RELEASE SAVEPOINT {name}")  # type: ignore[arg-type]
+                conn.raw.execute(f"RELEASE SAVEPOINT {name}")
             finally:
                 self._savepoints -= 1
             return
@@ -453,7 +479,7 @@ class PgStoreBase(StoreBase):
         try:
             yield self.db
         except BaseException:
-            if conn.in_transaction:
+            if in_transaction_now(conn):
                 conn.raw.execute("ROLLBACK")
             raise
         else:

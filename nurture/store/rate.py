@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.models import Send
+from nurture.store.outbox import OutboxMixin
 from nurture.timeutil import Rate
 
 BUCKET = "smtp"
@@ -37,18 +38,19 @@ def bucket_burst(rate: Rate) -> float:
     return max(1.0, min(float(rate.count), rate.per_second))
 
 
-class RateMixin:
-    """The shared token bucket (``rate_state``) and rate-limited claims."""
+class RateMixin(OutboxMixin):
+    """The shared token bucket (``rate_state``) and rate-limited claims (over the outbox's
+    :meth:`~OutboxMixin.claim_sends`)."""
 
     def _bucket(self, name: str, burst: float) -> dict[str, Any]:
-        d = self.dialect  # type: ignore[attr-defined]
+        d = self.dialect
         sql = f"SELECT tokens, updated_at, slow_until, {d.clock} AS clock FROM rate_state WHERE name = ?{d.lock_row}"
-        row = self.query_one(sql, (name,))  # type: ignore[attr-defined]
+        row = self.query_one(sql, (name,))
         if row is None:
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 f"INSERT OR IGNORE INTO rate_state (name, tokens, updated_at) VALUES (?, ?, {d.clock})",
                 (name, burst))
-            row = self.query_one(sql, (name,))  # type: ignore[attr-defined]
+            row = self.query_one(sql, (name,))
         assert row is not None
         return row
 
@@ -71,19 +73,19 @@ class RateMixin:
         """
         burst = bucket_burst(rate)
         skip = list(skip_campaigns)
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             row = self._bucket(bucket, burst)
             tokens, per_second = self._refilled(row, rate=rate, burst=burst, slow_factor=slow_factor)
             n = min(int(limit), math.floor(tokens + 1e-9))
             sends: list[Send] = []
             wait = 0.0
             if n >= 1:
-                sends = self.claim_sends(owner=owner, now=now, lease=lease, limit=n,  # type: ignore[attr-defined]
+                sends = self.claim_sends(owner=owner, now=now, lease=lease, limit=n,
                                          skip_campaigns=skip)
                 tokens -= sum(1 for s in sends if s.status == "sending")
             elif self.any_due(now=now, skip_campaigns=skip):
                 wait = (1.0 - tokens) / per_second
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 "UPDATE rate_state SET tokens = ?, updated_at = ? WHERE name = ?",
                 (tokens, float(row["clock"]), bucket))
         return RatedClaim(sends=sends, wait=wait)
@@ -93,7 +95,7 @@ class RateMixin:
         t = now.timestamp()
         skip = list(skip_campaigns)
         skip_sql = f"AND campaign_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
-        return self.query_one(  # type: ignore[attr-defined]
+        return self.query_one(
             f"""SELECT 1 AS due FROM sends
                WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= ?)
                       OR (status = 'sending' AND lease_until < ?)) {skip_sql} LIMIT 1""",
@@ -102,8 +104,8 @@ class RateMixin:
     def slow_shared_rate(self, *, seconds: float, bucket: str = BUCKET) -> None:
         """Every sender runs at its slow factor for the next ``seconds`` (a server said 421/451);
         the burst is dropped so it takes effect at once."""
-        d = self.dialect  # type: ignore[attr-defined]
-        self.conn.execute(  # type: ignore[attr-defined]
+        d = self.dialect
+        self.conn.execute(
             f"""UPDATE rate_state SET tokens = CASE WHEN tokens > 1 THEN 1 ELSE tokens END,
                    slow_until = CASE WHEN slow_until IS NULL OR slow_until < {d.clock} + ?
                                      THEN {d.clock} + ? ELSE slow_until END
@@ -111,5 +113,5 @@ class RateMixin:
 
     def rate_state(self, bucket: str = BUCKET) -> dict[str, Any] | None:
         """The bucket row as stored (tokens, updated_at, slow_until), for status and tests."""
-        return self.query_one("SELECT tokens, updated_at, slow_until FROM rate_state WHERE name = ?",  # type: ignore[attr-defined]
+        return self.query_one("SELECT tokens, updated_at, slow_until FROM rate_state WHERE name = ?",
                               (bucket,))

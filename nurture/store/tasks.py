@@ -9,27 +9,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from nurture.errors import NotFound
-from nurture.models import PRIORITIES, Task
-from nurture.store.base import dt, ts
+from nurture.models import PRIORITIES, Outcome, Priority, Task, TaskKind
+from nurture.store.base import StoreBase, dt, dt_required, inserted_id, ts
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
               "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at")
+
+
+#: Which tasks :meth:`TasksMixin.list_tasks` lists.
+TaskFilter = Literal["open", "done", "overdue", "all"]
 
 
 def task_from_row(row: Mapping[str, Any]) -> Task:
     return Task(
         id=row["id"], contact_id=row["contact_id"], campaign_id=row["campaign_id"],
         kind=row["kind"], priority=PRIORITIES[row["priority"]], status=row["status"],
-        due_at=dt(row["due_at"]), created_at=dt(row["created_at"]), rep_id=row["rep_id"],
+        due_at=dt_required(row["due_at"]), created_at=dt_required(row["created_at"]), rep_id=row["rep_id"],
         reason=row["reason"], context=json.loads(row["context"] or "{}"), outcome=row["outcome"],
         notes=row["notes"], snooze_until=dt(row["snooze_until"]), escalated_at=dt(row["escalated_at"]),
     )
 
 
-class TasksMixin:
+class TasksMixin(StoreBase):
     """Tasks, scores, rep tokens/sessions and webhook deliveries."""
 
     # -- clicks waiting for the follow-up rules ---------------------------------------------
@@ -40,8 +44,8 @@ class TasksMixin:
         On PostgreSQL the clicks are locked until the caller's transaction ends and clicks
         another process holds are skipped: follow-up loops on several machines (one per
         ``nurture serve``) never handle the same click twice."""
-        lock = self.dialect.skip_locked_of("c")  # type: ignore[attr-defined]
-        return self.query(  # type: ignore[attr-defined]
+        lock = self.dialect.skip_locked_of("c")
+        return self.query(
             f"""
             SELECT c.id AS click_id, c.at, c.send_id, c.link_id, s.contact_id, s.campaign_id,
                    s.step_id, s.sent_at, l.name AS link_name, l.url AS link_url,
@@ -58,12 +62,12 @@ class TasksMixin:
     def mark_clicks_handled(self, click_ids: Iterable[int]) -> None:
         ids = list(click_ids)
         if ids:
-            self.conn.executemany(  # type: ignore[attr-defined]
+            self.conn.executemany(
                 "UPDATE clicks SET handled = 1 WHERE id = ?", [(i,) for i in ids])
 
     def human_click_count(self, contact_id: int, *, since: datetime) -> int:
         """Human clicks by this contact (any campaign) since ``since``."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """SELECT count(*) AS n FROM clicks c JOIN sends s ON s.id = c.send_id
                WHERE s.contact_id = ? AND c.verdict = 'human' AND c.kind = 'click' AND c.at >= ?""",
             (contact_id, ts(since)),
@@ -72,7 +76,7 @@ class TasksMixin:
 
     def contact_blocked(self, contact_id: int) -> bool:
         """True when the contact unsubscribed, bounced or is on the suppression list."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """SELECT c.status != 'active' OR EXISTS (
                    SELECT 1 FROM suppressions p WHERE p.email_key = c.email_key) AS blocked
                FROM contacts c WHERE c.id = ?""",
@@ -83,7 +87,7 @@ class TasksMixin:
     # -- tasks ---------------------------------------------------------------------------------
 
     def open_task_for(self, contact_id: int, campaign_id: str) -> Task | None:
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             f"SELECT {_TASK_COLS} FROM tasks WHERE contact_id = ? AND campaign_id = ? AND status = 'open'",
             (contact_id, campaign_id),
         )
@@ -91,7 +95,7 @@ class TasksMixin:
 
     def open_task_for_contact(self, contact_id: int) -> Task | None:
         """The contact's most urgent open task in any campaign."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             f"""SELECT {_TASK_COLS} FROM tasks WHERE contact_id = ? AND status = 'open'
                 ORDER BY priority, due_at LIMIT 1""",
             (contact_id,),
@@ -99,62 +103,64 @@ class TasksMixin:
         return task_from_row(row) if row else None
 
     def insert_task(
-        self, *, contact_id: int, campaign_id: str, rep_id: str | None, kind: str, priority: str,
+        self, *, contact_id: int, campaign_id: str, rep_id: str | None, kind: TaskKind, priority: Priority,
         due_at: datetime, reason: str, context: Mapping[str, Any], now: datetime,
     ) -> int:
-        cur = self.conn.execute(  # type: ignore[attr-defined]
+        cur = self.conn.execute(
             """INSERT INTO tasks (contact_id, campaign_id, rep_id, kind, priority, status, due_at,
                                   created_at, updated_at, reason, context)
                VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)""",
             (contact_id, campaign_id, rep_id, kind, PRIORITIES.index(priority), ts(due_at),
              ts(now), ts(now), reason, json.dumps(context, default=str)),
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def update_open_task(
-        self, task_id: int, *, kind: str, priority: str, due_at: datetime, reason: str,
+        self, task_id: int, *, kind: TaskKind, priority: Priority, due_at: datetime, reason: str,
         context: Mapping[str, Any], now: datetime,
     ) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             """UPDATE tasks SET kind = ?, priority = ?, due_at = ?, reason = ?, context = ?,
                                 updated_at = ? WHERE id = ?""",
             (kind, PRIORITIES.index(priority), ts(due_at), reason,
              json.dumps(context, default=str), ts(now), task_id),
         )
 
-    def set_task_priority(self, task_id: int, priority: str, *, now: datetime) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+    def set_task_priority(self, task_id: int, priority: Priority, *, now: datetime) -> None:
+        self.conn.execute(
             "UPDATE tasks SET priority = ?, updated_at = ? WHERE id = ?",
             (PRIORITIES.index(priority), ts(now), task_id),
         )
 
     def get_task(self, task_id: int) -> Task:
-        row = self.query_one(f"SELECT {_TASK_COLS} FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        row = self.query_one(f"SELECT {_TASK_COLS} FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
         return task_from_row(row)
 
     def task_bant(self, task_id: int) -> dict[str, str]:
-        row = self.query_one("SELECT bant FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT bant FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
-        return json.loads(row["bant"] or "{}")
+        bant: dict[str, str] = json.loads(row["bant"] or "{}")
+        return bant
 
     def set_task_bant(self, task_id: int, bant: Mapping[str, str], *, now: datetime) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "UPDATE tasks SET bant = ?, updated_at = ? WHERE id = ?",
             (json.dumps(dict(bant), sort_keys=True), ts(now), task_id),
         )
 
     def list_tasks(
-        self, *, now: datetime, rep_id: str | None = None, status: str = "open",
+        self, *, now: datetime, rep_id: str | None = None, status: TaskFilter = "open",
         include_snoozed: bool = True, limit: int = 1000,
     ) -> list[Task]:
         """Tasks sorted for calling: overdue first, then priority, then due time.
 
         ``status`` is ``open``, ``done``, ``overdue`` (open and past due) or ``all``.
         """
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status in ("open", "overdue"):
             where.append("status = 'open'")
             if status == "overdue":
@@ -178,29 +184,29 @@ class TasksMixin:
         else:
             sql += " ORDER BY (status = 'open' AND due_at < ?) DESC, priority, due_at, id"
             params.append(ts(now))
-        rows = self.query(sql + " LIMIT ?", [*params, limit])  # type: ignore[attr-defined]
+        rows = self.query(sql + " LIMIT ?", [*params, limit])
         return [task_from_row(r) for r in rows]
 
     def complete_task(
-        self, task_id: int, *, outcome: str, notes: str | None, now: datetime,
+        self, task_id: int, *, outcome: Outcome, notes: str | None, now: datetime,
         snooze_until: datetime | None = None,
     ) -> None:
         """Record an outcome: ``snoozed`` keeps the task open until ``snooze_until``."""
         if outcome == "snoozed":
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 """UPDATE tasks SET outcome = ?, notes = coalesce(?, notes), snooze_until = ?,
                                     due_at = ?, escalated_at = NULL, updated_at = ? WHERE id = ?""",
                 (outcome, notes, ts(snooze_until), ts(snooze_until), ts(now), task_id),
             )
         else:
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 """UPDATE tasks SET status = 'done', outcome = ?, notes = coalesce(?, notes),
                                     done_at = ?, updated_at = ? WHERE id = ?""",
                 (outcome, notes, ts(now), ts(now), task_id),
             )
 
     def overdue_unescalated(self, *, now: datetime) -> list[Task]:
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             f"""SELECT {_TASK_COLS} FROM tasks
                 WHERE status = 'open' AND due_at < ? AND escalated_at IS NULL ORDER BY due_at""",
             (ts(now),),
@@ -208,7 +214,7 @@ class TasksMixin:
         return [task_from_row(r) for r in rows]
 
     def mark_escalated(self, task_id: int, *, now: datetime) -> bool:
-        cur = self.conn.execute(  # type: ignore[attr-defined]
+        cur = self.conn.execute(
             "UPDATE tasks SET escalated_at = ?, updated_at = ? WHERE id = ? AND escalated_at IS NULL",
             (ts(now), ts(now), task_id),
         )
@@ -218,7 +224,7 @@ class TasksMixin:
         """Tasks assigned to each rep since that rep's given moment (their local midnight)."""
         out: dict[str, int] = {}
         for rep_id, since in since_by_rep.items():
-            row = self.query_one(  # type: ignore[attr-defined]
+            row = self.query_one(
                 "SELECT count(*) AS n FROM tasks WHERE rep_id = ? AND created_at >= ?",
                 (rep_id, ts(since)),
             )
@@ -226,13 +232,13 @@ class TasksMixin:
         return out
 
     def last_assigned_rep(self) -> str | None:
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT rep_id FROM tasks WHERE rep_id IS NOT NULL ORDER BY id DESC LIMIT 1")
-        return row["rep_id"] if row else None
+        return str(row["rep_id"]) if row else None
 
     def queue_counts(self, *, now: datetime, since: datetime) -> dict[str | None, dict[str, int]]:
         """Per rep: open, overdue, snoozed and done-since counts (the manager view)."""
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT rep_id,
                       sum(status = 'open') AS open,
                       sum(status = 'open' AND due_at < ?) AS overdue,
@@ -247,7 +253,7 @@ class TasksMixin:
     # -- what a rep sees on a task ---------------------------------------------------------------
 
     def contact_sends(self, contact_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT id, campaign_id, step_id, status, queued_at, sent_at FROM sends
                WHERE contact_id = ? ORDER BY coalesce(sent_at, queued_at) DESC LIMIT ?""",
             (contact_id, limit),
@@ -258,7 +264,7 @@ class TasksMixin:
 
     def contact_clicks(self, contact_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
         """Human clicks by the contact, newest first."""
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT c.id, c.at, s.campaign_id, s.step_id, l.name AS link, l.url
                FROM clicks c JOIN sends s ON s.id = c.send_id LEFT JOIN links l ON l.id = c.link_id
                WHERE s.contact_id = ? AND c.verdict = 'human' AND c.kind = 'click'
@@ -273,14 +279,14 @@ class TasksMixin:
 
     def contact_score(self, contact_id: int) -> tuple[float, datetime | None, bool]:
         """The stored (undecayed) score, when it was stored, and the hot flag."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT score, score_at, hot FROM contacts WHERE id = ?", (contact_id,))
         if row is None:
             raise NotFound(f"no contact with id {contact_id}")
         return float(row["score"]), dt(row["score_at"]), bool(row["hot"])
 
     def set_contact_score(self, contact_id: int, *, score: float, hot: bool, now: datetime) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "UPDATE contacts SET score = ?, score_at = ?, hot = ?, updated_at = ? WHERE id = ?",
             (score, ts(now), int(hot), ts(now), contact_id),
         )
@@ -288,33 +294,33 @@ class TasksMixin:
     # -- rep tokens and sessions -------------------------------------------------------------
 
     def add_rep_token(self, *, token_hash: str, rep_id: str, now: datetime) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "INSERT INTO rep_tokens (token_hash, rep_id, created_at) VALUES (?, ?, ?)",
             (token_hash, rep_id, ts(now)),
         )
 
     def rep_for_token(self, token_hash: str) -> str | None:
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT rep_id FROM rep_tokens WHERE token_hash = ? AND revoked_at IS NULL", (token_hash,))
-        return row["rep_id"] if row else None
+        return str(row["rep_id"]) if row else None
 
     def revoke_rep_tokens(self, rep_id: str, *, now: datetime) -> int:
-        cur = self.conn.execute(  # type: ignore[attr-defined]
+        cur = self.conn.execute(
             "UPDATE rep_tokens SET revoked_at = ? WHERE rep_id = ? AND revoked_at IS NULL",
             (ts(now), rep_id),
         )
-        self.conn.execute("DELETE FROM rep_sessions WHERE rep_id = ?", (rep_id,))  # type: ignore[attr-defined]
+        self.conn.execute("DELETE FROM rep_sessions WHERE rep_id = ?", (rep_id,))
         return cur.rowcount
 
     def rep_token_counts(self) -> dict[str, int]:
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             "SELECT rep_id, count(*) AS n FROM rep_tokens WHERE revoked_at IS NULL GROUP BY rep_id")
         return {r["rep_id"]: r["n"] for r in rows}
 
     def add_session(self, *, session_hash: str, rep_id: str, csrf: str, now: datetime,
                     expires_at: datetime) -> None:
-        self.conn.execute("DELETE FROM rep_sessions WHERE expires_at <= ?", (ts(now),))  # type: ignore[attr-defined]
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute("DELETE FROM rep_sessions WHERE expires_at <= ?", (ts(now),))
+        self.conn.execute(
             """INSERT INTO rep_sessions (session_hash, rep_id, csrf, created_at, expires_at)
                VALUES (?, ?, ?, ?, ?)""",
             (session_hash, rep_id, csrf, ts(now), ts(expires_at)),
@@ -322,38 +328,38 @@ class TasksMixin:
 
     def get_session(self, session_hash: str, *, now: datetime) -> tuple[str, str] | None:
         """(rep_id, csrf token) for a live session."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT rep_id, csrf FROM rep_sessions WHERE session_hash = ? AND expires_at > ?",
             (session_hash, ts(now)),
         )
         return (row["rep_id"], row["csrf"]) if row else None
 
     def delete_session(self, session_hash: str) -> None:
-        self.conn.execute("DELETE FROM rep_sessions WHERE session_hash = ?", (session_hash,))  # type: ignore[attr-defined]
+        self.conn.execute("DELETE FROM rep_sessions WHERE session_hash = ?", (session_hash,))
 
     # -- webhook deliveries --------------------------------------------------------------------
 
     def webhook_cursor(self, url: str) -> int:
-        row = self.query_one("SELECT last_event_id FROM webhook_cursor WHERE url = ?", (url,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT last_event_id FROM webhook_cursor WHERE url = ?", (url,))
         return int(row["last_event_id"]) if row else 0
 
     def enqueue_deliveries(self, *, url: str, event_ids: Iterable[int], last_event_id: int,
                            now: datetime) -> None:
         """Queue deliveries of these events to ``url`` and move its cursor, atomically."""
-        with self.transaction():  # type: ignore[attr-defined]
-            self.conn.executemany(  # type: ignore[attr-defined]
+        with self.transaction():
+            self.conn.executemany(
                 """INSERT OR IGNORE INTO webhook_deliveries (event_id, url, status, attempts, next_at)
                    VALUES (?, ?, 'pending', 0, ?)""",
                 [(e, url, ts(now)) for e in event_ids],
             )
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 """INSERT INTO webhook_cursor (url, last_event_id) VALUES (?, ?)
                    ON CONFLICT (url) DO UPDATE SET last_event_id = excluded.last_event_id""",
                 (url, last_event_id),
             )
 
     def due_deliveries(self, *, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT d.event_id, d.url, d.attempts, e.at, e.kind, e.payload
                FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
                WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at, d.event_id LIMIT ?""",
@@ -364,13 +370,13 @@ class TasksMixin:
         return rows
 
     def next_delivery_at(self) -> datetime | None:
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT min(next_at) AS t FROM webhook_deliveries WHERE status = 'pending'")
         return dt(row["t"]) if row and row["t"] is not None else None
 
     def mark_delivery(self, *, event_id: int, url: str, status: str, attempts: int,
                       next_at: datetime, error: str | None = None) -> None:
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             """UPDATE webhook_deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ?
                WHERE event_id = ? AND url = ?""",
             (status, attempts, ts(next_at), error, event_id, url),
@@ -378,8 +384,8 @@ class TasksMixin:
 
     def deliveries(self, *, url: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT event_id, url, status, attempts, next_at, last_error FROM webhook_deliveries"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if url:
             sql += " WHERE url = ?"
             params = (url,)
-        return self.query(sql + " ORDER BY event_id", params)  # type: ignore[attr-defined]
+        return self.query(sql + " ORDER BY event_id", params)

@@ -5,15 +5,15 @@ command on the workspace read the same, true times."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from nurture.store.base import StoreBase
 from nurture.store.copy import tables
 
 #: Columns that hold a moment (REAL seconds since the epoch); durations (``next_wait``) do not match.
 TIME_COLUMN = re.compile(r"^(at|.+_at|.+_until)$")
 
 
-def time_columns(store: Any) -> dict[str, list[str]]:
+def time_columns(store: StoreBase) -> dict[str, list[str]]:
     """Each data table's moment columns."""
     out: dict[str, list[str]] = {}
     for table in tables(store):
@@ -28,7 +28,7 @@ def time_columns(store: Any) -> dict[str, list[str]]:
     return out
 
 
-def shift_times(store: Any, *, seconds: float) -> int:
+def shift_times(store: StoreBase, *, seconds: float) -> int:
     """Add ``seconds`` to every stored moment, in one transaction; returns the columns moved."""
     columns = time_columns(store)
     with store.transaction():

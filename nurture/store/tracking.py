@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nurture.models import Click, Link
-from nurture.store.base import dt, ts
+from nurture.models import Click, ClickKind, ClickVerdict, Link
+from nurture.store.base import dt, dt_required, inserted_id, ts
+from nurture.store.contacts import ContactsMixin
+from nurture.store.enrollments import EnrollmentsMixin
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +25,8 @@ class NewClick:
     method: str
     ip: str | None = None
     user_agent: str | None = None
-    kind: str = "click"  # click | open | unsubscribe (a GET of the unsubscribe page: evidence only)
-    verdict: str = "pending"
+    kind: ClickKind = "click"  # unsubscribe: a GET of the unsubscribe page, evidence only
+    verdict: ClickVerdict = "pending"
     score: float = 0.0
     reasons: tuple[str, ...] = ()
     #: The link's campaign and step: the click is only recorded if its send has the same.
@@ -49,7 +51,7 @@ class JudgeInput:
     """One pending click with everything :func:`nurture.clicks.judge` needs."""
 
     click: Click
-    kind: str
+    kind: ClickKind
     delivered_at: datetime | None
     other_clicks: tuple[Click, ...]
     honeypot_link: bool
@@ -62,7 +64,7 @@ class JudgeInput:
 @dataclass(frozen=True, slots=True)
 class SettledVerdict:
     click_id: int
-    verdict: str
+    verdict: ClickVerdict
     score: float
     reasons: tuple[str, ...]
 
@@ -78,13 +80,14 @@ IP_WINDOW = timedelta(minutes=10)
 IP_COUNT_CAP = 50
 
 
-class TrackingMixin:
-    """Links, clicks and their verdicts, and the tracker's unsubscribe."""
+class TrackingMixin(ContactsMixin, EnrollmentsMixin):
+    """Links, clicks and their verdicts, and the tracker's unsubscribe (which suppresses the
+    address and exits enrollments: the contacts and enrollments mixins are its bases)."""
 
     # -- lookups for the tracker -----------------------------------------------------------------
 
     def get_link(self, link_id: int) -> Link | None:
-        row = self.query_one("SELECT * FROM links WHERE id = ?", (link_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM links WHERE id = ?", (link_id,))
         if row is None:
             return None
         return Link(id=row["id"], campaign_id=row["campaign_id"], step_id=row["step_id"],
@@ -92,7 +95,7 @@ class TrackingMixin:
 
     def click_context(self, send_id: int) -> ClickContext | None:
         """The send behind a token: campaign, step, contact, address and delivery time."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """SELECT s.id, s.campaign_id, s.step_id, s.contact_id, s.sent_at, c.email
                FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE s.id = ?""",
             (send_id,),
@@ -112,12 +115,12 @@ class TrackingMixin:
         campaign or step than its link, is not recorded: its id is None, and the tracker
         answers 404. Checking here saves the tracker a database read per click."""
         out: list[int | None] = [None] * len(clicks)
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             sends: dict[int, tuple[str, str]] = {}
             wanted = sorted({c.send_id for c in clicks if c.send_id is not None})
             for start in range(0, len(wanted), _INSERT_CHUNK):
                 chunk = wanted[start:start + _INSERT_CHUNK]
-                for sid, camp, step in self.conn.execute(  # type: ignore[attr-defined]
+                for sid, camp, step in self.conn.execute(
                         f"SELECT id, campaign_id, step_id FROM sends WHERE id IN ({','.join('?' * len(chunk))})",
                         chunk):
                     sends[sid] = (camp, step)
@@ -126,23 +129,23 @@ class TrackingMixin:
             rows = [_row(clicks[i]) for i in keep]
             # One multi-row INSERT per chunk: SQLite runs it in a single step, so the writer
             # thread takes the GIL back a few times per batch instead of once per click.
-            pg = getattr(getattr(self, "dialect", None), "name", "sqlite") == "postgres"
+            pg = self.dialect.name == "postgres"
             for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start:start + _INSERT_CHUNK]
-                sql = _INSERT_CLICKS + ",".join([_ROW] * len(chunk))
-                params = [v for row in chunk for v in row]
+                batch = rows[start:start + _INSERT_CHUNK]
+                sql = _INSERT_CLICKS + ",".join([_ROW] * len(batch))
+                params = [v for row in batch for v in row]
                 if pg:  # concurrent inserts may interleave sequence values: ask for each id
-                    got = [int(r[0]) for r in self.conn.execute(sql + " RETURNING id", params).fetchall()]  # type: ignore[attr-defined]
+                    got = [int(r[0]) for r in self.conn.execute(sql + " RETURNING id", params).fetchall()]
                 else:
                     # Rowids of one INSERT are consecutive: we hold the write lock, rowid = max + 1.
-                    last = int(self.conn.execute(sql, params).lastrowid)  # type: ignore[attr-defined]
-                    got = list(range(last - len(chunk) + 1, last + 1))
+                    last = inserted_id(self.conn.execute(sql, params))
+                    got = list(range(last - len(batch) + 1, last + 1))
                 for i, row_id in zip(keep[start:start + _INSERT_CHUNK], got, strict=True):
                     out[i] = row_id
         return out
 
     def get_click(self, click_id: int) -> Click | None:
-        row = self.query_one("SELECT * FROM clicks WHERE id = ?", (click_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT * FROM clicks WHERE id = ?", (click_id,))
         return _click(row) if row else None
 
     # -- settling --------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ class TrackingMixin:
         unsubscribe-page fetches: evidence for the judge), honeypot hits by the same IP, how
         many recipients clicked from that IP around then (counted up to :data:`IP_COUNT_CAP`),
         and the link count."""
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT c.*, s.sent_at, s.campaign_id, s.step_id, s.contact_id,
                       coalesce(l.honeypot, 0) AS is_honeypot
                FROM clicks c JOIN sends s ON s.id = c.send_id LEFT JOIN links l ON l.id = c.link_id
@@ -167,7 +170,7 @@ class TrackingMixin:
         send_ids = sorted({r["send_id"] for r in rows})
         for i in range(0, len(send_ids), 500):
             chunk = send_ids[i:i + 500]
-            for o in self.query(  # type: ignore[attr-defined]
+            for o in self.query(
                     f"""SELECT c.*, coalesce(l.honeypot, 0) AS is_honeypot FROM clicks c
                         LEFT JOIN links l ON l.id = c.link_id
                         WHERE c.send_id IN ({",".join("?" * len(chunk))})
@@ -193,7 +196,7 @@ class TrackingMixin:
 
     def _visible_link_count(self, campaign_id: str, step_id: str) -> int:
         # Links rendered for this step (each link id is per campaign+step, not per message).
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT count(DISTINCT name) AS n FROM links WHERE campaign_id = ? AND step_id = ? AND honeypot = 0",
             (campaign_id, step_id))
         return int(row["n"]) if row else 0
@@ -208,7 +211,7 @@ class TrackingMixin:
                 spans[r["ip"]] = (min(lo, r["at"]), max(hi, r["at"]))
         out: dict[str, tuple[list[float], list[int]]] = {}
         for ip, (lo, hi) in spans.items():
-            pts = self.query(  # type: ignore[attr-defined]
+            pts = self.query(
                 """SELECT c.at, s.contact_id FROM clicks c JOIN sends s ON s.id = c.send_id
                    WHERE c.ip = ? AND c.at BETWEEN ? AND ? AND c.kind = 'click' ORDER BY c.at""",
                 (ip, lo - w, hi + w))
@@ -218,14 +221,14 @@ class TrackingMixin:
     def save_verdicts(self, verdicts: Iterable[SettledVerdict], *, now: datetime) -> int:
         """Store settled verdicts (only over clicks still pending); how many changed."""
         n = 0
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             for v in verdicts:
                 if v.verdict == "pending":
-                    self.conn.execute(  # type: ignore[attr-defined]
+                    self.conn.execute(
                         "UPDATE clicks SET score = ?, reasons = ? WHERE id = ? AND verdict = 'pending'",
                         (v.score, json.dumps(list(v.reasons)), v.click_id))
                     continue
-                cur = self.conn.execute(  # type: ignore[attr-defined]
+                cur = self.conn.execute(
                     """UPDATE clicks SET verdict = ?, score = ?, reasons = ?, settled_at = ?
                        WHERE id = ? AND verdict = 'pending'""",
                     (v.verdict, v.score, json.dumps(list(v.reasons)), ts(now), v.click_id))
@@ -234,8 +237,8 @@ class TrackingMixin:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def list_clicks(self, *, campaign_id: str | None = None, verdict: str | None = None,
-                    kind: str | None = "click", limit: int = 200) -> list[dict[str, Any]]:
+    def list_clicks(self, *, campaign_id: str | None = None, verdict: ClickVerdict | None = None,
+                    kind: ClickKind | None = "click", limit: int = 200) -> list[dict[str, Any]]:
         """Clicks newest first, with campaign, step, link and recipient (for ``nurture clicks``)."""
         sql = """SELECT c.id, c.at, c.kind, c.method, c.ip, c.user_agent, c.verdict, c.score,
                         c.reasons, c.settled_at, c.handled, c.send_id, s.campaign_id, s.step_id,
@@ -247,7 +250,7 @@ class TrackingMixin:
             if value:
                 sql += f" AND {col} = ?"
                 params.append(value)
-        rows = self.query(sql + " ORDER BY c.at DESC, c.id DESC LIMIT ?", [*params, limit])  # type: ignore[attr-defined]
+        rows = self.query(sql + " ORDER BY c.at DESC, c.id DESC LIMIT ?", [*params, limit])
         for r in rows:
             r["reasons"] = json.loads(r["reasons"])
             r["honeypot"] = bool(r["honeypot"])
@@ -263,25 +266,25 @@ class TrackingMixin:
         address (contact status ``unsubscribed``), exit every active enrollment (their queued
         sends become ``skipped``), and log ``contact.unsubscribed`` once. Returns the address,
         or None for an unknown send. Repeating it changes nothing."""
-        with self.transaction():  # type: ignore[attr-defined]
-            row = self.query_one(  # type: ignore[attr-defined]
+        with self.transaction():
+            row = self.query_one(
                 """SELECT s.contact_id, s.campaign_id, c.email, c.email_key FROM sends s
                    JOIN contacts c ON c.id = s.contact_id WHERE s.id = ?""", (send_id,))
             if row is None:
                 return None
-            already = self.query_one(  # type: ignore[attr-defined]
+            already = self.query_one(
                 "SELECT reason FROM suppressions WHERE email_key = ?", (row["email_key"],))
-            self.suppress(row["email"], "unsubscribed", now=now)  # type: ignore[attr-defined]
+            self.suppress(row["email"], "unsubscribed", now=now)
             # A contact suppressed earlier for another reason still leaves as "unsubscribed".
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 "UPDATE contacts SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status = 'active'",
                 (ts(now), row["contact_id"]))
-            exited = self.exit_enrollments(row["contact_id"], reason="unsubscribed", now=now)  # type: ignore[attr-defined]
+            exited = self.exit_enrollments(row["contact_id"], reason="unsubscribed", now=now)
             if already is None or exited:
-                self.append_event("contact.unsubscribed", {  # type: ignore[attr-defined]
+                self.append_event("contact.unsubscribed", {
                     "contact_id": row["contact_id"], "email": row["email"], "send_id": send_id,
                     "campaign_id": row["campaign_id"], "source": "tracker"}, now=now)
-        return row["email"]
+        return str(row["email"])
 
 
 def _row(c: NewClick) -> tuple[Any, ...]:
@@ -303,8 +306,8 @@ def _recipients_near(timeline: tuple[list[float], list[int]] | None, at: float) 
     return len(seen)
 
 
-def _click(row: dict[str, Any]) -> Click:
-    return Click(id=row["id"], send_id=row["send_id"], link_id=row["link_id"], at=dt(row["at"]),
+def _click(row: Mapping[str, Any]) -> Click:
+    return Click(id=row["id"], send_id=row["send_id"], link_id=row["link_id"], at=dt_required(row["at"]),
                  ip=row["ip"], user_agent=row["user_agent"], method=row["method"],
                  verdict=row["verdict"], score=row["score"],
                  reasons=tuple(json.loads(row["reasons"] or "[]")), kind=row.get("kind") or "click")
