@@ -47,7 +47,7 @@ def test_suppressed_contact_and_exited_enrollment_are_not_sent(store, now):
     assert got == {ids[0]: "suppressed", ids[1]: "skipped", ids[2]: "sending"}
     assert store.outbox_counts() == {"suppressed": 1, "skipped": 1, "sending": 1}
     assert store.query_one("SELECT lease_owner FROM sends WHERE id = ?", (ids[0],))["lease_owner"] is None
-    assert [e["kind"] for e in store.events()] == ["send.suppressed", "send.skipped"]
+    assert [e.kind for e in store.events()] == ["send.suppressed", "send.skipped"]
 
 
 def test_two_claimers_on_two_connections_never_share_a_row(db_path, now):
@@ -82,7 +82,7 @@ def test_mark_sent_sets_delivery_time_and_schedules_the_next_step(store, now):
     assert e == {"last_sent_at": later.timestamp(), "next_at": later.timestamp() + 3 * 86400}
     assert store.mark_sent(sid, now=later + timedelta(hours=1)) is False  # idempotent
     assert store.get_send(sid).sent_at == later
-    assert [e["kind"] for e in store.events()] == ["send.sent"]
+    assert [e.kind for e in store.events()] == ["send.sent"]
 
 
 def test_mark_sent_leaves_next_at_alone_without_next_wait(store, now):
@@ -117,7 +117,7 @@ def test_hard_bounce_suppresses_and_exits_enrollments(store, now):
     assert store.query_one("SELECT status FROM contacts WHERE id = ?", (c,))["status"] == "bounced"
     other = store.get_send(ids[1]).contact_id
     assert store.query_one("SELECT state FROM enrollments WHERE contact_id = ?", (other,))["state"] == "active"
-    assert [e["kind"] for e in store.events()] == ["send.bounced"]
+    assert [e.kind for e in store.events()] == ["send.bounced"]
 
 
 def test_policy_block_is_recorded_but_does_not_blame_the_recipient(store, now):
@@ -129,7 +129,7 @@ def test_policy_block_is_recorded_but_does_not_blame_the_recipient(store, now):
     assert store.query("SELECT * FROM suppressions") == []
     assert store.query_one("SELECT state FROM enrollments")["state"] == "active"
     [ev] = store.events()
-    assert ev["kind"] == "send.failed" and ev["payload"]["policy"] is True
+    assert ev.kind == "send.failed" and ev.payload["policy"] is True
 
 
 def test_552_is_failed_not_bounced(store, now):

@@ -101,10 +101,31 @@ def test_unhandled_human_clicks_use_the_index(store):
     human = add_click(store, s, link)
     add_click(store, s, link, verdict="scanner")
     rows = store.unhandled_human_clicks()
-    assert [(r["click_id"], r["link_name"], r["contact_id"]) for r in rows] == [(human, "pricing", c)]
+    assert [(r.click_id, r.link_name, r.contact_id, r.honeypot) for r in rows] == [(human, "pricing", c, False)]
+    assert (rows[0].at, rows[0].sent_at) == (NOW - timedelta(minutes=4), NOW - timedelta(hours=2))
     store.mark_clicks_handled([human])
     assert store.unhandled_human_clicks() == []
     assert store.human_click_count(c, since=NOW - timedelta(days=7)) == 1
+
+
+def test_contact_history_is_typed_rows_newest_first(store):
+    c = add_contact(store, "a@x.example")
+    first = add_send(store, c, sent_at=NOW - timedelta(days=7))
+    second = add_send(store, c, step_id="service-page")
+    pricing, docs = add_link(store, "pricing"), add_link(store, "docs", step_id="service-page")
+    add_click(store, first, pricing, at=NOW - timedelta(days=6))
+    add_click(store, second, docs, at=NOW - timedelta(minutes=1))
+    add_click(store, second, docs, verdict="scanner")
+    sends = store.contact_sends(c)
+    assert [(s.id, s.step_id, s.status, s.sent_at) for s in sends] == [
+        (second, "service-page", "sent", NOW - timedelta(hours=2)),
+        (first, "case-study", "sent", NOW - timedelta(days=7))]
+    assert sends[0].queued_at == NOW - timedelta(hours=2)
+    clicks = store.contact_clicks(c)
+    assert [(k.link, k.step_id, k.at) for k in clicks] == [
+        ("docs", "service-page", NOW - timedelta(minutes=1)), ("pricing", "case-study", NOW - timedelta(days=6))]
+    assert clicks[1].url == "https://acme.example/pricing"
+    assert store.contact_sends(c, limit=1)[0].id == second
 
 
 def test_tokens_and_sessions(store):

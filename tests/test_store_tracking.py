@@ -184,8 +184,10 @@ def test_save_verdicts_only_over_pending(db_path, now):
     c = store.get_click(cid)
     assert (c.verdict, c.reasons) == ("human", ("no scanner signal",))
     listed = store.list_clicks(verdict="human")
-    assert [r["id"] for r in listed] == [cid]
-    assert listed[0]["link"] == "docs" and listed[0]["settled_at"] == later
+    assert [r.id for r in listed] == [cid]
+    assert (listed[0].link, listed[0].settled_at, listed[0].reasons) == ("docs", later, ("no scanner signal",))
+    assert (listed[0].at, listed[0].email, listed[0].handled, listed[0].honeypot) == \
+        (now, "Buyer0@Merchant0.example", False, False)
     assert store.list_clicks(verdict="scanner") == []
     assert store.list_clicks(campaign_id="other") == []
 
@@ -203,7 +205,7 @@ def test_unsubscribe_suppresses_exits_and_logs_once(db_path, now):
     assert store.query("SELECT status FROM sends") == [{"status": "skipped"}]
     assert store.is_suppressed("buyer0@merchant0.example")
     events = store.events(kind="contact.unsubscribed")
-    assert len(events) == 1 and events[0]["payload"]["send_id"] == s.send_ids[0]
+    assert len(events) == 1 and events[0].payload["send_id"] == s.send_ids[0]
     assert store.unsubscribe(12345, now=now) is None
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, Typ
 import sqlite_utils
 
 from nurture.errors import NurtureError
+from nurture.models import Event
 from nurture.store.dialect import SQLITE, Dialect
 from nurture.store.schema import migrations
 
@@ -177,18 +178,15 @@ class StoreBase:
         )
         return inserted_id(cur)
 
-    def events(self, *, kind: str | None = None, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    def events(self, *, kind: str | None = None, after_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events after ``after_id`` (of one ``kind``, or all), oldest first."""
         sql = "SELECT id, at, kind, payload FROM events WHERE id > ?"
         params: list[Any] = [after_id]
         if kind:
             sql += " AND kind = ?"
             params.append(kind)
-        rows = self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
-        for r in rows:
-            r["payload"] = json.loads(r["payload"])
-            r["at"] = dt(r["at"])
-        return rows
+        return [Event(id=i, at=dt_required(at), kind=k, payload=json.loads(payload))
+                for i, at, k, payload in self.conn.execute(sql + " ORDER BY id LIMIT ?", [*params, limit])]
 
 
 def inserted_id(cur: Cursor) -> int:

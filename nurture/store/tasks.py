@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from nurture.errors import NotFound
-from nurture.models import PRIORITIES, Outcome, Priority, Task, TaskKind
+from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, TaskKind
 from nurture.store.base import StoreBase, dt, dt_required, inserted_id, ts
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
@@ -21,6 +22,49 @@ _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_
 
 #: Which tasks :meth:`TasksMixin.list_tasks` lists.
 TaskFilter = Literal["open", "done", "overdue", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class HumanClick:
+    """A human click not yet turned into a task (:meth:`TasksMixin.unhandled_human_clicks`),
+    with its send and link. ``link_name``/``link_url`` are None when the link row is gone."""
+
+    click_id: int
+    at: datetime
+    send_id: int
+    link_id: int | None
+    contact_id: int
+    campaign_id: str
+    step_id: str
+    sent_at: datetime | None
+    link_name: str | None
+    link_url: str | None
+    honeypot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSend:
+    """One mail of a contact's history (:meth:`TasksMixin.contact_sends`)."""
+
+    id: int
+    campaign_id: str
+    step_id: str
+    status: SendStatus
+    queued_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactClick:
+    """One human click of a contact (:meth:`TasksMixin.contact_clicks`); ``link``/``url`` are
+    None when the link row is gone."""
+
+    id: int
+    at: datetime
+    campaign_id: str
+    step_id: str
+    link: str | None
+    url: str | None
 
 
 def task_from_row(row: Mapping[str, Any]) -> Task:
@@ -38,14 +82,14 @@ class TasksMixin(StoreBase):
 
     # -- clicks waiting for the follow-up rules ---------------------------------------------
 
-    def unhandled_human_clicks(self, *, limit: int = 500) -> list[dict[str, Any]]:
+    def unhandled_human_clicks(self, *, limit: int = 500) -> list[HumanClick]:
         """Human clicks not yet turned into tasks, oldest first, with send and link facts.
 
         On PostgreSQL the clicks are locked until the caller's transaction ends and clicks
         another process holds are skipped: follow-up loops on several machines (one per
         ``nurture serve``) never handle the same click twice."""
         lock = self.dialect.skip_locked_of("c")
-        return self.query(
+        rows = self.query(
             f"""
             SELECT c.id AS click_id, c.at, c.send_id, c.link_id, s.contact_id, s.campaign_id,
                    s.step_id, s.sent_at, l.name AS link_name, l.url AS link_url,
@@ -58,6 +102,11 @@ class TasksMixin(StoreBase):
             """,
             (limit,),
         )
+        return [HumanClick(click_id=r["click_id"], at=dt_required(r["at"]), send_id=r["send_id"],
+                           link_id=r["link_id"], contact_id=r["contact_id"], campaign_id=r["campaign_id"],
+                           step_id=r["step_id"], sent_at=dt(r["sent_at"]), link_name=r["link_name"],
+                           link_url=r["link_url"], honeypot=bool(r["honeypot"]))
+                for r in rows]
 
     def mark_clicks_handled(self, click_ids: Iterable[int]) -> None:
         ids = list(click_ids)
@@ -252,28 +301,27 @@ class TasksMixin(StoreBase):
 
     # -- what a rep sees on a task ---------------------------------------------------------------
 
-    def contact_sends(self, contact_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.query(
+    def contact_sends(self, contact_id: int, *, limit: int = 50) -> list[ContactSend]:
+        """The contact's mail, newest first (by sent time, else queue time)."""
+        rows = self.conn.execute(
             """SELECT id, campaign_id, step_id, status, queued_at, sent_at FROM sends
                WHERE contact_id = ? ORDER BY coalesce(sent_at, queued_at) DESC LIMIT ?""",
             (contact_id, limit),
         )
-        for r in rows:
-            r["queued_at"], r["sent_at"] = dt(r["queued_at"]), dt(r["sent_at"])
-        return rows
+        return [ContactSend(id=i, campaign_id=c, step_id=s, status=st, queued_at=dt(q), sent_at=dt(sent))
+                for i, c, s, st, q, sent in rows]
 
-    def contact_clicks(self, contact_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    def contact_clicks(self, contact_id: int, *, limit: int = 50) -> list[ContactClick]:
         """Human clicks by the contact, newest first."""
-        rows = self.query(
+        rows = self.conn.execute(
             """SELECT c.id, c.at, s.campaign_id, s.step_id, l.name AS link, l.url
                FROM clicks c JOIN sends s ON s.id = c.send_id LEFT JOIN links l ON l.id = c.link_id
                WHERE s.contact_id = ? AND c.verdict = 'human' AND c.kind = 'click'
                ORDER BY c.at DESC LIMIT ?""",
             (contact_id, limit),
         )
-        for r in rows:
-            r["at"] = dt(r["at"])
-        return rows
+        return [ContactClick(id=i, at=dt_required(at), campaign_id=c, step_id=s, link=link, url=url)
+                for i, at, c, s, link, url in rows]
 
     # -- lead score ----------------------------------------------------------------------------
 

@@ -69,6 +69,32 @@ class SettledVerdict:
     reasons: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ListedClick:
+    """One row of :meth:`TrackingMixin.list_clicks`: a click (or open) with its send, link and
+    recipient, for ``nurture clicks``. ``link``/``url`` are None for an open."""
+
+    id: int
+    at: datetime
+    kind: ClickKind
+    method: str
+    ip: str | None
+    user_agent: str | None
+    verdict: ClickVerdict
+    score: float
+    reasons: tuple[str, ...]
+    settled_at: datetime | None
+    handled: bool
+    send_id: int
+    campaign_id: str
+    step_id: str
+    sent_at: datetime | None
+    email: str
+    link: str | None
+    url: str | None
+    honeypot: bool
+
+
 _INSERT_CLICKS = """INSERT INTO clicks (send_id, link_id, kind, at, ip, user_agent, method,
                                     verdict, score, reasons, settled_at) VALUES """
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -238,7 +264,7 @@ class TrackingMixin(ContactsMixin, EnrollmentsMixin):
     # -- reading -----------------------------------------------------------------------------------
 
     def list_clicks(self, *, campaign_id: str | None = None, verdict: ClickVerdict | None = None,
-                    kind: ClickKind | None = "click", limit: int = 200) -> list[dict[str, Any]]:
+                    kind: ClickKind | None = "click", limit: int = 200) -> list[ListedClick]:
         """Clicks newest first, with campaign, step, link and recipient (for ``nurture clicks``)."""
         sql = """SELECT c.id, c.at, c.kind, c.method, c.ip, c.user_agent, c.verdict, c.score,
                         c.reasons, c.settled_at, c.handled, c.send_id, s.campaign_id, s.step_id,
@@ -251,13 +277,13 @@ class TrackingMixin(ContactsMixin, EnrollmentsMixin):
                 sql += f" AND {col} = ?"
                 params.append(value)
         rows = self.query(sql + " ORDER BY c.at DESC, c.id DESC LIMIT ?", [*params, limit])
-        for r in rows:
-            r["reasons"] = json.loads(r["reasons"])
-            r["honeypot"] = bool(r["honeypot"])
-            r["handled"] = bool(r["handled"])
-            for k in ("at", "settled_at", "sent_at"):
-                r[k] = dt(r[k])
-        return rows
+        return [ListedClick(
+            id=r["id"], at=dt_required(r["at"]), kind=r["kind"], method=r["method"], ip=r["ip"],
+            user_agent=r["user_agent"], verdict=r["verdict"], score=r["score"],
+            reasons=tuple(json.loads(r["reasons"] or "[]")), settled_at=dt(r["settled_at"]),
+            handled=bool(r["handled"]), send_id=r["send_id"], campaign_id=r["campaign_id"],
+            step_id=r["step_id"], sent_at=dt(r["sent_at"]), email=r["email"], link=r["link"], url=r["url"],
+            honeypot=bool(r["honeypot"])) for r in rows]
 
     # -- unsubscribe ---------------------------------------------------------------------------------
 
