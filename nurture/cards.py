@@ -14,7 +14,16 @@ from nurture.models import Campaign, Contact, Rep, Scoring, Task
 from nurture.outcomes import visible_task
 from nurture.rules import decayed, step_subject
 from nurture.store import Store
+from nurture.store.tasks import ContactClick, ContactSend, TaskFilter
 from nurture.timeutil import zone
+
+
+@dataclass(frozen=True, slots=True)
+class MailLine:
+    """One mail of the contact's history on a card: the send and the subject it went with."""
+
+    send: ContactSend
+    subject: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +40,8 @@ class TaskCard:
     contact_local_time: datetime
     campaign_name: str
     bant: Mapping[str, str] = field(default_factory=dict)
-    clicks: tuple[Mapping[str, Any], ...] = ()
-    sends: tuple[Mapping[str, Any], ...] = ()
+    clicks: tuple[ContactClick, ...] = ()
+    sends: tuple[MailLine, ...] = ()
     #: What came back from the contact: replies, bounces, complaints, out-of-office (newest first).
     inbound: tuple[Mapping[str, Any], ...] = ()
 
@@ -46,7 +55,7 @@ def task_card(store: Store, campaigns: Mapping[str, Campaign], settings: Setting
 
 
 def task_cards(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, *,
-               now: datetime, rep_id: str | None = None, status: str = "open",
+               now: datetime, rep_id: str | None = None, status: TaskFilter = "open",
                include_snoozed: bool = True) -> list[TaskCard]:
     """The sorted list (overdue first, then priority, then due time) as cards."""
     tasks = store.list_tasks(now=now, rep_id=rep_id, status=status, include_snoozed=include_snoozed)
@@ -65,13 +74,13 @@ def _card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, t
         local = now.astimezone(zone(tz_name))
     except ValueError:
         tz_name, local = "UTC", now
-    clicks: tuple[Mapping[str, Any], ...] = ()
-    sends: tuple[Mapping[str, Any], ...] = ()
+    clicks: tuple[ContactClick, ...] = ()
+    sends: tuple[MailLine, ...] = ()
     inbound: tuple[Mapping[str, Any], ...] = ()
     if full:
         inbound = tuple(store.list_inbound(contact_id=contact.id, limit=20))
         clicks = tuple(store.contact_clicks(contact.id))
-        sends = tuple({**s, "subject": _send_subject(campaigns, s, contact)}
+        sends = tuple(MailLine(send=s, subject=_send_subject(campaigns, s, contact))
                       for s in store.contact_sends(contact.id))
     return TaskCard(
         task=task, contact=contact, rep=configured_rep(settings, task.rep_id),
@@ -82,9 +91,9 @@ def _card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, t
     )
 
 
-def _send_subject(campaigns: Mapping[str, Campaign], send: Mapping[str, Any], contact: Contact) -> str:
-    campaign = campaigns.get(send["campaign_id"])
-    return step_subject(campaign, send["step_id"], contact) if campaign else str(send["step_id"])
+def _send_subject(campaigns: Mapping[str, Campaign], send: ContactSend, contact: Contact) -> str:
+    campaign = campaigns.get(send.campaign_id)
+    return step_subject(campaign, send.step_id, contact) if campaign else send.step_id
 
 
 def card_json(card: TaskCard, now: datetime) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from typing import Any
 
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
-from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Rep
+from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Priority, Rep, TaskKind
 from nurture.routing import local_day_start, on_shift, route, shift_start
 from nurture.rules import apply_score, default_note, match_rule, render_note, step_subject
 from nurture.store import AsyncStore, Store
+from nurture.store.tasks import HumanClick
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,20 @@ BATCH = 100
 
 # -- clicks → tasks -------------------------------------------------------------------------------
 
-def _raise(priority: str, levels: int = 1) -> str:
+def _raise(priority: Priority, levels: int = 1) -> Priority:
     return PRIORITIES[max(0, PRIORITIES.index(priority) - levels)]
 
 
-def _more_urgent(a: str, b: str) -> str:
+def _more_urgent(a: Priority, b: Priority) -> Priority:
     return PRIORITIES[min(PRIORITIES.index(a), PRIORITIES.index(b))]
 
 
-def _stronger_kind(a: str, b: str) -> str:
+def _stronger_kind(a: TaskKind, b: TaskKind) -> TaskKind:
     return TASK_KINDS[min(TASK_KINDS.index(a), TASK_KINDS.index(b))]
 
 
 def task_payload(task_id: int, contact: Contact, *, campaign_id: str, rep_id: str | None,
-                 kind: str, priority: str, due_at: datetime, reason: str) -> dict[str, Any]:
+                 kind: TaskKind, priority: Priority, due_at: datetime, reason: str) -> dict[str, Any]:
     """The payload of the ``task.*`` events (webhooks send it as is)."""
     return {
         "task_id": task_id, "contact_id": contact.id, "name": contact.name,
@@ -68,20 +69,20 @@ def process_clicks(store: Store, campaigns: Mapping[str, Campaign], settings: Se
                 with store.transaction():  # a savepoint: one bad click cannot block the rest
                     task_id = _one_click(store, campaigns, settings, click, now=now)
             except (NurtureError, ValueError, KeyError) as e:
-                log.error("click %s: no follow-up (%s)", click["click_id"], e)
+                log.error("click %s: no follow-up (%s)", click.click_id, e)
                 continue
             if task_id is not None and task_id not in touched:
                 touched.append(task_id)
-        store.mark_clicks_handled(c["click_id"] for c in clicks)
+        store.mark_clicks_handled(c.click_id for c in clicks)
     return touched
 
 
 def _one_click(store: Store, campaigns: Mapping[str, Campaign], settings: Settings,
-               click: Mapping[str, Any], *, now: datetime) -> int | None:
-    campaign = campaigns.get(click["campaign_id"])
-    if campaign is None or click["honeypot"]:
+               click: HumanClick, *, now: datetime) -> int | None:
+    campaign = campaigns.get(click.campaign_id)
+    if campaign is None or click.honeypot:
         return None
-    contact_id, step_id, link = click["contact_id"], click["step_id"], click["link_name"]
+    contact_id, step_id, link = click.contact_id, click.step_id, click.link_name
     if store.contact_blocked(contact_id):
         return None
     became_hot = apply_score(store, contact_id=contact_id, scoring=campaign.scoring, link=link,
@@ -99,14 +100,14 @@ def _one_click(store: Store, campaigns: Mapping[str, Campaign], settings: Settin
 
 
 def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: FollowUpRule,
-              click: Mapping[str, Any], *, now: datetime) -> int:
-    contact = store.get_contact(click["contact_id"])
-    clicked_at = click["at"] if isinstance(click["at"], datetime) else _from_epoch(click["at"])
-    subject = step_subject(campaign, click["step_id"], contact)
+              click: HumanClick, *, now: datetime) -> int:
+    contact = store.get_contact(click.contact_id)
+    clicked_at = click.at
+    subject = step_subject(campaign, click.step_id, contact)
     variables = {
         "contact": contact.as_template_vars(),
-        "step": {"id": click["step_id"], "subject": subject},
-        "link": {"name": click["link_name"] or "a link", "url": click["link_url"] or ""},
+        "step": {"id": click.step_id, "subject": subject},
+        "link": {"name": click.link_name or "a link", "url": click.link_url or ""},
         "campaign": {"id": campaign.id, "name": campaign.name},
         "clicks_this_week": store.human_click_count(contact.id, since=now - WEEK),
         "minutes_ago": max(0, int((now - clicked_at).total_seconds() // 60)),
@@ -116,8 +117,8 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
     except TemplateError as e:
         log.warning("%s:%s: %s", campaign.path, rule.line, e)
         note = default_note(variables)
-    entry = {"at": clicked_at.isoformat(), "click_id": click["click_id"],
-             "link": click["link_name"], "url": click["link_url"], "step": click["step_id"],
+    entry = {"at": clicked_at.isoformat(), "click_id": click.click_id,
+             "link": click.link_name, "url": click.link_url, "step": click.step_id,
              "subject": subject, "note": note}
     existing = store.open_task_for(contact.id, campaign.id)
     if existing is None:
@@ -197,12 +198,6 @@ def reply_task(store: Store, campaign: Campaign, settings: Settings, *, contact:
         priority=_more_urgent(existing.priority, rule.priority),
         due_at=min(existing.due_at, now + rule.due), reason=note, context=context, now=now)
     return existing.id
-
-
-def _from_epoch(value: float) -> datetime:
-    from nurture.timeutil import from_epoch
-
-    return from_epoch(value)  # type: ignore[return-value]
 
 
 def configured_rep(settings: Settings, rep_id: str | None) -> Rep | None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from nurture.timeutil import Hours, Rate, Window
 
@@ -45,6 +45,17 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 ENROLLMENT_STATES: tuple[EnrollmentState, ...] = get_args(EnrollmentState)
 #: Outcomes that end the contact's enrollment in the task's campaign.
 EXIT_OUTCOMES: frozenset[Outcome] = frozenset({"not_interested", "qualified"})
+
+L = TypeVar("L", bound=str)
+
+
+def one_of(value: str, values: tuple[L, ...]) -> L | None:
+    """``value`` as a member of ``values`` (one of the tuples above, so typed as its Literal
+    alias), or None when it is not one: ``one_of(text, OUTCOMES)`` is an ``Outcome | None``."""
+    for v in values:
+        if v == value:
+            return v
+    return None
 
 
 @dataclass(frozen=True, slots=True)

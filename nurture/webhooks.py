@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 
 from nurture.config import Settings, Webhook
+from nurture.store import AsyncStore, Store
+from nurture.store.tasks import DueDelivery
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,14 @@ def summary(kind: str, data: Mapping[str, Any]) -> str:
     return f"{kind}: {who}"
 
 
-def body_for(event: Mapping[str, Any]) -> bytes:
-    """The exact bytes POSTed (and signed) for one event row."""
-    doc = {"event": event["kind"], "id": event["event_id"], "at": event["at"].isoformat(),
-           "data": event["payload"], "text": summary(event["kind"], event["payload"])}
+def body_for(delivery: DueDelivery) -> bytes:
+    """The exact bytes POSTed (and signed) for one delivery of an event."""
+    doc = {"event": delivery.kind, "id": delivery.event_id, "at": delivery.at.isoformat(),
+           "data": delivery.payload, "text": summary(delivery.kind, delivery.payload)}
     return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def fan_out(store: Any, webhooks: tuple[Webhook, ...], *, now: datetime, batch: int = 1000) -> int:
+def fan_out(store: Store, webhooks: tuple[Webhook, ...], *, now: datetime, batch: int = 1000) -> int:
     """Queue deliveries for new events (sync, on the store thread); returns how many."""
     queued = 0
     for hook in webhooks:
@@ -86,17 +88,15 @@ def fan_out(store: Any, webhooks: tuple[Webhook, ...], *, now: datetime, batch: 
             events = store.events(after_id=cursor, limit=batch)
             if not events:
                 break
-            wanted = [e["id"] for e in events
-                      if e["kind"] in hook.events and now - e["at"] <= MAX_EVENT_AGE]
-            store.enqueue_deliveries(url=hook.url, event_ids=wanted,
-                                     last_event_id=events[-1]["id"], now=now)
+            wanted = [e.id for e in events if e.kind in hook.events and now - e.at <= MAX_EVENT_AGE]
+            store.enqueue_deliveries(url=hook.url, event_ids=wanted, last_event_id=events[-1].id, now=now)
             queued += len(wanted)
             if len(events) < batch:
                 break
     return queued
 
 
-async def deliver_once(*, store: Any, settings: Settings, session: aiohttp.ClientSession,
+async def deliver_once(*, store: AsyncStore[Store], settings: Settings, session: aiohttp.ClientSession,
                        now: Callable[[], datetime], timeout: float = 10.0,
                        max_attempts: int = MAX_ATTEMPTS,
                        retry: Callable[[int], timedelta] = backoff) -> int:
@@ -110,37 +110,37 @@ async def deliver_once(*, store: Any, settings: Settings, session: aiohttp.Clien
         return 0
     secrets = {h.url: h.secret for h in hooks}
 
-    async def one(d: Mapping[str, Any]) -> bool:
-        error = await _post(session, d, secrets.get(d["url"], b""), timeout)
-        attempts = d["attempts"] + 1
+    async def one(d: DueDelivery) -> bool:
+        error = await _post(session, d, secrets.get(d.url, b""), timeout)
+        attempts = d.attempts + 1
 
         # Recorded as soon as this POST ends, so a crash can only repeat what was in flight.
-        def record(s: Any) -> None:
+        def record(s: Store) -> None:
             moment = now()
             if error is None:
-                s.mark_delivery(event_id=d["event_id"], url=d["url"], status="delivered",
+                s.mark_delivery(event_id=d.event_id, url=d.url, status="delivered",
                                 attempts=attempts, next_at=moment)
             else:
-                s.mark_delivery(event_id=d["event_id"], url=d["url"],
+                s.mark_delivery(event_id=d.event_id, url=d.url,
                                 status="failed" if attempts >= max_attempts else "pending",
                                 attempts=attempts, next_at=moment + retry(attempts), error=error)
 
         await store.run(record)
         if error is not None:
-            log.warning("webhook %s event %s attempt %d: %s", d["url"], d["event_id"], attempts, error)
+            log.warning("webhook %s event %s attempt %d: %s", d.url, d.event_id, attempts, error)
         return error is None
 
     return sum(await asyncio.gather(*(one(d) for d in due)))
 
 
-async def _post(session: aiohttp.ClientSession, delivery: Mapping[str, Any], secret: bytes,
+async def _post(session: aiohttp.ClientSession, delivery: DueDelivery, secret: bytes,
                 timeout: float) -> str | None:
     body = body_for(delivery)
     headers = {"Content-Type": "application/json", "User-Agent": "nurture-webhooks",
-               "X-Nurture-Event": delivery["kind"], "X-Nurture-Delivery": str(delivery["event_id"]),
+               "X-Nurture-Event": delivery.kind, "X-Nurture-Delivery": str(delivery.event_id),
                "X-Nurture-Signature": sign(body, secret)}
     try:
-        async with session.post(delivery["url"], data=body, headers=headers,
+        async with session.post(delivery.url, data=body, headers=headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             await resp.read()
             return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"

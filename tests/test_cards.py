@@ -17,8 +17,8 @@ def test_task_card_has_contact_card_clicks_and_mail_history(store, campaigns, se
     card = task_card(store, campaigns, settings, task_id=tid, now=NOW)
     assert card.contact.phone == "+81 3 1234 5678" and card.contact_tz == "Asia/Tokyo"
     assert card.contact_local_time.hour == 19
-    assert [c["link"] for c in card.clicks] == ["pricing"]
-    assert card.sends[0]["subject"].startswith("How") and card.sends[0]["status"] == "sent"
+    assert [c.link for c in card.clicks] == ["pricing"]
+    assert card.sends[0].subject.startswith("How") and card.sends[0].send.status == "sent"
     assert json.dumps(card.bant) == "{}"
 
 

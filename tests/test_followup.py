@@ -9,6 +9,7 @@ from support import NOW, Clock, add_click, add_contact, add_link, add_send, make
 from nurture.followup import escalate_overdue, process_clicks
 from nurture.models import Condition, FollowUpRule, ScoreRule, Scoring
 from nurture.outcomes import record_outcome
+from nurture.store import Store
 
 
 def test_pricing_click_creates_call_now_task_with_note(store, campaigns, settings):
@@ -27,7 +28,7 @@ def test_pricing_click_creates_call_now_task_with_note(store, campaigns, setting
     assert t.context["timeline"][0]["link"] == "pricing"
     assert store.query_one("SELECT handled FROM clicks WHERE id = ?", (click,))["handled"] == 1
     ev = store.events(kind="task.created")
-    assert len(ev) == 1 and ev[0]["payload"]["task_id"] == t.id
+    assert len(ev) == 1 and ev[0].payload["task_id"] == t.id
     # nothing left to do: a second pass creates nothing
     assert process_clicks(store, campaigns, settings, now=NOW) == []
 
@@ -105,7 +106,7 @@ def test_sla_escalation_on_a_fixed_clock(store, campaigns, settings):
     t = store.get_task(tid)
     assert t.escalated_at == later
     ev = store.events(kind="task.overdue")
-    assert len(ev) == 1 and ev[0]["payload"]["overdue_minutes"] == 1
+    assert len(ev) == 1 and ev[0].payload["overdue_minutes"] == 1
     # an overdue task sorts above a more urgent one that is not overdue
     seed_click(store, email="z@x.example", territory="GB")
     [t2] = process_clicks(store, campaigns, settings, now=later)
@@ -210,7 +211,7 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
         settled = time.monotonic()
         tasks = []
         while time.monotonic() - settled < 2 and not tasks:
-            tasks = await astore.list_tasks(now=clock.now)
+            tasks = await astore.call(Store.list_tasks, now=clock.now)
             await asyncio.sleep(0.02)
         latency = time.monotonic() - settled
         assert latency < 1.0  # the task exists within a second of the human verdict
@@ -219,14 +220,14 @@ async def test_end_to_end_tracked_click_creates_the_right_task(make_settings, ro
         assert {v["verdict"] for v in verdicts if v["send_id"] == mia_send} == {"scanner"}
         assert [v["verdict"] for v in verdicts if v["send_id"] == ken_send] == ["human"]
         [task] = tasks
-        ken = await astore.get_contact(task.contact_id)
+        ken = await astore.call(Store.get_contact, task.contact_id)
         assert ken.email == "ken@shopco.example"
         assert (task.rep_id, task.kind, task.priority) == ("baker", "call_now", "high")
         assert task.due_at == clock.now + timedelta(hours=1)
         assert task.reason.startswith(
             'Opened the pricing page from "How a shop like yours cut checkout drop-off by 23%".')
         assert "Ask about monthly order volume" in task.reason
-        score, _, hot = await astore.contact_score(ken.id)
+        score, _, hot = await astore.call(Store.contact_score, ken.id)
         assert score == 35 and not hot
     finally:
         stop.set()
@@ -254,7 +255,7 @@ async def test_the_followup_part_wakes_up_at_once(settings, db_path, campaigns):
         await astore.run(lambda s: seed_click(s, territory="GB"))
         t0 = time.monotonic()
         wake.set()
-        while not await astore.list_tasks(now=NOW):
+        while not await astore.call(Store.list_tasks, now=NOW):
             assert time.monotonic() - t0 < 1
             await asyncio.sleep(0.01)
     finally:
@@ -283,10 +284,10 @@ async def test_the_followup_part_drains_a_backlog_in_small_batches(settings, db_
                                                      now=lambda: NOW, stop=stop, options=Options(followup_every=30))))
     try:
         for _ in range(200):
-            if len(await astore.list_tasks(now=NOW)) == BATCH * 2 + 5:
+            if len(await astore.call(Store.list_tasks, now=NOW)) == BATCH * 2 + 5:
                 break
             await asyncio.sleep(0.02)
-        assert len(await astore.list_tasks(now=NOW)) == BATCH * 2 + 5  # one round, not three
+        assert len(await astore.call(Store.list_tasks, now=NOW)) == BATCH * 2 + 5  # one round, not three
     finally:
         stop.set()
         await asyncio.wait_for(loop, 2)

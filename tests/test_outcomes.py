@@ -20,9 +20,9 @@ def test_outcomes_exit_and_hand_off(store, campaigns, settings):
     assert (t.status, t.outcome, t.notes) == ("done", "qualified", "Wants a demo")
     enr = store.query_one("SELECT state, exit_reason FROM enrollments WHERE contact_id = ?", (cid,))
     assert (enr["state"], enr["exit_reason"]) == ("exited", "qualified")
-    handoff = store.events(kind="contact.qualified")[0]["payload"]
+    handoff = store.events(kind="contact.qualified")[0].payload
     assert handoff["bant"] == {"budget": "¥2M", "need": "Konbini payments"}
-    done = store.events(kind="task.done")[0]["payload"]
+    done = store.events(kind="task.done")[0].payload
     assert done["outcome"] == "qualified"
     from nurture.outcomes import OutcomeError
     with pytest.raises(OutcomeError):

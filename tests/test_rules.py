@@ -44,7 +44,7 @@ def test_score_decay_and_hot_threshold(store, campaigns, settings):
     process_clicks(store, campaigns, settings, now=t1)
     score, _, hot = store.contact_score(cid)
     assert score == pytest.approx(72.5) and hot
-    assert [e["payload"]["contact_id"] for e in store.events(kind="contact.hot")] == [cid]
+    assert [e.payload["contact_id"] for e in store.events(kind="contact.hot")] == [cid]
     # the repeat click raised it one level (high → urgent); crossing hot cannot go above urgent
     assert prio == "urgent" and store.get_task(tid).priority == "urgent"
     assert task_card(store, campaigns, settings, task_id=tid, now=t1).hot

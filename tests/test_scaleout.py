@@ -165,6 +165,6 @@ def test_two_follow_up_loops_take_disjoint_clicks(pg_url, now):
         first = a.unhandled_human_clicks(limit=6)
         second = b.unhandled_human_clicks(limit=10)  # does not wait for a
     assert len(first) == 6 and len(second) == 4
-    assert not {c["click_id"] for c in first} & {c["click_id"] for c in second}
+    assert not {c.click_id for c in first} & {c.click_id for c in second}
     a.close()
     b.close()

@@ -153,7 +153,7 @@ def test_webhook_fan_out_moves_a_cursor_per_url(store):
     assert {(r["event_id"], r["url"]) for r in rows} == {(e1, "http://a/hook"), (e1, "http://b/hook"),
                                                          (e2, "http://b/hook")}
     assert old not in {r["event_id"] for r in rows}  # stale backlog is not sent
-    assert [d["event_id"] for d in store.due_deliveries(now=NOW)] == [e1, e1, e2]
+    assert [d.event_id for d in store.due_deliveries(now=NOW)] == [e1, e1, e2]
     store.mark_delivery(event_id=e1, url="http://a/hook", status="delivered", attempts=1, next_at=NOW)
     assert store.next_delivery_at() == NOW
     assert len(store.due_deliveries(now=NOW)) == 2

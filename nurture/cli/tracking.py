@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -18,11 +19,12 @@ from nurture.campaigns import load_campaigns
 from nurture.cli.app import console, handle_errors, main, production_settings, settings_of, stop_on_signals
 from nurture.config import Settings, parse_listen
 from nurture.errors import ConfigError, NurtureError
-from nurture.models import Campaign
+from nurture.models import CLICK_KINDS, Campaign, ClickVerdict, one_of
 from nurture.parts import SERVE_FIRST, SERVE_OTHERS, Context, Options, WakeChannel, run_parts
 from nurture.timeutil import utcnow
 
-VERDICTS = ("human", "scanner", "pending")
+#: The order ``nurture clicks --verdict`` offers them in.
+VERDICTS: tuple[ClickVerdict, ...] = ("human", "scanner", "pending")
 
 
 @main.command()
@@ -151,12 +153,13 @@ def clicks_cmd(ctx: click.Context, as_json: bool, campaign: str | None, verdict:
     try:
         if settle:
             settle_clicks(store, settings, now=utcnow())
-        rows = store.list_clicks(campaign_id=campaign, verdict=verdict,
-                                 kind=None if kind == "all" else kind, limit=limit)
+        rows = store.list_clicks(campaign_id=campaign, verdict=one_of(verdict, VERDICTS) if verdict else None,
+                                 kind=one_of(kind, CLICK_KINDS), limit=limit)
     finally:
         store.close()
     if as_json:
-        out = [{**r, **{k: r[k].isoformat() if r[k] else None for k in ("at", "settled_at", "sent_at")}}
+        out = [{**dataclasses.asdict(r), **{k: v.isoformat() if v else None for k, v in
+                                            (("at", r.at), ("settled_at", r.settled_at), ("sent_at", r.sent_at))}}
                for r in rows]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
@@ -164,15 +167,13 @@ def clicks_cmd(ctx: click.Context, as_json: bool, campaign: str | None, verdict:
         console.print("no clicks")
         return
     table = Table(show_lines=False)
-    for col in ("id", "at (UTC)", "campaign / step", "link", "recipient", "ip", "method", "verdict", "score", "reasons"):
+    for col in ("id", "at (UTC)", "campaign / step", "link", "recipient", "ip", "method", "verdict", "score",
+                "reasons"):
         table.add_column(col, overflow="fold")
     colour = {"human": "green", "scanner": "red", "pending": "yellow"}
     for r in rows:
-        table.add_row(str(r["id"]), r["at"].strftime("%Y-%m-%d %H:%M:%S"),
-                      f"{r['campaign_id']} / {r['step_id']}",
-                      (f"({r['kind']})" if r["kind"] != "click" else (r["link"] or "?"))
-                      + (" [honeypot]" if r["honeypot"] else ""),
-                      r["email"], r["ip"] or "", r["method"],
-                      f"[{colour.get(r['verdict'], 'white')}]{r['verdict']}[/]", f"{r['score']:.2f}",
-                      "; ".join(r["reasons"]))
+        table.add_row(str(r.id), r.at.strftime("%Y-%m-%d %H:%M:%S"), f"{r.campaign_id} / {r.step_id}",
+                      (f"({r.kind})" if r.kind != "click" else (r.link or "?")) + (" [honeypot]" if r.honeypot else ""),
+                      r.email, r.ip or "", r.method, f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]",
+                      f"{r.score:.2f}", "; ".join(r.reasons))
     console.print(table)

@@ -1,7 +1,8 @@
 """Store: follow-up tasks, lead scores, rep tokens and sessions, webhook deliveries.
 
 Every statement the follow-up part (``nurture.followup``, ``nurture.outcomes``, ``nurture.cards``,
-``nurture.repauth``, ``nurture.webhooks``, ``nurture.web.reps``) runs lives here. Priorities are stored as integers (0 urgent .. 3 low).
+``nurture.repauth``, ``nurture.webhooks``, ``nurture.web.reps``) runs lives here. Priorities are
+stored as integers (0 urgent .. 3 low).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from nurture.errors import NotFound
 from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, TaskKind
@@ -22,6 +23,10 @@ _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_
 
 #: Which tasks :meth:`TasksMixin.list_tasks` lists.
 TaskFilter = Literal["open", "done", "overdue", "all"]
+TASK_FILTERS: tuple[TaskFilter, ...] = get_args(TaskFilter)
+#: A webhook delivery: ``pending`` until the receiver answers 2xx (``delivered``) or the
+#: attempts run out (``failed``).
+DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,18 @@ class ContactClick:
     step_id: str
     link: str | None
     url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A webhook delivery due now (:meth:`TasksMixin.due_deliveries`), with its event."""
+
+    event_id: int
+    url: str
+    attempts: int
+    at: datetime
+    kind: str
+    payload: Mapping[str, Any]
 
 
 def task_from_row(row: Mapping[str, Any]) -> Task:
@@ -406,23 +423,23 @@ class TasksMixin(StoreBase):
                 (url, last_event_id),
             )
 
-    def due_deliveries(self, *, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.query(
+    def due_deliveries(self, *, now: datetime, limit: int = 50) -> list[DueDelivery]:
+        """Pending deliveries whose time has come, oldest first."""
+        rows = self.conn.execute(
             """SELECT d.event_id, d.url, d.attempts, e.at, e.kind, e.payload
                FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
                WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at, d.event_id LIMIT ?""",
             (ts(now), limit),
         )
-        for r in rows:
-            r["at"], r["payload"] = dt(r["at"]), json.loads(r["payload"])
-        return rows
+        return [DueDelivery(event_id=e, url=u, attempts=n, at=dt_required(at), kind=k, payload=json.loads(p))
+                for e, u, n, at, k, p in rows]
 
     def next_delivery_at(self) -> datetime | None:
         row = self.query_one(
             "SELECT min(next_at) AS t FROM webhook_deliveries WHERE status = 'pending'")
         return dt(row["t"]) if row and row["t"] is not None else None
 
-    def mark_delivery(self, *, event_id: int, url: str, status: str, attempts: int,
+    def mark_delivery(self, *, event_id: int, url: str, status: DeliveryStatus, attempts: int,
                       next_at: datetime, error: str | None = None) -> None:
         self.conn.execute(
             """UPDATE webhook_deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ?
