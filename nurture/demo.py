@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from nurture.models import Campaign
 from nurture.project import new_secret, write_secret
 from nurture.signing import Signer
 from nurture.sink import Received, Sink, start_sink
+from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow
 
 CAMPAIGN = "ec-payments"
@@ -211,7 +213,7 @@ def write_config(settings: Settings, path: Path) -> Path:
 class Director:
     """Watches mail arrive at the sink and plays the recipients; drives the clock."""
 
-    def __init__(self, *, clock: DemoClock, store: Any, campaign: Campaign, people: list[Merchant],
+    def __init__(self, *, clock: DemoClock, store: AsyncStore[Store], campaign: Campaign, people: list[Merchant],
                  settings: Settings, speed: float, rng: random.Random) -> None:
         self.clock = clock
         self.store = store
@@ -285,7 +287,7 @@ class Director:
             except NurtureError:
                 continue
             if link_id not in self._link_names:
-                link = await self.store.get_link(link_id)
+                link = await self.store.call(Store.get_link, link_id)
                 self._link_names[link_id] = link.name if link else ""
             if self._link_names[link_id] == name:
                 return url
@@ -311,10 +313,11 @@ class Director:
         return True
 
     async def run(self, session: aiohttp.ClientSession, *, until: datetime, stop: asyncio.Event,
-                  before_finale: Callable[[], Any] | None = None) -> None:
+                  before_finale: Callable[[], Awaitable[object]] | None = None) -> None:
         """Perform due actions; glide the clock when nothing is due; end when idle (after the
         finale) or at ``until``."""
         idle_rounds = 0
+        settle = self.settings.tracking.settle_seconds + 1
         while not stop.is_set():
             while not self.inbox.empty():
                 await self._read(self.inbox.get_nowait())
@@ -324,7 +327,6 @@ class Director:
                 self.actions = [a for a in self.actions if a.at > now]
                 await asyncio.gather(*(self._perform(session, a) for a in due))
                 continue
-            settle = self.settings.tracking.settle_seconds + 1
             in_flight, next_due, clicks_due = await self.store.run(lambda s: (
                 s.sending_in_flight(), s.next_activity_at(), s.click_work_at(settle_seconds=settle)))
             candidates = [a.at for a in self.actions[:1]]
@@ -371,7 +373,7 @@ class Director:
             self.phase = f"{a.email.split('@')[0]} opened the {a.link} link"
 
 
-def _to_real_time(store: Any, clock: DemoClock) -> timedelta:
+def _to_real_time(store: Store, clock: DemoClock) -> timedelta:
     """Move the workspace's stored times onto the real clock and switch ``clock`` to it, on
     the store's writer thread so no write lands between the two."""
     from nurture.store.timeshift import shift_times
@@ -381,11 +383,12 @@ def _to_real_time(store: Any, clock: DemoClock) -> timedelta:
     return -offset
 
 
-async def work_old_tasks(store: Any, *, now: datetime, older_than: timedelta, rng: random.Random) -> int:
+async def work_old_tasks(store: AsyncStore[Store], *, now: datetime, older_than: timedelta,
+                         rng: random.Random) -> int:
     """Simulated reps: record an outcome on open tasks created before ``now - older_than``."""
     from nurture.outcomes import record_outcome
 
-    def work(s: Any) -> int:
+    def work(s: Store) -> int:
         n = 0
         for task in s.list_tasks(now=now, status="open", limit=1000):
             if task.created_at > now - older_than:
@@ -472,8 +475,8 @@ async def play(
             await asyncio.sleep(0.02)
         tokens: dict[str, str] = {}
         for rep in settings.reps:
-            tokens[rep.id] = await store.run(
-                lambda s, r=rep.id: issue_rep_token(s, settings, rep_id=r, now=clock.now()))
+            tokens[rep.id] = await store.run(functools.partial(issue_rep_token, settings=settings, rep_id=rep.id,
+                                                               now=clock.now()))
         tokens["manager"] = await store.run(
             lambda s: issue_rep_token(s, settings, rep_id="", now=clock.now(), manager=True))
         until = start + sum((s.wait for s in campaign.steps), timedelta()) + timedelta(days=10)

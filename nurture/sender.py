@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import random
@@ -21,14 +22,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, SendError
-from nurture.models import Contact, Send
+from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
+from nurture.store import AsyncStore, Store
 from nurture.timeutil import Rate, utcnow
+
+if TYPE_CHECKING:
+    from nurture.render import Renderer
+
+T = TypeVar("T")
+#: The scheduler's tick, run on the store thread before claiming.
+Tick = Callable[[Store, datetime], object]
 
 log = logging.getLogger("nurture.sender")
 
@@ -130,14 +139,14 @@ def sender_owner() -> str:
 
 async def run_sender(
     *,
-    store: Any,
+    store: AsyncStore[Store],
     settings: Settings,
     build: Build,
     now: Callable[[], datetime] = utcnow,
     stop: asyncio.Event,
     once: bool,
     progress: Callable[[SendSummary], None] | None = None,
-    tick: Callable[[Any, datetime], Any] | None = None,
+    tick: Tick | None = None,
     options: SenderOptions = SenderOptions(),
     limiter: RateLimiter | None = None,
     owner: str | None = None,
@@ -145,7 +154,7 @@ async def run_sender(
 ) -> SendSummary:
     """Send due mail until ``stop`` is set (or, with ``once``, until nothing is due).
 
-    ``store`` is an :class:`nurture.store.AsyncStore`; ``build`` renders a send on the store
+    ``store`` is the :class:`nurture.store.AsyncStore`; ``build`` renders a send on the store
     thread; ``tick(store, now)``, if given, runs on the store thread before claiming (the
     scheduler), once at start with ``once`` and on every idle poll otherwise. Setting
     ``stop`` drains: rows claimed but not started go back to the queue, sends in flight
@@ -159,9 +168,9 @@ async def run_sender(
 
 
 class _Run:
-    def __init__(self, *, store: Any, settings: Settings, build: Build, now: Callable[[], datetime],
+    def __init__(self, *, store: AsyncStore[Store], settings: Settings, build: Build, now: Callable[[], datetime],
                  stop: asyncio.Event, once: bool, progress: Callable[[SendSummary], None] | None,
-                 tick: Callable[[Any, datetime], Any] | None, options: SenderOptions,
+                 tick: Tick | None, options: SenderOptions,
                  limiter: RateLimiter, owner: str, campaign_rates: Mapping[str, Rate] | None) -> None:
         self.store, self.settings, self.build, self.now = store, settings, build, now
         self.stop, self.once, self.progress, self.tick = stop, once, progress, tick
@@ -199,7 +208,7 @@ class _Run:
                 self.queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             if leftover:
-                self.summary.released += await self.store.release_sends(leftover, owner=self.owner)
+                self.summary.released += await self.store.call(Store.release_sends, leftover, owner=self.owner)
             await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
             self.summary.connections = sum(c.opened for c in self.pool)
             self._report()
@@ -214,9 +223,10 @@ class _Run:
             pass
 
     async def _tick(self) -> None:
-        if self.tick is not None:
+        tick = self.tick
+        if tick is not None:
             self.last_tick = time.monotonic()
-            await self.store.run(lambda s: self.tick(s, self.now()))
+            await self.store.run(lambda s: tick(s, self.now()))
 
     async def _produce(self) -> None:
         await self._tick()
@@ -232,15 +242,16 @@ class _Run:
                     pass
                 continue
             skip = self._backlog()
-            claimed, todo, contacts, now, rate_wait = await self.store.run(lambda st: self._claim(st, skip))
+            claimed, todo, contacts, now, rate_wait = await self.store.run(functools.partial(self._claim, skip=skip))
             # Render in small hops so the workers' marks never wait long behind a whole batch.
             for i in range(0, len(todo), RENDER_CHUNK):
                 if self.stop.is_set():  # give the rest back now rather than at lease expiry
                     rest = [s.id for s in todo[i:]]
-                    self.summary.released += await self.store.release_sends(rest, owner=self.owner)
+                    self.summary.released += await self.store.call(Store.release_sends, rest, owner=self.owner)
                     break
                 chunk = todo[i:i + RENDER_CHUNK]
-                for job in await self.store.run(lambda st, c=chunk: self._render(st, c, contacts, now)):
+                render = functools.partial(self._render, todo=chunk, contacts=contacts, now=now)
+                for job in await self.store.run(render):
                     if job.send.campaign_id in self.campaign_limiters:
                         self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
                     else:
@@ -277,11 +288,11 @@ class _Run:
                 self.queue.put_nowait(jobs.popleft())
         return shortest
 
-    def _claim(self, store: Any, skip: list[str]) -> tuple[int, list[Send], dict[int, Contact], datetime, float]:
+    def _claim(self, store: Store, skip: list[str]) -> tuple[int, list[Send], dict[int, Contact], datetime, float]:
         """On the store thread: claim a batch and load its contacts."""
         now = self.now()
         wait = 0.0
-        if self.opt.shared_rate and hasattr(store, "claim_sends_rated"):
+        if self.opt.shared_rate:
             # The bucket in the database bounds what all sender processes together claim.
             rated = store.claim_sends_rated(owner=self.owner, now=now, lease=self.opt.lease,
                                             limit=self.claim_limit, rate=self.settings.smtp.rate,
@@ -292,7 +303,9 @@ class _Run:
                                       skip_campaigns=skip)
         if not sends:
             return 0, [], {}, now, wait
-        todo, extra, kept = [], [], collections.Counter[str]()
+        todo: list[Send] = []
+        extra: list[int] = []
+        kept = collections.Counter[str]()
         for s in sends:
             if s.status != "sending":
                 continue
@@ -311,7 +324,7 @@ class _Run:
                 self.summary.skipped += 1
         return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now, wait
 
-    def _render(self, store: Any, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
+    def _render(self, store: Store, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
         """On the store thread: render sends and store their Message-IDs (one commit), so
         every Message-ID is durable before the first attempt."""
         jobs: list[_Job] = []
@@ -349,7 +362,7 @@ class _Run:
             self.busy += 1
             try:
                 if not await self.limiter.acquire(self.stop):
-                    self.summary.released += await self.store.release_sends([job.send.id], owner=self.owner)
+                    self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
                     continue
                 await self._deliver(conn, job)
             except Exception as e:  # a bug or a broken database: stop cleanly, then re-raise
@@ -376,7 +389,7 @@ class _Run:
         now = self.now()
         if e.code in THROTTLE_CODES:
             self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
-            if self.opt.shared_rate and hasattr(self.store.sync, "slow_shared_rate"):
+            if self.opt.shared_rate:
                 await self.marks.submit(lambda st: st.slow_shared_rate(seconds=self.opt.slow_seconds))
             log.warning("server asked to slow down (%s); rate cut to %.0f%% for %.0fs",
                         e.code, self.opt.slow_factor * 100, self.opt.slow_seconds)
@@ -410,13 +423,14 @@ class _GroupCommit:
     transaction. Each worker still waits for its own mark to commit before it sends again,
     so no more than the pool size are ever delivered but unmarked."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: AsyncStore[Store]) -> None:
         self.store = store
-        self.pending: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]] = []
+        # Marks of different result types wait together: each future gets its own fn's result.
+        self.pending: list[tuple[Callable[[Store], object], asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def submit(self, fn: Callable[[Any], Any]) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def submit(self, fn: Callable[[Store], T]) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.pending.append((fn, fut))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._flush())
@@ -426,12 +440,8 @@ class _GroupCommit:
         while self.pending:
             batch, self.pending = self.pending, []
 
-            def apply(store: Any) -> list[Any]:
-                with store.transaction():
-                    return [fn(store) for fn, _ in batch]
-
             try:
-                results = await self.store.run(apply)
+                results = await self.store.run(functools.partial(_in_one_transaction, [fn for fn, _ in batch]))
             except BaseException as e:  # noqa: BLE001 - handed to every waiting worker
                 for _, fut in batch:
                     if not fut.done():
@@ -444,13 +454,18 @@ class _GroupCommit:
                     fut.set_result(result)
 
 
-def _link_ids(store: Any, send: Send) -> LinkIds:
+def _in_one_transaction(fns: list[Callable[[Store], object]], store: Store) -> list[object]:
+    with store.transaction():
+        return [fn(store) for fn in fns]
+
+
+def _link_ids(store: Store, send: Send) -> LinkIds:
     def link_ids(name: str, url: str, honeypot: bool) -> int:
         return store.link_id(send.campaign_id, send.step_id, name, url, honeypot)
     return link_ids
 
 
-def renderer_build(renderer: Any, campaigns: Any) -> Build:
+def renderer_build(renderer: Renderer, campaigns: Mapping[str, Campaign]) -> Build:
     """A :class:`Build` over the real :class:`nurture.render.Renderer` and loaded campaigns
     (``campaigns`` maps campaign id to :class:`nurture.models.Campaign`)."""
 

@@ -11,7 +11,7 @@ from support import NOW, Clock, make_campaign, seed_click
 
 from nurture.followup import process_clicks
 from nurture.repauth import issue_rep_token
-from nurture.store import open_async_store
+from nurture.store import Store, open_async_store
 from nurture.web.reps import create_reps_app
 
 
@@ -111,7 +111,7 @@ async def test_rep_a_cannot_read_or_close_rep_b_task(env):
     assert r.status == 404
     body = await (await c.get("/api/tasks", headers=api)).json()
     assert [t["id"] for t in body["tasks"]] == [env["aoki_task"]]
-    task = await env["store"].get_task(env["baker_task"])
+    task = await env["store"].call(Store.get_task, env["baker_task"])
     assert task.status == "open"
 
 
@@ -124,7 +124,7 @@ async def test_post_without_csrf_fails(env):
     r = await c.post(f"/tasks/{tid}", data={"outcome": "connected", "csrf": "forged"},
                      allow_redirects=False)
     assert r.status == 403
-    assert (await env["store"].get_task(tid)).status == "open"
+    assert (await env["store"].call(Store.get_task, tid)).status == "open"
     # the login form is protected too (double-submit cookie)
     c2 = await env["client"]()
     r = await c2.post("/login", data={"token": env["tokens"]["baker"]}, allow_redirects=False)
@@ -145,13 +145,13 @@ async def test_task_page_and_outcome_with_bant(env):
         "csrf": csrf_of(page), "budget": "¥2M/yr", "authority": "CFO", "need": "konbini",
         "timeline": "Q1", "notes": "Send the deck", "outcome": "qualified"}, allow_redirects=False)
     assert r.status == 303
-    t = await env["store"].get_task(tid)
+    t = await env["store"].call(Store.get_task, tid)
     assert (t.status, t.outcome, t.notes) == ("done", "qualified", "Send the deck")
-    assert (await env["store"].task_bant(tid))["authority"] == "CFO"
+    assert (await env["store"].call(Store.task_bant, tid))["authority"] == "CFO"
     enr = await env["store"].run(lambda s: s.query_one(
         "SELECT state FROM enrollments WHERE contact_id = ?", (t.contact_id,)))
     assert enr["state"] == "exited"
-    assert len(await env["store"].events(kind="contact.qualified")) == 1
+    assert len(await env["store"].call(Store.events, kind="contact.qualified")) == 1
     page = await (await c.get("/tasks")).text()
     assert "No calls waiting" in page
 
@@ -164,7 +164,7 @@ async def test_snooze_from_the_form_uses_the_reps_time_zone(env):
     r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(page), "outcome": "snoozed",
                                             "snooze_until": "2026-11-25T09:30"}, allow_redirects=False)
     assert r.status == 303
-    t = await env["store"].get_task(tid)
+    t = await env["store"].call(Store.get_task, tid)
     assert t.snooze_until.isoformat() == "2026-11-25T09:30:00+00:00"  # London is UTC in November
     assert "Ken" not in await (await c.get("/tasks")).text()
     page = await (await c.get(f"/tasks/{tid}")).text()

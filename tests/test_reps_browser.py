@@ -3,18 +3,17 @@ arrive without a reload, record an outcome. Never downloads a browser."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import timedelta
 
 import pytest
 from aiohttp import web
+from support import NOW, Clock, make_campaign, seed_click
 
 from nurture.followup import process_clicks
 from nurture.repauth import issue_rep_token
-from nurture.store import open_async_store
+from nurture.store import Store, open_async_store
 from nurture.web.reps import create_reps_app
-from support import NOW, Clock, make_campaign, seed_click
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -84,9 +83,9 @@ async def test_login_new_task_arrives_and_outcome(settings, db_path):
                 assert not errors, errors
             finally:
                 await browser.close()
-        done = await astore.list_tasks(now=clock.now, status="done")
+        done = await astore.call(Store.list_tasks, now=clock.now, status="done")
         assert [(t.outcome, t.notes) for t in done] == [("connected", "Demo on Thursday")]
-        assert (await astore.task_bant(done[0].id))["budget"] == "¥2M a year"
+        assert (await astore.call(Store.task_bant, done[0].id))["budget"] == "¥2M a year"
     finally:
         await runner.cleanup()
         await astore.aclose()

@@ -13,7 +13,7 @@ import pytest
 from nurture.ratelimit import RateLimiter
 from nurture.sender import Backoff, SenderOptions, run_sender
 from nurture.sink import Sink, start_sink
-from nurture.store import open_async_store, open_store
+from nurture.store import Store, open_async_store, open_store
 from nurture.timeutil import Rate
 from tests._send_worker import header, seed, stub_build
 
@@ -34,7 +34,7 @@ async def settle(astore, settings, *, limiter=None, rounds=10, **kw):
     for _ in range(rounds):
         total.append(await run_sender(store=astore, settings=settings, build=stub_build, stop=asyncio.Event(),
                                       once=True, options=FAST, limiter=limiter, **kw))
-        counts = await astore.outbox_counts()
+        counts = await astore.call(Store.outbox_counts)
         if not counts.get("queued") and not counts.get("retry"):
             break
     return total
@@ -141,7 +141,7 @@ async def test_faults_end_in_the_right_states_with_nothing_lost_or_doubled(smtp_
     assert (total["sent"], total["retried"], total["bounced"], total["failed"], total["blocked"]) == (27, 5, 1, 1, 1)
     # 421/451/454 slowed the global rate down
     assert limiter.slowdowns == 3 and limiter.factor == 0.5
-    kinds = Counter(e["kind"] for e in await astore.events(limit=100))
+    kinds = Counter(e.kind for e in await astore.call(Store.events, limit=100))
     assert (kinds["send.sent"], kinds["send.bounced"], kinds["send.failed"]) == (27, 1, 2)
     await astore.aclose()
     await running.aclose()
@@ -192,13 +192,13 @@ async def test_stop_drains_in_flight_and_releases_the_rest(smtp_settings, db_pat
     await astore.run(lambda s: seed(s, n=200, now=now))
     settings = smtp_settings(running.port)
     first = await run_sender(store=astore, settings=settings, build=stub_build, stop=stop, once=False, options=FAST)
-    counts = await astore.outbox_counts()
+    counts = await astore.call(Store.outbox_counts)
     assert "sending" not in counts  # nothing left leased
     assert counts["sent"] == first.sent == len(sink.messages) and 10 <= first.sent < 200
     assert first.released > 0
     sink.on_message = None
     await settle(astore, settings)
-    assert (await astore.outbox_counts()) == {"sent": 200}
+    assert (await astore.call(Store.outbox_counts)) == {"sent": 200}
     d = deliveries(sink)
     assert len(d) == 200 and set(d.values()) == {1}
     await astore.aclose()
@@ -225,7 +225,7 @@ async def test_unreachable_server_means_retry_not_loss(smtp_settings, db_path, n
     summary = await run_sender(store=astore, settings=smtp_settings(port), build=stub_build, stop=asyncio.Event(),
                                once=True, options=SenderOptions(backoff=Backoff(base=timedelta(minutes=1))))
     assert (summary.retried, summary.sent) == (3, 0)
-    assert await astore.outbox_counts() == {"retry": 3}
+    assert await astore.call(Store.outbox_counts) == {"retry": 3}
     await astore.aclose()
 
 
@@ -422,13 +422,13 @@ async def test_a_slow_campaign_holds_no_more_rows_than_its_rate_sends_within_the
             break
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.1)
-    counts = await astore.outbox_counts()
+    counts = await astore.call(Store.outbox_counts)
     # one went out at once; at 10/day one more waits claimed, the rest stay in the queue
     assert len(smtp_sink.sink.messages) == 1
     assert counts == {"sent": 1, "sending": 1, "queued": 28}
     stop.set()
     summary = await task
-    assert summary.released == 1 and await astore.outbox_counts() == {"sent": 1, "queued": 29}
+    assert summary.released == 1 and await astore.call(Store.outbox_counts) == {"sent": 1, "queued": 29}
     await astore.aclose()
 
 

@@ -9,7 +9,7 @@ import pytest
 from nurture.errors import NotFound
 from nurture.models import Campaign, Step
 from nurture.scheduler import tick
-from nurture.store import open_async_store
+from nurture.store import Store, open_async_store
 from nurture.store.contacts import ContactRow
 from nurture.store.enrollments import Advance, remap_step
 
@@ -137,10 +137,10 @@ def test_exit_scopes_and_stats(store, now):
 async def test_tick_runs_on_the_async_store_thread(db_path, now):
     astore = open_async_store(db_path)
     try:
-        await astore.upsert_contacts([ContactRow("async@x.example")], now=now)
+        await astore.call(Store.upsert_contacts, [ContactRow("async@x.example")], now=now)
         c = camp("a", "b")
         await astore.run(lambda s: s.save_campaign(c, now=now))
-        await astore.enroll_contacts(campaign_id="c", first_step="a", first_at=now, version=1, now=now,
+        await astore.call(Store.enroll_contacts, campaign_id="c", first_step="a", first_at=now, version=1, now=now,
                                      all_contacts=True)
         result = await astore.run(lambda s: tick(s, {"c": c}, now=now))
         assert result.queued == 1

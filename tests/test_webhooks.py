@@ -13,7 +13,7 @@ from aiohttp import web
 from nurture.parts import Context, Options
 from nurture.parts import webhooks as webhooks_part
 from nurture.periodic import periodic
-from nurture.store import open_async_store
+from nurture.store import Store, open_async_store
 from nurture.timeutil import utcnow
 from nurture.webhooks import deliver_once, summary, verify
 
@@ -131,7 +131,7 @@ async def test_retries_and_restart_lose_nothing(receiver_at, make_settings, db_p
     loop = asyncio.create_task(delivery_loop(astore, settings, session, stop))
     await asyncio.wait_for(rcv.stalled.wait(), 5)
     for _ in range(100):  # the two answered deliveries are recorded; the third hangs
-        if sum(r["status"] == "delivered" for r in await astore.deliveries()) == 2:
+        if sum(r["status"] == "delivered" for r in await astore.call(Store.deliveries)) == 2:
             break
         await asyncio.sleep(0.01)
     # crash: the delivery loop dies mid-request, the store closes without a goodbye
@@ -155,7 +155,7 @@ async def test_retries_and_restart_lose_nothing(receiver_at, make_settings, db_p
         await asyncio.wait_for(loop, 5)
     assert sorted(r["body"]["id"] for r in rcv.accepted) == sorted(ids + more)  # each once
     assert all(r["signed"] for r in rcv.requests)
-    rows = await astore.deliveries()
+    rows = await astore.call(Store.deliveries)
     assert {r["status"] for r in rows} == {"delivered"}
     assert max(r["attempts"] for r in rows) >= 2
     await astore.aclose()
@@ -172,7 +172,7 @@ async def test_gives_up_after_max_attempts(receiver_at, make_settings, db_path):
             for _ in range(3):
                 await deliver_once(store=astore, settings=settings, session=session, now=utcnow,
                                    max_attempts=3, retry=lambda n: timedelta(0))
-        [row] = await astore.deliveries()
+        [row] = await astore.call(Store.deliveries)
         assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 3, "HTTP 500")
     finally:
         await astore.aclose()

@@ -246,17 +246,3 @@ class AsyncStore(Generic[S]):
         self._closed = True
         self._executor.submit(self._store.close).result()
         self._executor.shutdown(wait=True)
-
-    # Transitional: untyped forwarding of ``await astore.method(...)``. Every caller moves to
-    # :meth:`call` / :meth:`run`; this goes when the last one has.
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, lambda: attr(*args, **kwargs))
-
-        call.__name__ = name
-        return call

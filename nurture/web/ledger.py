@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from nurture.models import Link
+from nurture.store import AsyncStore, Store
 from nurture.store.tracking import NewClick
 
 log = logging.getLogger("nurture.tracker")
@@ -30,7 +30,7 @@ class ClickLedger:
     a commit starts, the clicks of requests already read (up to one interval) join it.
     """
 
-    def __init__(self, *, store: Any, interval: float = 0.002, max_batch: int = 4096,
+    def __init__(self, *, store: AsyncStore[Store], interval: float = 0.002, max_batch: int = 4096,
                  on_commit: Callable[[], None] | None = None) -> None:
         self._store = store
         self._on_commit = on_commit  # e.g. wakes the settle loop of ``nurture run``
@@ -100,7 +100,7 @@ class ClickLedger:
 
     async def _write(self, clicks: list[NewClick]) -> list[int | None]:
         try:
-            ids: list[int | None] = await self._store.record_clicks(clicks)
+            ids = await self._store.call(Store.record_clicks, clicks)
         except Exception:
             # The recipient still gets the redirect; the guarantee covers crashes, not a
             # database that refuses writes (disk full), which must be loud in the log.
@@ -116,7 +116,7 @@ class ClickLedger:
 class LookupCache:
     """An in-memory LRU of links (few, and never changing), so a redirect reads nothing."""
 
-    def __init__(self, *, store: Any, size: int = 100_000) -> None:
+    def __init__(self, *, store: AsyncStore[Store], size: int = 100_000) -> None:
         self._store = store
         self._size = size
         self._links: OrderedDict[int, Link] = OrderedDict()
@@ -130,7 +130,7 @@ class LookupCache:
         if value is not None:
             self._links.move_to_end(link_id)
             return value
-        value = await self._store.get_link(link_id)
+        value = await self._store.call(Store.get_link, link_id)
         if value is not None:  # unknown ids are not cached: a forger cannot fill the cache
             self._links[link_id] = value
             if len(self._links) > self._size:

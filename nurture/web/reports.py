@@ -9,6 +9,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from nurture.report import COLUMNS, complaint_rate, rows, svg_chart, totals
+from nurture.store import Store
 from nurture.web import keys
 from nurture.web.pages import render_page
 
@@ -28,7 +29,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     campaign = campaigns.get(request.match_info["campaign"])
     if campaign is None:
         raise web.HTTPNotFound(text="no such campaign")
-    funnel = await request.app[keys.STORE].funnel(campaign.id)
+    funnel = await request.app[keys.STORE].call(Store.funnel, campaign.id)
     step_rows = rows(campaign, funnel)
     return render_page(request, "report.html", campaign=campaign,
                    campaigns=sorted(campaigns.values(), key=lambda c: c.id), step_rows=step_rows,

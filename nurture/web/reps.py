@@ -15,16 +15,16 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from aiohttp import web
 
 from nurture.cards import TaskCard, card_json, task_card, task_cards
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied
-from nurture.models import Campaign
+from nurture.models import Campaign, Rep
 from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_task
 from nurture.repauth import MANAGER, hash_token
+from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow, zone
 from nurture.web import contacts_view, keys
 from nurture.web.pages import jinja_env, render_page, rep_tz
@@ -39,10 +39,10 @@ _PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_reps_app(*, settings: Settings, store: Any, now: Callable[[], datetime] = utcnow,
+def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callable[[], datetime] = utcnow,
                     campaigns: Mapping[str, Campaign] | None = None,
                     poll_seconds: float = 5.0) -> web.Application:
-    """The reps' app. ``store`` is an AsyncStore; ``campaigns`` (by id) default to the
+    """The reps' app over the async ``store``; ``campaigns`` (by id) default to the
     campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=256 * 1024)
     app[keys.SETTINGS] = settings
@@ -132,7 +132,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         rep_id = None
         if auth.lower().startswith("bearer "):
-            rep_id = await store.rep_for_token(hash_token(auth[7:].strip()))
+            rep_id = await store.call(Store.rep_for_token, hash_token(auth[7:].strip()))
         elif request.method == "GET":  # the task page's polling may use its session cookie
             rep_id = (await _session(request, now) or (None, ""))[0]
         if rep_id is None:
@@ -157,7 +157,7 @@ async def _session(request: web.Request, now: datetime) -> tuple[str, str] | Non
     sid = request.cookies.get(SESSION_COOKIE)
     if not sid:
         return None
-    return await request.app[keys.STORE].get_session(hash_token(sid), now=now)
+    return await request.app[keys.STORE].call(Store.get_session, hash_token(sid), now=now)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -194,13 +194,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
         return await login_page(request, error="The login form expired; try again.", status=403)
     store = request.app[keys.STORE]
-    rep_id = await store.rep_for_token(hash_token(str(form.get("token", "")).strip()))
+    rep_id = await store.call(Store.rep_for_token, hash_token(str(form.get("token", "")).strip()))
     if rep_id is None:
         return await login_page(request, error="That token is not valid. Ask for a new one "
                                 "(nurture reps token YOUR-ID).", status=401)
     now = request.app[keys.CLOCK]()
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    await store.add_session(session_hash=hash_token(sid), rep_id=rep_id, csrf=csrf, now=now,
+    await store.call(Store.add_session, session_hash=hash_token(sid), rep_id=rep_id, csrf=csrf, now=now,
                             expires_at=now + SESSION_TTL)
     resp = _see_other("/manager" if rep_id == MANAGER else "/tasks")
     resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Strict", path="/",
@@ -211,7 +211,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = request.cookies.get(SESSION_COOKIE, "")
-    await request.app[keys.STORE].delete_session(hash_token(sid))
+    await request.app[keys.STORE].call(Store.delete_session, hash_token(sid))
     resp = _see_other("/login")
     resp.del_cookie(SESSION_COOKIE, path="/")
     return resp
@@ -243,7 +243,7 @@ async def task_list_fragment(request: web.Request) -> web.StreamResponse:
     return render_page(request, "_list.html", cards=cards)
 
 
-def _rep(request: web.Request) -> Any:
+def _rep(request: web.Request) -> Rep | None:
     try:
         return request.app[keys.SETTINGS].rep(request[keys.REP_ID])
     except KeyError:
@@ -275,7 +275,7 @@ async def task_post(request: web.Request) -> web.StreamResponse:
     action = str(form.get("outcome", "save"))
     rep_id = request[keys.REP_ID]
     if action == "save":
-        def save(s: Any) -> None:
+        def save(s: Store) -> None:
             if rep_id == MANAGER:
                 raise PermissionDenied("the manager view is read-only")
             visible_task(s, task_id=task_id, rep_id=rep_id)
@@ -305,7 +305,7 @@ async def manager_page(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[keys.SETTINGS]
     now = app[keys.CLOCK]()
-    counts = await app[keys.STORE].queue_counts(now=now, since=now - timedelta(hours=24))
+    counts = await app[keys.STORE].call(Store.queue_counts, now=now, since=now - timedelta(hours=24))
     cards = await _cards(request, None)
     queues = []
     for rep in settings.reps:

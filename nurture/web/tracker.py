@@ -20,17 +20,16 @@ import string
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
 from nurture.clicks import Verdict, immediate_verdict
 from nurture.config import Settings
 from nurture.errors import ConfigError, TokenError
-from nurture.models import Campaign
+from nurture.models import Campaign, ClickKind
 from nurture.settle import scanners_of
 from nurture.signing import Signer
-from nurture.store import Store
+from nurture.store import AsyncStore, Store
 from nurture.store.tracking import NewClick
 from nurture.timeutil import utcnow
 from nurture.web import keys
@@ -75,12 +74,12 @@ class Pages:
                    security={"Content-Security-Policy": csp, **_SECURITY})
 
 
-def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
+def create_tracker_app(*, settings: Settings, store: AsyncStore[Store], signer: Signer,
                        now: Callable[[], datetime] = utcnow,
                        on_commit: Callable[[], None] | None = None,
                        campaigns: Mapping[str, Campaign] | None = None,
                        fetch: Callable[[str], Awaitable[bytes]] | None = None) -> web.Application:
-    """The public app. ``store`` is an :class:`~nurture.store.AsyncStore`; the click ledger
+    """The public app over the async ``store``; the click ledger
     starts and (on shutdown, flushing every queued click) stops with the app.
     ``on_commit()`` is called after each commit of clicks (``nurture run`` wakes its settle
     loop with it). With ``inbound.ses`` / ``inbound.sendgrid`` configured it also takes the
@@ -97,7 +96,8 @@ def create_tracker_app(*, settings: Settings, store: Any, signer: Signer,
     def immediate(method: str, ip: str | None, ua: str | None, honeypot: bool) -> Verdict | None:
         return immediate_verdict(method=method, ip=ip, user_agent=ua, honeypot=honeypot, scanners=scanners)
 
-    app[keys.IMMEDIATE] = immediate
+    judged: Callable[[str, str | None, str | None, bool], Verdict | None] = immediate
+    app[keys.IMMEDIATE] = judged
     app[keys.PAGES] = Pages.load()
     app[keys.TRUSTED_PROXIES] = trusted_networks(settings)
     app.cleanup_ctx.append(functools.partial(_ledger_ctx, on_commit=on_commit))
@@ -199,7 +199,7 @@ async def unsubscribe_now(request: web.Request) -> web.StreamResponse:
         (send_id,) = app[keys.SIGNER].verify("unsubscribe", request.match_info["token"])
     except TokenError:
         return _not_found(request)
-    email = await app[keys.STORE].unsubscribe(send_id, now=app[keys.CLOCK]())
+    email = await app[keys.STORE].call(Store.unsubscribe, send_id, now=app[keys.CLOCK]())
     if email is None:
         return _not_found(request)
     body = app[keys.PAGES].done.substitute(email=html.escape(mask_email(email)))
@@ -216,7 +216,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 # -- helpers -------------------------------------------------------------------------------------
 
-async def _record(request: web.Request, *, send_id: int, link_id: int | None, kind: str,
+async def _record(request: web.Request, *, send_id: int, link_id: int | None, kind: ClickKind,
                   honeypot: bool, campaign_id: str | None = None, step_id: str | None = None) -> int | None:
     app = request.app
     ip = client_ip(request, app[keys.TRUSTED_PROXIES])
