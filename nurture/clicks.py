@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from nurture.models import Click
+from nurture.models import Click, ClickVerdict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -128,7 +128,7 @@ class Scanners:
 class Verdict:
     """``verdict`` is ``human``, ``scanner`` or ``pending``; ``score`` 0 (person) … 1 (machine)."""
 
-    verdict: str
+    verdict: ClickVerdict
     score: float
     reasons: tuple[str, ...] = field(default=())
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from nurture.errors import NotFound, NurtureError, PermissionDenied
 from nurture.followup import task_payload
-from nurture.models import EXIT_OUTCOMES, OUTCOMES, Task
+from nurture.models import EXIT_OUTCOMES, OUTCOMES, Task, one_of
 from nurture.repauth import MANAGER
 from nurture.store import Store
 
@@ -43,7 +43,8 @@ def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
     ``qualified`` also exit the contact from the campaign, and ``qualified`` records the
     hand-off to field sales (event ``contact.qualified``). Appends ``task.done``.
     """
-    if outcome not in OUTCOMES:
+    chosen = one_of(outcome, OUTCOMES)
+    if chosen is None:
         raise OutcomeError(f'"{outcome}" is not an outcome (use {", ".join(OUTCOMES)})')
     if rep_id == MANAGER:
         raise PermissionDenied("the manager view is read-only")
@@ -57,9 +58,9 @@ def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
             merged = store.task_bant(task_id)
             merged.update({k: str(v) for k, v in bant.items() if k in BANT_FIELDS})
             store.set_task_bant(task_id, merged, now=now)
-        store.complete_task(task_id, outcome=outcome, notes=notes, now=now, snooze_until=snooze_until)
+        store.complete_task(task_id, outcome=chosen, notes=notes, now=now, snooze_until=snooze_until)
         contact = store.get_contact(task.contact_id)
-        if outcome in EXIT_OUTCOMES:
+        if chosen in EXIT_OUTCOMES:
             store.exit_enrollments(task.contact_id, campaign_id=task.campaign_id,
                                    reason=outcome, now=now)
         if outcome == "qualified":

@@ -86,31 +86,31 @@ def campaign_source(campaign: Campaign) -> str | None:
 
 def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str]], *, now: datetime) -> Advance:
     """The decision for one due enrollment (pure: no I/O)."""
-    base = {"enrollment_id": d.id, "campaign_id": d.campaign_id, "contact_id": d.contact_id}
+    advance = functools.partial(Advance, enrollment_id=d.id, campaign_id=d.campaign_id, contact_id=d.contact_id)
     reason = exit_reason(d, campaign)
     if reason:
-        return Advance("exit", reason=reason, **base)
+        return advance("exit", reason=reason)
     if d.next_step is None:
-        return Advance("complete", **base)
+        return advance("complete")
     try:
         step = campaign.step(d.next_step)
     except KeyError:
         # This process holds an older copy of the campaign than the one applied (see
         # save_campaign): leave the step to a process that knows it.
-        return Advance("defer", step_id=d.next_step, next_at=now + STALE_RETRY,
-                       reason="step unknown to this copy of the campaign", **base)
+        return advance("defer", step_id=d.next_step, next_at=now + STALE_RETRY,
+                       reason="step unknown to this copy of the campaign")
     opens = campaign.send_window.next_open(now, contact_zone(d.timezone, campaign.timezone))
     if opens > now:
-        return Advance("defer", step_id=step.id, next_at=opens, reason="outside the send window", **base)
+        return advance("defer", step_id=step.id, next_at=opens, reason="outside the send window")
     after = campaign.next_step(step.id)
     skip = skip_reason(step.unless, step.only_if, clicks)
     if skip:
-        return Advance("skip", step_id=step.id, due_at=now, reason=skip,
+        return advance("skip", step_id=step.id, due_at=now, reason=skip,
                        next_step=after.id if after else None,
-                       next_at=now + after.wait if after else None, **base)
-    return Advance("queue", step_id=step.id, due_at=min(d.next_at, now),
+                       next_at=now + after.wait if after else None)
+    return advance("queue", step_id=step.id, due_at=min(d.next_at, now),
                    next_step=after.id if after else None,
-                   next_wait=after.wait.total_seconds() if after else None, **base)
+                   next_wait=after.wait.total_seconds() if after else None)
 
 
 def exit_reason(d: DueEnrollment, campaign: Campaign) -> str | None:
@@ -299,7 +299,10 @@ def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, cli
     fields = {k: str(getattr(contact, k) or "") for k in
               ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")}
     store.upsert_contacts([ContactRow(contact.email, fields, dict(contact.attributes))], now=now)
-    cid = store.get_contact_by_email(contact.email).id  # type: ignore[union-attr]
+    stored = store.get_contact_by_email(contact.email)
+    if stored is None:  # the upsert just above cannot have lost it
+        raise NotFound(f"no contact {contact.email}")
+    cid = stored.id
     enroll(store, campaign, now=now, email_keys=[email_key(contact.email)])
     if contact.status != "active":  # enrolled anyway, so the timeline shows the exit and why
         store.set_contact_status(cid, contact.status, now=now)
@@ -326,10 +329,10 @@ def _describe(store: Store, campaign: Campaign, a: Advance, t: datetime, tz: Zon
               clicks: Sequence[SimClick], pending: list[tuple[datetime, int, SimClick]],
               rule_for: RuleFinder) -> list[TimelineEntry]:
     out: list[TimelineEntry] = []
-    if a.action == "queue":
+    if a.action == "queue" and a.step_id is not None:  # a queue decision always names its step
         send = next(s for s in store.enrollment_sends(a.enrollment_id) if s.step_id == a.step_id)
         store.deliver_simulated(send.id, now=t)
-        out.append(TimelineEntry(t, "sent", a.step_id, campaign.step(a.step_id).subject))  # type: ignore[arg-type]
+        out.append(TimelineEntry(t, "sent", a.step_id, campaign.step(a.step_id).subject))
         for c in clicks:
             if c.step == a.step_id:
                 pending.append((t + c.after, send.id, c))

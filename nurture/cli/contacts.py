@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -21,12 +21,16 @@ from nurture.errors import NotFound
 from nurture.models import Campaign, Contact
 from nurture.timeutil import utcnow
 
+if TYPE_CHECKING:
+    from nurture.scheduler import TimelineEntry
+    from nurture.store import Store
+
 #: Bad rows listed after an import (all are counted).
 SHOW_ERRORS = 20
 
 
 @contextmanager
-def _store(settings: Settings) -> Iterator[Any]:
+def _store(settings: Settings) -> Iterator[Store]:
     from nurture.store import open_store
 
     store = open_store(settings.database)
@@ -273,7 +277,8 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
         try:
             moment = datetime.fromisoformat(start)
         except ValueError:
-            raise click.BadParameter(f'"{start}" is not a time (try "2026-12-04 17:30")', param_hint="--start") from None
+            raise click.BadParameter(f'"{start}" is not a time (try "2026-12-04 17:30")',
+                                     param_hint="--start") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=contact_zone(contact.timezone, campaign.timezone))
         now = moment.astimezone(UTC)
@@ -283,18 +288,19 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
                   f"times in {tl.timezone.key}")
     table = Table("when", "step", "what", "", box=None, pad_edge=False, header_style="dim")
     styles = {"sent": "green", "skipped": "yellow", "exited": "red", "task": "bold magenta", "click": "cyan"}
-    for e in tl.entries:
-        when = e.at.astimezone(tl.timezone).strftime("%a %d %b %Y %H:%M %Z")
-        text = subjects.get(e.step, e.text) if e.kind == "sent" else e.text
-        if e.due is not None:
-            text += f" (by {e.due.astimezone(tl.timezone):%a %d %b %H:%M})"
-        style = styles.get(e.kind, "")
-        kind = f"[{style}]{e.kind}[/{style}]" if style else e.kind
-        table.add_row(when, escape(e.step or ""), kind, escape(text))
+    for entry in tl.entries:
+        when = entry.at.astimezone(tl.timezone).strftime("%a %d %b %Y %H:%M %Z")
+        text = subjects.get(entry.step, entry.text) if entry.kind == "sent" else entry.text
+        if entry.due is not None:
+            text += f" (by {entry.due.astimezone(tl.timezone):%a %d %b %H:%M})"
+        style = styles.get(entry.kind, "")
+        kind = f"[{style}]{entry.kind}[/{style}]" if style else entry.kind
+        table.add_row(when, escape(entry.step or ""), kind, escape(text))
     console.print(table)
 
 
-def _subjects(settings: Settings, campaign: Campaign, contact: Contact, sent: Sequence[Any]) -> dict[str | None, str]:
+def _subjects(settings: Settings, campaign: Campaign, contact: Contact,
+              sent: Sequence[TimelineEntry]) -> dict[str | None, str]:
     """Each sent step's subject as the contact would see it (the raw template if it cannot render)."""
     from nurture.errors import NurtureError
     from nurture.render import Renderer, memory_link_ids
@@ -303,6 +309,8 @@ def _subjects(settings: Settings, campaign: Campaign, contact: Contact, sent: Se
     try:
         renderer = Renderer.from_settings(settings)
         for e in sent:
+            if e.step is None:
+                continue
             msg = renderer.render(campaign=campaign, step=campaign.step(e.step), contact=contact, send_id=0,
                                   link_ids=memory_link_ids(), now=e.at)
             out[e.step] = msg.subject
@@ -354,7 +362,7 @@ _INBOUND = {"bounced_later": "async_bounces", "complaints": "complaints", "repli
             "out_of_office": "out_of_office"}
 
 
-def _stats(store: Any, campaign_id: str | None) -> dict[str, Any]:
+def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
     ids = [campaign_id] if campaign_id else store.stored_campaign_ids()
     per_step = store.send_stats(campaign_id)
     states = store.enrollment_counts(campaign_id)

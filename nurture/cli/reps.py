@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,11 +16,12 @@ from nurture.cards import TaskCard, card_json, relative, task_cards
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings
 from nurture.errors import NurtureError
-from nurture.models import OUTCOMES, Campaign
+from nurture.models import OUTCOMES, Campaign, one_of
 from nurture.outcomes import record_outcome
 from nurture.repauth import issue_rep_token
 from nurture.routing import local_day_start, on_shift
 from nurture.store import open_store
+from nurture.store.tasks import TASK_FILTERS
 from nurture.timeutil import utcnow
 
 #: Columns of ``nurture tasks --csv``, named as CRM importers (Salesforce, HubSpot) expect.
@@ -49,7 +49,7 @@ def csv_row(card: TaskCard) -> dict[str, Any]:
 
 @main.group(invoke_without_command=True)
 @click.option("--rep", "rep", metavar="REP", help="Only this rep's tasks.")
-@click.option("--status", type=click.Choice(["open", "done", "overdue", "all"]), default="open",
+@click.option("--status", type=click.Choice(TASK_FILTERS), default="open",
               show_default=True, help="Which tasks to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object with a tasks list).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV with CRM-friendly columns.")
@@ -71,7 +71,8 @@ def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_cs
     now = utcnow()
     store = open_store(settings.database)
     try:
-        cards = task_cards(store, _campaigns(settings), settings, now=now, rep_id=rep, status=status)
+        cards = task_cards(store, _campaigns(settings), settings, now=now, rep_id=rep,
+                           status=one_of(status, TASK_FILTERS) or "open")
     finally:
         store.close()
     if as_json:
@@ -180,16 +181,17 @@ def reps_list(ctx: click.Context, as_json: bool) -> None:
     now = utcnow()
     store = open_store(settings.database)
     try:
-        counts: Mapping[Any, Mapping[str, int]] = store.queue_counts(now=now, since=now)
+        counts = store.queue_counts(now=now, since=now)
         today = store.assigned_since({r.id: local_day_start(r, now) for r in settings.reps})
         tokens = store.rep_token_counts()
     finally:
         store.close()
-    rows = [{"id": r.id, "name": r.name, "email": r.email, "timezone": r.timezone,
-             "hours": str(r.hours) if r.hours else None, "on_shift": on_shift(r, now),
-             "open": counts.get(r.id, {}).get("open", 0), "overdue": counts.get(r.id, {}).get("overdue", 0),
-             "assigned_today": today.get(r.id, 0), "capacity": r.capacity,
-             "territory": list(r.territory), "tokens": tokens.get(r.id, 0)} for r in settings.reps]
+    rows: list[dict[str, Any]] = [  # the JSON objects; the table below is drawn from them
+        {"id": r.id, "name": r.name, "email": r.email, "timezone": r.timezone,
+         "hours": str(r.hours) if r.hours else None, "on_shift": on_shift(r, now),
+         "open": counts.get(r.id, {}).get("open", 0), "overdue": counts.get(r.id, {}).get("overdue", 0),
+         "assigned_today": today.get(r.id, 0), "capacity": r.capacity,
+         "territory": list(r.territory), "tokens": tokens.get(r.id, 0)} for r in settings.reps]
     if as_json:
         click.echo(json.dumps({"reps": rows}, indent=2, ensure_ascii=False))
         return
