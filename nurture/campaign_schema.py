@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 
 from nurture.errors import CampaignError
 from nurture.models import (
-    OUTCOMES, PRIORITIES, TASK_KINDS, Campaign, Condition, Exit, FollowUpRule, ScoreRule, Scoring, Step,
+    OUTCOMES, PRIORITIES, TASK_KINDS, Campaign, Condition, Exit, FollowUpRule, ScoreRule, Scoring, Step, one_of,
 )
 from nurture.timeutil import WEEKDAYS, Hours, Rate, Window, parse_duration, parse_hours, parse_rate, zone
 from nurture.yamlsrc import Path as YPath
 from nurture.yamlsrc import Source, field_name
 
 T = TypeVar("T")
+L = TypeVar("L", bound=str)
 
 #: Allowed keys per mapping, in the order the docs list them; required ones in ``_REQUIRED``.
 TOP_KEYS = ("id", "name", "sender", "reply_to", "timezone", "send_window", "rate", "defaults",
@@ -63,7 +64,8 @@ _DEFAULT_DUE = timedelta(days=1)
 def campaign_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft-07) of the campaign format, as shipped in
     ``nurture/schema/campaign.schema.json``. Returns a fresh copy."""
-    return json.loads(_schema_text())
+    schema: dict[str, Any] = json.loads(_schema_text())
+    return schema
 
 
 @cache
@@ -141,7 +143,7 @@ class _Checker:
 
     def text(self, m: dict[str, Any], key: str, path: YPath, pattern: re.Pattern[str] | None = None,
              what: str = "") -> str | None:
-        value = self.typed(m, key, path, (str,))
+        value: str | None = self.typed(m, key, path, (str,))
         if value is None:
             return None
         if not value.strip():
@@ -399,18 +401,21 @@ class _Checker:
                 out.append((i, path, r))
         return out
 
-    def choice(self, m: dict[str, Any], key: str, path: YPath, allowed: tuple[str, ...], default: str) -> str | None:
+    def choice(self, m: dict[str, Any], key: str, path: YPath, allowed: tuple[L, ...],
+               default: L | None) -> L | None:
+        """``m[key]`` as one of ``allowed`` (``default`` when absent); None after an error."""
         value = m.get(key)
         if value is None:
             return default
-        if value not in allowed:
+        chosen = one_of(value, allowed) if isinstance(value, str) else None
+        if chosen is None:
             close = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
             what = key.replace("_", " ")
             article = "an" if what[0] in "aeiou" else "a"
             self.error((*path, key), f'"{value}" is not {article} {what} ({hint}use {", ".join(allowed)})')
             return None
-        return value
+        return chosen
 
     def scoring(self, top: dict[str, Any], steps: list[str]) -> Scoring:
         if top.get("scoring") is None:
@@ -467,7 +472,7 @@ class _Checker:
             elif isinstance(item, dict):
                 e = self.mapping(item, path, ("outcome",), ("outcome",))
                 if e is not None and e.get("outcome") is not None:
-                    outcome = self.choice(e, "outcome", path, OUTCOMES, "")
+                    outcome = self.choice(e, "outcome", path, OUTCOMES, None)
                     if outcome:
                         out.append(Exit(kind="outcome", value=outcome))
             else:

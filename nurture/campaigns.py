@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from nurture.campaign_schema import CONTACT_FIELDS, campaign_json_schema, check_campaign
-from nurture.errors import CampaignError, CampaignErrors, NotFound
+from nurture.errors import CampaignError, CampaignErrors, NotFound, NurtureError
 from nurture.models import Campaign, Contact
 from nurture.yamlsrc import YamlSyntaxError, field_name, load
 
@@ -75,13 +75,13 @@ def load_campaigns(directory: str | os.PathLike[str], *,
     d = Path(directory)
     if not d.is_dir():
         raise NotFound(f"no campaigns folder at {display_path(d, root=root)}")
-    errors: list[CampaignError] = []
+    errors: list[NurtureError] = []
     loaded: dict[str, Campaign] = {}
     for f in campaign_files(d):
         try:
             c = load_campaign(f, root=root)
         except CampaignErrors as e:
-            errors.extend(e.errors)  # type: ignore[arg-type]
+            errors.extend(e.errors)
             continue
         if c.id in loaded:
             errors.append(CampaignError(f'another file already defines campaign "{c.id}" ({loaded[c.id].path})',

@@ -12,16 +12,19 @@ import importlib.resources
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from nurture.errors import ConfigError
 from nurture.models import Rep
 from nurture.timeutil import Rate, parse_duration, parse_hours, parse_rate, parse_weekdays, zone
+from nurture.yamlsrc import Path as YPath
 from nurture.yamlsrc import Source, YamlSyntaxError, field_name, load
+
+T = TypeVar("T")
 
 DEFAULT_CONFIG = "config.yaml"
 #: Signs tokens when no secret is configured, so a fresh checkout can preview mail. ``run``,
@@ -577,7 +580,7 @@ class _Builder:
         raise ConfigError(message, file=self.src.file, line=line, column=col,
                           field=field_name(path) or None)
 
-    def convert(self, path: tuple[str | int, ...], fn: Any, value: Any) -> Any:
+    def convert(self, path: YPath, fn: Callable[[Any], T], value: Any) -> T:
         try:
             return fn(value)
         except ValueError as e:

@@ -31,6 +31,8 @@ from nurture.countries import country_code
 from nurture.csvfile import Encoding, Record, TextSource, detect_encoding, open_sheet, open_text
 from nurture.csvmap import FULL_NAME, FULL_NAME_FAMILY_FIRST, Column, ColumnMap, plan_columns, split_name
 from nurture.errors import CsvRowError
+from nurture.models import Rep
+from nurture.store import Store
 from nurture.store.contacts import ContactRow, email_key
 from nurture.timeutil import zone
 
@@ -261,7 +263,7 @@ def _plan_and_rows(text: TextSource, *, file: str, encoding: Encoding, mapping: 
 
 
 def import_contacts(
-    store: Any,
+    store: Store,
     path: str | Path,
     *,
     now: datetime,
@@ -412,7 +414,7 @@ class _LineStream:
         return self._lines
 
 
-def rep_owners(reps: Sequence[Any]) -> dict[str, str]:
+def rep_owners(reps: Sequence[Rep]) -> dict[str, str]:
     """Case-folded rep id, name (either order) and address → rep id, for ``owners=``."""
     out: dict[str, str] = {}
     for r in reps:

@@ -6,6 +6,8 @@ CLI and the web apps can turn them into precise messages without parsing strings
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class NurtureError(Exception):
     """Root of every error nurture raises on purpose."""
@@ -48,7 +50,7 @@ class CampaignError(LocatedError):
 class CampaignErrors(NurtureError):
     """Several :class:`CampaignError` found in one validation run."""
 
-    def __init__(self, errors: list[NurtureError]) -> None:
+    def __init__(self, errors: Sequence[NurtureError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
 

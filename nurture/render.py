@@ -233,8 +233,8 @@ class Renderer:
 
         if self.dkim is None:
             raise ConfigError("DKIM is not configured", field="dkim")
-        sig = dkimpy.sign(message, self.dkim.selector.encode(), self.dkim.domain.encode(),
-                          self.dkim.private_key, include_headers=_DKIM_HEADERS)
+        sig: bytes = dkimpy.sign(message, self.dkim.selector.encode(), self.dkim.domain.encode(),
+                                 self.dkim.private_key, include_headers=_DKIM_HEADERS)
         return sig + message
 
     def display(self, name_or_path: str) -> str:

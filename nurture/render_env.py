@@ -15,12 +15,18 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import TemplateError
 from nurture.models import Campaign, Step
 
 _UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
+
+
+def _missing(e: jinja2.TemplateNotFound, default: str) -> str:
+    """The name of the template that was not found (``default`` when Jinja does not say)."""
+    return e.name if isinstance(e.name, str) and e.name else default
 
 
 class MissingTemplate(TemplateError):
@@ -43,7 +49,7 @@ class SubjectError(TemplateError):
         return f"{where}: {self.field}: {self.message}"
 
 
-class Namespace(dict):
+class Namespace(dict[str, Any]):
     """A dict that knows its variable name, so undefined errors say ``'contact.compnay'``."""
 
     __slots__ = ("_nurture_path",)
@@ -90,7 +96,7 @@ class Templates:
         try:
             return self.env.get_template(name)
         except jinja2.TemplateNotFound as e:
-            raise MissingTemplate(f"template not found: {self.display(e.name or name)}",
+            raise MissingTemplate(f"template not found: {self.display(_missing(e, name))}",
                                   template=self.display(name)) from None
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(e.message or "syntax error", template=self.display(e.filename or name),
@@ -102,7 +108,7 @@ class Templates:
             return template.render(ctx)
         except jinja2.TemplateNotFound as e:
             file, line = self._frame(e.__traceback__, template)
-            raise MissingTemplate(f"template not found: {self.display(e.name)}",
+            raise MissingTemplate(f"template not found: {self.display(_missing(e, template.name or ''))}",
                                   template=file, line=line) from None
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(e.message or "syntax error", template=self.display(e.filename or e.name or ""),
@@ -147,11 +153,16 @@ class Templates:
         if name in seen:
             return True
         seen.add(name)
-        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        loader = self.env.loader
+        if loader is None:  # nothing to read the template from: not known to be pure
+            return False
+        source, _, _ = loader.get_source(self.env, name)
         tree = self.env.parse(source, name)
         if not _pure(tree, output=False):
             return False
         for ref in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            if not isinstance(ref, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+                continue  # find_all yields only these; the check tells mypy
             target = ref.template
             names = target.value if isinstance(target, nodes.Const) else None
             for n in [names] if isinstance(names, str) else (names or [None]):

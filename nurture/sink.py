@@ -32,7 +32,7 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(self.data, policy=email.policy.default)
 
     @property
     def message_id(self) -> str | None:
@@ -60,11 +60,11 @@ class Sink:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fault is not None:
-            reply = self.fault(envelope, attempt)
-            if asyncio.iscoroutine(reply):
-                reply = await reply
+            answer = self.fault(envelope, attempt)
+            reply = answer if answer is None or isinstance(answer, str) else await answer
             if reply == "DROP":
-                server.transport.abort()  # type: ignore[union-attr]
+                if isinstance(server.transport, asyncio.Transport):
+                    server.transport.abort()
                 return "451 4.3.0 connection dropped"
             if isinstance(reply, str) and reply.startswith("STALL:"):
                 await asyncio.sleep(float(reply.split(":", 1)[1]))

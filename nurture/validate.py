@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from nurture.campaigns import campaign_error, campaign_files, load_campaign, sample_contact
 from nurture.errors import CampaignError, CampaignErrors, NotFound, NurtureError, TemplateError
-from nurture.models import Campaign, Condition
+from nurture.models import Campaign, Condition, Step
 from nurture.render import MissingTemplate, Renderer, SubjectError, memory_link_ids
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,7 +162,7 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
     return names
 
 
-def _which(step, e: TemplateError, renderer: Renderer) -> str:
+def _which(step: Step, e: TemplateError, renderer: Renderer) -> str:
     """Whether a template error belongs to the step's text template or its HTML template."""
     if step.text_template and e.template == renderer.display(step.text_template):
         return "text_template"

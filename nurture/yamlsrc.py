@@ -4,7 +4,7 @@ so that config and campaign errors can say ``file:line:col: field: message``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -57,7 +57,7 @@ def load(text: str, file: str) -> Source:
         problem = e.problem or str(e)
         if e.context:
             problem = f"{problem} ({e.context})"
-        return _raise(problem, mark)
+        _raise(problem, mark)
     except yaml.YAMLError as e:  # pragma: no cover - every parser error is marked
         raise YamlSyntaxError(str(e), None, None) from None
     src = Source(file=file, data=None)
@@ -73,7 +73,7 @@ def load(text: str, file: str) -> Source:
     return src
 
 
-def _raise(problem: str, mark: Any) -> Any:
+def _raise(problem: str, mark: yaml.Mark | None) -> NoReturn:
     line = mark.line + 1 if mark else None
     col = mark.column + 1 if mark else None
     raise YamlSyntaxError(f"YAML syntax error: {problem}", line, col)

@@ -18,11 +18,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nurture.models import Contact, Send  # noqa: E402
+from nurture.store import Store  # noqa: E402
 
 FROM = "Acme Payments <hello@acme.example>"
 
 
-def seed(store: Any, *, n: int, now: datetime, campaign: str = "c1", steps: tuple[str, ...] = ("s1",),
+def seed(store: Store, *, n: int, now: datetime, campaign: str = "c1", steps: tuple[str, ...] = ("s1",),
          domain: str = "example.com", next_wait: float | None = None) -> list[int]:
     """Insert ``n`` contacts, one active enrollment each, and a queued send per step (due
     ``now``). Returns the send ids in order."""
