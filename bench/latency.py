@@ -3,9 +3,10 @@
     python bench/latency.py [--clicks 1000] [--settle 0] [--concurrency 1] [--poll-ms 5]
 
 The server is the real ``nurture run`` (scheduler, sender, tracker, settle loop, follow-up
-loop and reps' app in one process on one SQLite file), started as a subprocess. Behind a trusted proxy (``X-Forwarded-For``), each click comes from its own
-address, with a current browser's user agent, an hour after delivery, on a distinct contact's
-mail, so every one is a new human click and a new task. The client times from sending
+loop and reps' app in one process on one SQLite file), started as a subprocess. Behind a
+trusted proxy (``X-Forwarded-For``), each click comes from its own address, with a current
+browser's user agent, an hour after delivery, on a distinct contact's mail, so every one is a
+new human click and a new task. The client times from sending
 ``GET /c/<token>`` to the first ``GET /api/tasks`` (rep token, polled every ``--poll-ms``)
 that lists the contact's task; then marks it done through the API so the list stays short.
 

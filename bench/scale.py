@@ -349,8 +349,8 @@ def child(step: str, d: Path, args: argparse.Namespace) -> None:
         out.update(record_clicks(db, args.clicks, args.click_batch))
     elif step == "settle":
         from nurture.config import load_settings
-        from nurture.store import open_store
         from nurture.settle import settle_clicks
+        from nurture.store import open_store
 
         settings = load_settings(cfg)
         store = open_store(db)

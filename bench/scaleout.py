@@ -80,7 +80,7 @@ async def run_senders(db: str, port: int, k: int, pool: int) -> float:
         await p.stdin.drain()
     outs = await asyncio.gather(*(p.communicate() for p in procs))
     elapsed = time.perf_counter() - started
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         if p.returncode != 0:
             raise SystemExit(err.decode()[-2000:])
     return elapsed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import resource
@@ -243,7 +244,7 @@ def main() -> None:
             proc, port = start_tracker(tmp, db, w, ceiling=ceiling)
             name = "ceiling, no commit" if ceiling else f"tracker, {w} worker{'s' if w > 1 else ''}"
             try:
-                results[name] = r = measured(lambda: load(port), proc)
+                results[name] = r = measured(functools.partial(load, port), proc)
             finally:
                 stop(proc)
             r["committed"] = _count(db) - before

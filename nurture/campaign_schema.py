@@ -20,7 +20,17 @@ from typing import Any, TypeVar
 
 from nurture.errors import CampaignError
 from nurture.models import (
-    OUTCOMES, PRIORITIES, TASK_KINDS, Campaign, Condition, Exit, FollowUpRule, ScoreRule, Scoring, Step, one_of,
+    OUTCOMES,
+    PRIORITIES,
+    TASK_KINDS,
+    Campaign,
+    Condition,
+    Exit,
+    FollowUpRule,
+    ScoreRule,
+    Scoring,
+    Step,
+    one_of,
 )
 from nurture.timeutil import WEEKDAYS, Hours, Rate, Window, parse_duration, parse_hours, parse_rate, zone
 from nurture.yamlsrc import Path as YPath
@@ -373,7 +383,7 @@ class _Checker:
 
     def follow_ups(self, top: dict[str, Any], steps: list[str]) -> list[FollowUpRule]:
         out: list[FollowUpRule] = []
-        for i, path, r in self.items(top, "follow_up", FOLLOW_UP_KEYS, _REQUIRED["follow_up"],
+        for _, path, r in self.items(top, "follow_up", FOLLOW_UP_KEYS, _REQUIRED["follow_up"],
                                      "a rule with when, task, priority and due"):
             when = self.condition(r, "when", path, steps)
             task = self.choice(r, "task", path, TASK_KINDS, "call")

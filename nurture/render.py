@@ -35,10 +35,17 @@ from markupsafe import escape
 
 from nurture.errors import ConfigError, TemplateError
 from nurture.models import Campaign, Contact, Step
-from nurture.render_links import (
-    HONEYPOT_NAME, TEXT_URL_RE, Anchor, add_traps, is_web_url, origin_of, slot_anchors, slug_for,
-)
 from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
+from nurture.render_links import (
+    HONEYPOT_NAME,
+    TEXT_URL_RE,
+    Anchor,
+    add_traps,
+    is_web_url,
+    origin_of,
+    slot_anchors,
+    slug_for,
+)
 from nurture.render_mime import build_message, clean, mailbox, message_id_for
 from nurture.signing import Signer, tagged_address
 

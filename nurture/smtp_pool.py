@@ -75,7 +75,7 @@ class SmtpConnection:
         except aiosmtplib.SMTPResponseException as e:
             smtp.close()
             raise reply_error(e.code, e.message, recipient=None, stage="connect") from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
             smtp.close()
             raise SendError(f"connect to {self.settings.host}:{self.settings.port} failed: {e}",
                             transient=True) from None
@@ -99,7 +99,7 @@ class SmtpConnection:
             err = reply_error(e.code, e.message, recipient=recipient, stage="DATA")
         except ValueError as e:  # an address aiosmtplib will not put on the wire
             raise SendError(f"unusable address: {e}", recipient=recipient, transient=False) from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
             self.close()
             kind = "timed out" if isinstance(e, asyncio.TimeoutError) else "connection lost"
             raise SendError(f"{kind}: {e}", recipient=recipient, transient=True) from None
@@ -119,6 +119,6 @@ class SmtpConnection:
             assert self._smtp is not None
             try:
                 await self._smtp.quit(timeout=min(5.0, self.settings.timeout))
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 pass
         self.close()

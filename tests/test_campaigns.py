@@ -13,8 +13,14 @@ import yaml
 
 from nurture import campaign_schema as cs
 from nurture.campaigns import (
-    campaign_error, campaign_json_schema, find_campaign, find_sample, load_campaign, load_campaigns,
-    parse_campaign, sample_contact,
+    campaign_error,
+    campaign_json_schema,
+    find_campaign,
+    find_sample,
+    load_campaign,
+    load_campaigns,
+    parse_campaign,
+    sample_contact,
 )
 from nurture.errors import CampaignError, CampaignErrors, NotFound
 from nurture.models import Condition, Exit
@@ -28,10 +34,12 @@ C = "tests/corpus/campaigns/"
 EXPECTED: dict[str, list[tuple[str, str]]] = {
     "yaml-syntax.yaml": [("yaml-syntax.yaml:8:1:", "YAML syntax error: found unexpected end of stream "
                           "(while scanning a quoted scalar); a quote opened on this line or above is never closed")],
-    "colon-in-value.yaml": [("colon-in-value.yaml:6:21:", "a colon inside a value needs quotes around the whole value")],
+    "colon-in-value.yaml": [("colon-in-value.yaml:6:21:",
+                             "a colon inside a value needs quotes around the whole value")],
     "tab-indent.yaml": [("tab-indent.yaml:6:1:", "indent with spaces, not tabs")],
     "unquoted-jinja.yaml": [("unquoted-jinja.yaml:6:15:", "a value starting with {{ needs quotes")],
-    "not-a-mapping.yaml": [("not-a-mapping.yaml:1:1:", "must be a mapping of keys (id:, name:, steps: ...), not a list")],
+    "not-a-mapping.yaml": [("not-a-mapping.yaml:1:1:",
+                            "must be a mapping of keys (id:, name:, steps: ...), not a list")],
     "wrong-type.yaml": [("wrong-type.yaml:4:8: steps:", "must be a list of steps"), ],
     "unknown-key.yaml": [("unknown-key.yaml:6:13: steps[0].subjet:", 'unknown key "subjet" (did you mean "subject"?)')],
     "missing-key.yaml": [("missing-key.yaml:5:5: steps[0].template:", "is required")],
@@ -44,7 +52,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "duplicate-step.yaml": [("duplicate-step.yaml:8:9: steps[1].id:", 'duplicate step id "hello" (also steps[0])')],
     "bad-priority.yaml": [("bad-priority.yaml:11:15: follow_up[0].priority:",
                            '"hgh" is not a priority (did you mean "high"?')],
-    "bad-task.yaml": [("bad-task.yaml:10:11: follow_up[0].task:", '"meeting" is not a task (use call_now, call, email)')],
+    "bad-task.yaml": [("bad-task.yaml:10:11: follow_up[0].task:",
+                       '"meeting" is not a task (use call_now, call, email)')],
     "unknown-step.yaml": [("unknown-step.yaml:9:36: follow_up[0].when.step:",
                            '"case-studies" is not a step of this campaign (did you mean "case-study"?')],
     "bad-exit.yaml": [("bad-exit.yaml:8:22: exit[1]:", '"churned" is not an exit')],
@@ -297,7 +306,8 @@ def test_conditions_shorthand_and_step(tmp_path: Path):
     assert c.steps[2].only_if == Condition("pricing", "one")
     assert c.steps[2].wait == timedelta(hours=36) and c.steps[2].text_template == "t.txt"
     rule = c.follow_up[0]
-    assert (rule.when, rule.task, rule.priority, rule.due) == (Condition("any", "two"), "call", "normal", timedelta(days=1))
+    assert (rule.when, rule.task, rule.priority, rule.due) == \
+        (Condition("any", "two"), "call", "normal", timedelta(days=1))
     assert c.send_window.days == frozenset({4, 5, 6, 0})
     assert c.rate is None and c.exits == () and c.samples == ()
 

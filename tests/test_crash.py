@@ -15,10 +15,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from support import worker_result
 
 from nurture.sink import Sink, start_sink
 from nurture.store import open_store
-from support import worker_result
 from tests._send_worker import header, seed
 
 pytestmark = pytest.mark.slow

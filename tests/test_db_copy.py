@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from _send_worker import seed
 from click.testing import CliRunner
 
-from _send_worker import seed
 from nurture.cli import main
 from nurture.store import open_store
 from nurture.store.copy import copy_database

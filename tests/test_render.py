@@ -19,7 +19,11 @@ from nurture.campaigns import load_campaign, sample_contact
 from nurture.errors import TemplateError
 from nurture.models import Campaign, Contact, Step
 from nurture.render import (
-    MissingTemplate, Renderer, SubjectError, memory_link_ids, message_id_for,
+    MissingTemplate,
+    Renderer,
+    SubjectError,
+    memory_link_ids,
+    message_id_for,
 )
 from nurture.signing import Signer
 
@@ -307,7 +311,8 @@ def test_derived_link_names_are_unique_per_url(tmp_path, now) -> None:
 
 def test_text_template_links_are_tracked(tmp_path, now) -> None:
     c, r = _campaign(tmp_path, {
-        "mail.html": '<a data-link="pricing" href="https://t.example/pricing">p</a><a href="{{ unsubscribe_url }}">u</a>',
+        "mail.html": '<a data-link="pricing" href="https://t.example/pricing">p</a>'
+                     '<a href="{{ unsubscribe_url }}">u</a>',
         "mail.txt": "Hi {{ contact.first_name }},\nprices: https://t.example/pricing\nnews: https://t.example/news.\n"
                     "stop: {{ unsubscribe_url }}\n"}, text_template="mail.txt")
     msg = r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=9, link_ids=memory_link_ids(), now=now)
@@ -322,7 +327,8 @@ def test_undefined_variable_names_template_line_and_variable(tmp_path, now, monk
     monkeypatch.chdir(tmp_path)
     c, r = _campaign(tmp_path, {
         "base.html": "<html>\n<body>\n{% block content %}{% endblock %}\n{{ footer_note }}\n</body></html>",
-        "mail.html": "{% extends 'base.html' %}\n{% block content %}\n<p>Hi</p>\n<p>{{ contact.compnay }}</p>\n{% endblock %}"})
+        "mail.html": "{% extends 'base.html' %}\n{% block content %}\n<p>Hi</p>\n<p>{{ contact.compnay }}</p>\n"
+                     "{% endblock %}"})
     with pytest.raises(TemplateError) as e:
         _render_first_step(c, r, now)
     assert str(e.value) == "templates/mail.html:4: 'contact.compnay' is undefined"

@@ -1,9 +1,8 @@
 import re
+from datetime import timedelta
 
 from nurture.models import Campaign, Step
 from nurture.report import COLUMNS, rows, svg_chart, totals
-
-from datetime import timedelta
 
 
 def campaign() -> Campaign:

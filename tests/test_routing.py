@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from nurture.models import Contact, Rep
 from nurture.routing import local_day_start, on_shift, route, shift_start
 from nurture.timeutil import parse_hours
@@ -101,8 +105,6 @@ def test_no_reps_means_unassigned():
     r = go(contact(), reps=())
     assert r.rep_id is None and r.due_at == NOW + timedelta(hours=1)
 
-
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
 ZONES = ["Asia/Tokyo", "Europe/London", "America/New_York", "Australia/Sydney", "UTC"]
 HOURS = ["09:00-18:00", "08:30-17:00", "22:00-06:00", "00:00-23:59"]

@@ -7,8 +7,9 @@ query needing ``USE TEMP B-TREE FOR ORDER BY``: at a million rows that is a sort
 due, on every batch); and none may reach a large table through an index whose equality
 columns are only low-cardinality ones (status, verdict …) without a ``LIMIT``: that reads every
 human click of the week, or every queued send, to answer a question about one contact. (That
-last one is how bench/scale.py found follow-up handling 4 clicks a second at 100,000 clicks.) Capturing the real statements, rather than copies of their
-SQL, keeps the guard true when the store changes.
+last one is how bench/scale.py found follow-up handling 4 clicks a second at 100,000 clicks.)
+Capturing the real statements, rather than copies of their SQL, keeps the guard true when the
+store changes.
 
 Other guards live with their modules: the due query's index (tests/test_scheduler.py
 ``test_due_query_uses_the_index``), a tick over 100,000 enrollments
@@ -31,9 +32,9 @@ from nurture.campaigns import load_campaigns
 from nurture.contacts import import_contacts
 from nurture.followup import process_clicks
 from nurture.scheduler import enroll, tick
+from nurture.settle import settle_clicks
 from nurture.store import Store, open_store
 from nurture.store.tracking import NewClick
-from nurture.settle import settle_clicks
 
 #: Tables that grow with contacts, mail and clicks. Scanning one whole is O(n) per call.
 BIG = {"contacts", "enrollments", "sends", "clicks", "tasks", "events", "suppressions"}
@@ -155,7 +156,8 @@ def test_scheduler_tick_and_sender_claim_use_indexes(world, campaigns, now):
         r2 = tick(store, campaigns, now=t + timedelta(days=7))
     assert r.queued >= 40 and len(claimed) == 16
     assert r2.queued + r2.skipped + r2.deferred > 0
-    claim_sql = [s for s in statements if "lease_owner" in s and s.lstrip().upper().startswith("UPDATE SENDS SET STATUS = 'SENDING'")]
+    claim_sql = [s for s in statements
+                 if "lease_owner" in s and s.lstrip().upper().startswith("UPDATE SENDS SET STATUS = 'SENDING'")]
     assert claim_sql, "the claim statement was not seen"
     found = problems(store.conn, statements)
     assert not found, "\n".join(found)

@@ -2,8 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nurture.timeutil import (Window, format_duration, parse_duration, parse_hours, parse_rate,
-                              parse_weekdays, zone)
+from nurture.timeutil import Window, format_duration, parse_duration, parse_hours, parse_rate, parse_weekdays, zone
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -11,14 +11,16 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
-from nurture.signing import Signer
-from nurture.store import open_async_store
-from nurture.settle import settle_clicks
-from nurture.web.tracker import create_tracker_app, mask_email
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from support import Clock
 from test_store_tracking import LINKS, seed
+
+from nurture.settle import settle_clicks
+from nurture.signing import Signer
+from nurture.store import open_async_store
+from nurture.web.tracker import create_tracker_app, mask_email
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/146.0.0.0 Safari/537.36")
@@ -354,8 +356,8 @@ async def test_lone_quick_browser_click_settles_to_human(make_settings, now):
 def threaded_server(tmp_path_factory):
     """The tracker on its own loop in a thread, for the (synchronous) hypothesis test."""
     from aiohttp import web
-
     from conftest import NOW
+
     from nurture.config import settings_from_dict
 
     db = str(tmp_path_factory.mktemp("prop") / "nurture.db")
