@@ -20,9 +20,9 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from nurture.errors import NotFound
+from nurture.store import Store
 from nurture.store.contacts import email_key
 from nurture.store.people import ERASED_PREFIX
 
@@ -61,7 +61,7 @@ class Erasure:
         return [f"{n:>5}  {_LABELS.get(k, k)}" for k, n in self.counts.items()]
 
 
-def forget(store: Any, *, email: str, keys: Mapping[str, bytes], key_id: str, now: datetime) -> Erasure:
+def forget(store: Store, *, email: str, keys: Mapping[str, bytes], key_id: str, now: datetime) -> Erasure:
     """Erase the contact with this address (any letter case); :class:`NotFound` if there is none."""
     contact = store.get_contact_by_email(email)
     if contact is None:
@@ -72,12 +72,12 @@ def forget(store: Any, *, email: str, keys: Mapping[str, bytes], key_id: str, no
     return Erasure(email=email, contact_id=contact.id, counts=counts)
 
 
-def is_erased(store: Any, email: str, *, keys: Mapping[str, bytes]) -> bool:
+def is_erased(store: Store, email: str, *, keys: Mapping[str, bytes]) -> bool:
     """Whether this address was erased (under any configured key)."""
     return bool(store.erased_among(erased_keys(email, keys=keys)))
 
 
-def erased_filter(store: Any, *, keys: Mapping[str, bytes]) -> Callable[[Sequence[str]], set[str]] | None:
+def erased_filter(store: Store, *, keys: Mapping[str, bytes]) -> Callable[[Sequence[str]], set[str]] | None:
     """For ``import_contacts(erased=…)``: email keys → those that were erased; None (no check
     needed) when nothing was ever erased."""
     if not store.has_erasures():

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 from rich.markup import escape
@@ -18,6 +18,9 @@ from nurture.errors import NotFound, NurtureError
 from nurture.models import Contact
 from nurture.timeutil import utcnow
 
+if TYPE_CHECKING:
+    from nurture.store import Store
+
 #: Export columns, in order; the file imports back unchanged (``nurture contacts import``).
 EXPORT_FIELDS = ("email", "first_name", "last_name", "company", "industry", "phone", "country", "timezone",
                  "owner", "territory", "title", "department")
@@ -28,7 +31,7 @@ def contact_json(c: Contact) -> dict[str, Any]:
             "hot": c.hot, "attributes": dict(c.attributes)}
 
 
-def _all(store: Any, where: tuple[str, str] | None) -> Iterator[Contact]:
+def _all(store: Store, where: tuple[str, str] | None) -> Iterator[Contact]:
     after = 0
     while True:
         page = store.list_contacts(where=where, after_id=after, limit=1000)
@@ -38,7 +41,7 @@ def _all(store: Any, where: tuple[str, str] | None) -> Iterator[Contact]:
         after = page[-1].id
 
 
-def _write_csv(store: Any, where: tuple[str, str] | None, out: Any) -> int:
+def _write_csv(store: Store, where: tuple[str, str] | None, out: TextIO) -> int:
     """Contacts as CSV: the fields, then one column per attribute. Two passes over the
     contacts (the attribute columns first), so none are held in memory."""
     attrs: dict[str, None] = {}
@@ -88,8 +91,8 @@ def list_command(ctx: click.Context, where: str | None, as_json: bool, as_csv: b
         console.print("no contacts" + (" match" if where else " yet (nurture contacts import FILE.csv)"))
 
 
-def _contact(store: Any, email: str) -> Contact:
-    c: Contact | None = store.get_contact_by_email(email)
+def _contact(store: Store, email: str) -> Contact:
+    c = store.get_contact_by_email(email)
     if c is None:
         raise NotFound(f"no contact with the address {email}")
     return c
