@@ -478,9 +478,9 @@ def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: M
         text = sg.get("public_key") or (env.get(sg["public_key_env"]) if sg.get("public_key_env") else None)
         if not text:
             b.fail(("inbound", "sendgrid"), "SendGrid's Event Webhook needs public_key or public_key_env")
-        key = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
+        der = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
         tolerance = b.convert(("inbound", "sendgrid", "tolerance"), parse_duration, sg.get("tolerance", "5m"))
-        sendgrid = SendGridSettings(public_key=key, tolerance_seconds=tolerance.total_seconds())
+        sendgrid = SendGridSettings(public_key=der, tolerance_seconds=tolerance.total_seconds())
     return replace(inbound, smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
 
 

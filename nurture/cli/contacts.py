@@ -374,7 +374,7 @@ def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
             raise NotFound(f'campaign "{cid}" has not been applied yet (nurture enroll {cid} applies it)')
         rows = {s.step_id: s for s in per_step if s.campaign_id == cid}
         order = list(stored.steps) + sorted(k for k in rows if k not in stored.steps)
-        steps = []
+        steps: list[dict[str, Any]] = []
         for step in order:
             s = rows.get(step)
             back = came_back.get(cid, {}).get(step, {})

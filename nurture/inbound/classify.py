@@ -599,7 +599,8 @@ def _date_of(msg: Message) -> date | None:
 
 def _text_of(part: Message) -> str:
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
+        # A legacy Message (not parsed with the default policy) has no get_content: payload below.
+        content = part.get_content() if isinstance(part, EmailMessage) else None
         if isinstance(content, str):
             return content
     except Exception:  # noqa: BLE001 - unknown charset or broken transfer encoding

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     import jinja2
 
     from nurture.inbound.providers import SnsVerifier
-
     from nurture.web.tracker import Pages
 
 # -- the public tracker -------------------------------------------------------------------------
