@@ -159,9 +159,9 @@ def test_opens_and_unsubscribe_pages_are_evidence_never_clicks(db_path, now):
     assert item.ip_recipients == 1  # the other recipients only opened / fetched the page
     # Even marked human by hand, evidence rows count for nothing.
     store.conn.execute("UPDATE clicks SET verdict = 'human' WHERE kind != 'click'")
-    assert [r["kind"] for r in store.unhandled_human_clicks()] == []
+    assert store.unhandled_human_clicks() == []
     assert store.human_click_count(s.contact_ids[0], since=now - timedelta(days=1)) == 0
-    assert [r["kind"] for r in store.list_clicks(kind="unsubscribe")] == ["unsubscribe"] * 2
+    assert [r.kind for r in store.list_clicks(kind="unsubscribe")] == ["unsubscribe"] * 2
 
 
 def test_settle_queue_index_holds_only_clicks(db_path):
