@@ -29,6 +29,8 @@ DEFAULT_CONFIG = "config.yaml"
 #: line could forge click, open and unsubscribe links.
 DEVELOPMENT_SECRET = b"nurture-development-secret-change-me"
 TLS_MODES = ("none", "starttls", "tls")
+#: The client-address headers a trusted proxy may set (``tracking.proxy_header``).
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
                   "contact.replied", "contact.bounced", "contact.complained")
 
@@ -75,6 +77,8 @@ class TrackingSettings:
     current_key: str = "k1"
     open_tracking: bool = True
     trusted_proxies: tuple[str, ...] = ()
+    #: The one header the trusted proxies set with the client's address (one of PROXY_HEADERS).
+    proxy_header: str = "X-Forwarded-For"
     settle_seconds: float = 90.0
     group_commit_ms: float = 2.0
     scanner_networks_file: str | None = None
@@ -236,6 +240,7 @@ _SCHEMA: dict[str, Any] = {
              "max_attempts": int, "helo": str},
     "tracking": {"base_url": str, "listen": str, "secret_env": str, "secret_file": str, "key_id": str,
                  "old_keys_env": str, "old_keys_file": str, "open_tracking": bool, "trusted_proxies": list,
+                 "proxy_header": str,
                  "settle": (str, int), "group_commit_ms": (int, float),
                  "scanner_networks": str},
     "sender": {"from": str, "reply_to": str, "postal_address": str},
@@ -373,6 +378,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         listen=trk_d.get("listen", "127.0.0.1:8080"), keys=keys, current_key=key_id,
         open_tracking=trk_d.get("open_tracking", True),
         trusted_proxies=tuple(str(x) for x in trk_d.get("trusted_proxies", [])),
+        proxy_header=b.proxy_header(trk_d.get("proxy_header", "X-Forwarded-For")),
         settle_seconds=settle.total_seconds(), group_commit_ms=float(trk_d.get("group_commit_ms", 2.0)),
         scanner_networks_file=scanner_file,
         scanner_list=read_scanner_list(scanner_file),
@@ -582,6 +588,12 @@ class _Builder:
             return fn(value)
         except ValueError as e:
             self.fail(path, str(e))
+
+    def proxy_header(self, value: str) -> str:
+        for name in PROXY_HEADERS:
+            if value.strip().lower() == name.lower():
+                return name
+        self.fail(("tracking", "proxy_header"), f'"{value}" is not one of {", ".join(PROXY_HEADERS)}')
 
     def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name) or {}

@@ -261,13 +261,45 @@ async def test_client_ip_from_trusted_proxy_only(make_settings, now, tmp_path):
                 async with http.get(srv.c(), headers={"Forwarded": 'for="[2001:db8::7]:4711"'},
                                     allow_redirects=False) as r:
                     assert r.status == 302
-        # The nearest untrusted hop is the client; what it claims further out is ignored.
-        assert [r["ip"] for r in await clicks(trusted.store)] == ["203.0.113.5", "2001:db8::7"]
+        # The nearest untrusted hop is the client; what it claims further out is ignored, and so
+        # is a Forwarded header when the proxy sets X-Forwarded-For (the default proxy_header).
+        assert [r["ip"] for r in await clicks(trusted.store)] == ["203.0.113.5", "127.0.0.1"]
         assert [r["ip"] for r in await clicks(untrusted.store)] == ["127.0.0.1", "127.0.0.1"]
     finally:
         for srv in (trusted, untrusted):
             await srv.runner.cleanup()
             await srv.store.aclose()
+
+
+@pytest.mark.parametrize(("proxy_header", "proxy_sets", "expected"), [
+    # nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for (appends the peer)
+    ("X-Forwarded-For", {"X-Forwarded-For": "6.6.6.6, 203.0.113.5"}, "203.0.113.5"),
+    ("Forwarded", {"Forwarded": 'for=6.6.6.6, for="[2001:db8::7]:4711"'}, "2001:db8::7"),
+    # nginx: proxy_set_header X-Real-IP $remote_addr (replaces what the client sent)
+    ("X-Real-IP", {"X-Real-IP": "203.0.113.9"}, "203.0.113.9"),
+    ("x-real-ip", {}, "127.0.0.1"),  # the proxy did not set it: the peer
+])
+async def test_only_the_configured_proxy_header_is_read(make_settings, now, tmp_path, proxy_header, proxy_sets,
+                                                        expected):
+    srv, _ = await start(make_settings, now, tracking={"proxy_header": proxy_header})
+    # What a client adds on its own: every other forwarding header, with a spoofed address.
+    spoofed = {"Forwarded": "for=6.6.6.6", "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"}
+    headers = {**{k: v for k, v in spoofed.items() if k.lower() != proxy_header.lower()}, **proxy_sets}
+    try:
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http, http.get(
+                srv.c(), headers=headers, allow_redirects=False) as r:
+            assert r.status == 302
+        assert [r["ip"] for r in await clicks(srv.store)] == [expected]
+    finally:
+        await srv.runner.cleanup()
+        await srv.store.aclose()
+
+
+def test_proxy_header_must_be_a_known_one(make_settings):
+    from nurture.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="proxy_header.*X-Forwarded-For, Forwarded, X-Real-IP"):
+        make_settings(tracking={"proxy_header": "True-Client-IP"})
 
 
 async def test_replayed_scanner_sweep_then_person_gives_exactly_one_human(make_settings, now):
