@@ -185,7 +185,8 @@ def test_enroll_where_field_is_checked_never_spliced(store, now, field):
 
 def test_enroll_where_value_is_bound_and_attribute_names_may_hold_dots(store, now):
     ids = contacts(store, now, 3, industry="Apparel")
-    store.conn.execute("UPDATE contacts SET attributes = ? WHERE id = ?", ('{"plan.v2": "it\'s \'gold\'"}', ids[0]))
+    attrs = '{"plan.v2": "it\'s \'gold\'"}'
+    store.conn.execute("UPDATE contacts SET attributes = ? WHERE id = ?", (attrs, ids[0]))
     store.save_campaign(camp("a"), now=now)
     common = dict(campaign_id="c", first_step="a", first_at=now, version=1, now=now)
     assert store.enroll_contacts(where=("industry", "x' OR '1'='1"), **common).enrolled == 0
