@@ -21,6 +21,7 @@ from nurture.store.dialect import POSTGRES, SQLITE, is_postgres_url
 from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.inbound import InboundMixin
 from nurture.store.leases import LeasesMixin
+from nurture.store.logins import LoginsMixin
 from nurture.store.outbox import OutboxMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
@@ -30,7 +31,7 @@ from nurture.store.tracking import TrackingMixin
 
 
 class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
-            ReportsMixin, RateMixin, LeasesMixin, StoreBase):
+            ReportsMixin, RateMixin, LeasesMixin, LoginsMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
 
     dialect = SQLITE

@@ -14,6 +14,7 @@ from nurture.config import Settings
 from nurture.models import Campaign
 from nurture.signing import Signer
 from nurture.web.ledger import ClickLedger, LookupCache
+from nurture.web.login import LoginGuard
 
 # -- the public tracker -------------------------------------------------------------------------
 SETTINGS = web.AppKey("settings", Settings)
@@ -33,6 +34,7 @@ TRUSTED_PROXIES: web.AppKey[tuple[Any, ...]] = web.AppKey("trusted_proxies")
 REPS_CAMPAIGNS: web.AppKey[Any] = web.AppKey("reps_campaigns")  # Mapping[str, Campaign]
 REPS_JINJA: web.AppKey[Any] = web.AppKey("reps_jinja")  # jinja2.Environment
 REPS_POLL_SECONDS = web.AppKey("reps_poll_seconds", float)
+LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
 REP_ID = web.RequestKey("rep_id", str)  # who is asking (a rep id, or "*manager*")
 REP_CSRF = web.RequestKey("rep_csrf", str)  # the session's CSRF token
 
