@@ -18,10 +18,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nurture.config_checks import check_values
 from nurture.errors import ConfigError
 from nurture.models import Rep
 from nurture.timeutil import Rate, parse_duration, parse_hours, parse_rate, parse_weekdays, zone
-from nurture.yamlsrc import Source, YamlSyntaxError, field_name, load
+from nurture.yamlsrc import Source, YamlSyntaxError, decode, field_name, load
 
 DEFAULT_CONFIG = "config.yaml"
 #: Signs tokens when no secret is configured, so a fresh checkout can preview mail. ``run``,
@@ -302,7 +303,9 @@ def load_settings(
             raise ConfigError(f"config file not found: {p}")
         return replace(_build(Source(file=str(p), data={}), env, base=Path.cwd()), source=None)
     try:
-        src = load(p.read_text(encoding="utf-8"), str(p))
+        src = load(decode(p.read_bytes(), str(p)), str(p))
+    except OSError as e:  # a directory, no permission
+        raise ConfigError(f"cannot read the config file: {e.strerror or e}", file=str(p)) from None
     except YamlSyntaxError as e:
         raise ConfigError(e.message, file=str(p), line=e.line, column=e.column) from None
     if src.data is None:
@@ -333,6 +336,9 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         return str(base / p) if not os.path.isabs(p) else p
 
     database = env.get("NURTURE_DATABASE") or resolve(str(data.get("database", "nurture.db")))
+    if "://" not in database and os.path.isdir(database):
+        b.fail(("database",), f"{database} is a folder; give the database file's path")
+    check_values(b.fail, smtp=smtp_d, tracking=trk_d, reps_app=app_d)
 
     password = b.secret(("smtp",), smtp_d, "password", env, resolve)
     tls = smtp_d.get("tls", "none")
