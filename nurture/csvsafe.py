@@ -33,6 +33,14 @@ def safe_cell(value: object) -> object:
     return text
 
 
+def unescape_cell(text: str) -> str:
+    """The reverse of :func:`safe_cell`, for imports: ``'=x`` → ``=x`` (the leading quote is
+    the spreadsheet's "this is text" mark, which nurture's own exports add)."""
+    if len(text) > 1 and text[0] == "'" and text[1] in FORMULA_START:
+        return text[1:]
+    return text
+
+
 class SafeWriter:
     """``csv.writer`` with every cell passed through :func:`safe_cell`."""
 

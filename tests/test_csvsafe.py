@@ -27,3 +27,8 @@ def test_dict_writer_neutralises_header_and_values_and_keeps_order():
     assert out.getvalue() == "Name,'=Evil\r\n'@ann,ok\r\nBob,\r\n"
     with pytest.raises(ValueError, match="Other"):
         w.writerow({"Other": 1})
+
+
+def test_an_import_reads_back_what_an_export_quoted():
+    for text in ["=1+1", "+81 3 5555 0101", "-x", "@home", "plain", "'quoted already", "'"]:
+        assert csvsafe.unescape_cell(str(csvsafe.safe_cell(text))) == text
