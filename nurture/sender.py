@@ -24,6 +24,7 @@ from email.utils import parseaddr
 from typing import Any, Protocol
 
 from nurture.config import Settings
+from nurture.diskfull import is_disk_full, unwritable
 from nurture.errors import NotFound, NurtureError, SendError
 from nurture.liveness import LeaseHolder, is_gone, this_process
 from nurture.models import Contact, Send
@@ -193,6 +194,8 @@ class _Run:
         self.low_water = max(len(self.pool), min(self.claim_limit, 2 * len(self.pool)))
         self.me = this_process()
         self.last_recover = 0.0
+        #: Rows delivered or claimed whose mark could not be written (disk full): released at the end.
+        self.unmarked: list[int] = []
 
     async def run(self) -> SendSummary:
         await self._beat()
@@ -200,6 +203,10 @@ class _Run:
         workers = [asyncio.create_task(self._worker(c)) for c in self.pool]
         try:
             await self._produce()
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            self.crash = self.crash or unwritable(e, doing="claiming or rendering sends")
         finally:
             beats.cancel()
             leftover = [j.send.id for d in self.pending.values() for j in d]
@@ -210,8 +217,16 @@ class _Run:
             for _ in workers:
                 self.queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
+            leftover += self.unmarked
             if leftover:
-                self.summary.released += await self.store.release_sends(leftover, owner=self.owner)
+                try:
+                    self.summary.released += await self.store.release_sends(leftover, owner=self.owner)
+                except Exception as e:
+                    if not is_disk_full(e):
+                        raise
+                    # Still leased to this process: the next sender takes them back once it is gone.
+                    log.error("could not give %d claimed row(s) back to the queue: %s", len(leftover),
+                              str(e).splitlines()[0])
             await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
             self.summary.connections = sum(c.opened for c in self.pool)
             await self._unregister()
@@ -410,8 +425,16 @@ class _Run:
                     continue
                 await self._deliver(conn, job)
             except Exception as e:  # a bug or a broken database: stop cleanly, then re-raise
-                log.exception("sender worker failed")
-                self.crash = self.crash or e
+                if is_disk_full(e):
+                    # Delivered (or not) but not marked: given back to the queue at the end, so it
+                    # goes again (with its Message-ID) rather than sit leased.
+                    self.unmarked.append(job.send.id)
+                    if self.crash is None:
+                        log.error("sender stopped: the database cannot be written: %s", str(e).splitlines()[0])
+                    self.crash = self.crash or unwritable(e, doing="marking a send")
+                else:
+                    log.exception("sender worker failed")
+                    self.crash = self.crash or e
                 self.stop.set()
             finally:
                 self.busy -= 1

@@ -457,3 +457,42 @@ def test_bad_trusted_proxy_or_scanner_list_is_a_config_error(make_settings, tmp_
         check_settings(make_settings(tracking={"scanner_networks": str(bad)}))
     with pytest.raises(ConfigError, match="cannot read"):
         check_settings(make_settings(tracking={"scanner_networks": str(tmp_path / "missing.txt")}))
+
+
+@pytest.mark.sqlite_only("fills the database with SQLite's max_page_count")
+async def test_a_full_disk_still_redirects_logs_one_line_and_healthz_says_503(make_settings, now, caplog):
+    import logging
+
+    srv, _ = await start(make_settings, now)
+
+    def fill(s):
+        s.conn.execute("CREATE TABLE IF NOT EXISTS filler (x TEXT)")
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        s.conn.execute(f"PRAGMA max_page_count = {s.conn.execute('PRAGMA page_count').fetchone()[0]}")
+        # fill the last free room so that the next click needs a new page
+        try:
+            while True:
+                s.conn.execute("INSERT INTO filler VALUES (?)", ("x" * 500,))
+        except Exception:  # noqa: BLE001 - SQLITE_FULL is what we want
+            pass
+
+    await srv.store.run(fill)
+    try:
+        caplog.set_level(logging.INFO, logger="nurture.tracker")
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http:
+            for _ in range(30):
+                async with http.get(srv.c(), allow_redirects=False) as r:
+                    assert r.status == 302  # the recipient still lands on the page
+            async with http.get(f"{srv.url}/healthz") as r:
+                assert r.status == 503 and "cannot write" in await r.text()
+            lines = [r for r in caplog.records if r.name == "nurture.tracker" and r.levelno >= logging.ERROR]
+            assert len(lines) == 1 and not lines[0].exc_info and "could not record" in lines[0].getMessage()
+            await srv.store.run(lambda s: s.conn.execute("PRAGMA max_page_count = 1073741823"))
+            async with http.get(srv.c(), allow_redirects=False) as r:
+                assert r.status == 302
+            async with http.get(f"{srv.url}/healthz") as r:
+                assert r.status == 200
+        assert 1 <= len(await clicks(srv.store)) < 31  # some were lost while full, the last one is in
+    finally:
+        await srv.runner.cleanup()
+        await srv.store.aclose()

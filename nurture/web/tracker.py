@@ -211,6 +211,10 @@ async def not_found(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """200 ``ok``; 503 while the click ledger cannot write (disk full), for load balancers."""
+    ledger = request.app.get(keys.LEDGER)
+    if ledger is not None and ledger.unwritable is not None:
+        return web.Response(status=503, text=f"click ledger cannot write: {ledger.unwritable}\n")
     return web.Response(text="ok\n")
 
 
