@@ -63,7 +63,9 @@ _REQUIRED = {"top": ("id", "name", "timezone", "steps"), "step": ("id", "subject
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TEMPLATE_PATH = re.compile(r"^\S+$")
+#: A template path inside templates_dir: relative, no ``..`` segment, no spaces or backslashes.
+TEMPLATE_PATH = re.compile(r"^(?![/~])(?!(.*/)?\.\.(/|$))(?!.*//)[^\s\\:]+$")
+_TEMPLATE_WHAT = "is not a template path inside templates_dir (relative, no ../, no spaces)"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 #: A From / Reply-To address, bare or with a display name: ``Acme <hello@acme.example>``.
 ADDRESS = re.compile(r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+>?$")
@@ -286,8 +288,8 @@ class _Checker:
             elif sid is not None:
                 seen[sid] = i
             subject = self.text(s, "subject", path)
-            template = self.text(s, "template", path, TEMPLATE_PATH, "is not a template path (no spaces)")
-            text_template = self.text(s, "text_template", path, TEMPLATE_PATH, "is not a template path (no spaces)")
+            template = self.text(s, "template", path, TEMPLATE_PATH, _TEMPLATE_WHAT)
+            text_template = self.text(s, "text_template", path, TEMPLATE_PATH, _TEMPLATE_WHAT)
             wait = timedelta(0)
             if s.get("wait") is None:
                 if "wait" not in s and i > 0:

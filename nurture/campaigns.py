@@ -21,7 +21,7 @@ from typing import Any
 from nurture.campaign_schema import CONTACT_FIELDS, campaign_json_schema, check_campaign
 from nurture.errors import CampaignError, CampaignErrors, NotFound, NurtureError
 from nurture.models import Campaign, Contact
-from nurture.yamlsrc import YamlSyntaxError, field_name, load
+from nurture.yamlsrc import YamlSyntaxError, decode, field_name, load
 
 __all__ = [
     "campaign_error", "campaign_files", "campaign_json_schema", "display_path", "find_campaign",
@@ -51,9 +51,9 @@ def parse_campaign(raw: bytes | str, *, file: str, expected_id: str | None = Non
     """Check campaign YAML held in memory; ``expected_id`` is the file name without ``.yaml``."""
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CampaignErrors([CampaignError(f"the file is not UTF-8 text (byte {e.start})", file=file)]) from None
+        text = decode(data, file)
+    except YamlSyntaxError as e:
+        raise CampaignErrors([CampaignError(e.message, file=file, line=e.line, column=e.column)]) from None
     try:
         src = load(text, file)
     except YamlSyntaxError as e:

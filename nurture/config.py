@@ -18,11 +18,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from nurture.config_checks import check_values
 from nurture.errors import ConfigError
 from nurture.models import Rep
 from nurture.timeutil import Rate, parse_duration, parse_hours, parse_rate, parse_weekdays, zone
 from nurture.yamlsrc import Path as YPath
-from nurture.yamlsrc import Source, YamlSyntaxError, field_name, load
+from nurture.yamlsrc import Source, YamlSyntaxError, decode, field_name, load
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ DEFAULT_CONFIG = "config.yaml"
 #: line could forge click, open and unsubscribe links.
 DEVELOPMENT_SECRET = b"nurture-development-secret-change-me"
 TLS_MODES = ("none", "starttls", "tls")
+#: The client-address headers a trusted proxy may set (``tracking.proxy_header``).
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
                   "contact.replied", "contact.bounced", "contact.complained")
 
@@ -78,6 +81,8 @@ class TrackingSettings:
     current_key: str = "k1"
     open_tracking: bool = True
     trusted_proxies: tuple[str, ...] = ()
+    #: The one header the trusted proxies set with the client's address (one of PROXY_HEADERS).
+    proxy_header: str = "X-Forwarded-For"
     settle_seconds: float = 90.0
     group_commit_ms: float = 2.0
     scanner_networks_file: str | None = None
@@ -239,6 +244,7 @@ _SCHEMA: dict[str, Any] = {
              "max_attempts": int, "helo": str},
     "tracking": {"base_url": str, "listen": str, "secret_env": str, "secret_file": str, "key_id": str,
                  "old_keys_env": str, "old_keys_file": str, "open_tracking": bool, "trusted_proxies": list,
+                 "proxy_header": str,
                  "settle": (str, int), "group_commit_ms": (int, float),
                  "scanner_networks": str},
     "sender": {"from": str, "reply_to": str, "postal_address": str},
@@ -300,7 +306,9 @@ def load_settings(
             raise ConfigError(f"config file not found: {p}")
         return replace(_build(Source(file=str(p), data={}), env, base=Path.cwd()), source=None)
     try:
-        src = load(p.read_text(encoding="utf-8"), str(p))
+        src = load(decode(p.read_bytes(), str(p)), str(p))
+    except OSError as e:  # a directory, no permission
+        raise ConfigError(f"cannot read the config file: {e.strerror or e}", file=str(p)) from None
     except YamlSyntaxError as e:
         raise ConfigError(e.message, file=str(p), line=e.line, column=e.column) from None
     if src.data is None:
@@ -331,6 +339,9 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         return str(base / p) if not os.path.isabs(p) else p
 
     database = env.get("NURTURE_DATABASE") or resolve(str(data.get("database", "nurture.db")))
+    if "://" not in database and os.path.isdir(database):
+        b.fail(("database",), f"{database} is a folder; give the database file's path")
+    check_values(b.fail, smtp=smtp_d, tracking=trk_d, reps_app=app_d)
 
     password = b.secret(("smtp",), smtp_d, "password", env, resolve)
     tls = smtp_d.get("tls", "none")
@@ -376,6 +387,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         listen=trk_d.get("listen", "127.0.0.1:8080"), keys=keys, current_key=key_id,
         open_tracking=trk_d.get("open_tracking", True),
         trusted_proxies=tuple(str(x) for x in trk_d.get("trusted_proxies", [])),
+        proxy_header=b.proxy_header(trk_d.get("proxy_header", "X-Forwarded-For")),
         settle_seconds=settle.total_seconds(), group_commit_ms=float(trk_d.get("group_commit_ms", 2.0)),
         scanner_networks_file=scanner_file,
         scanner_list=read_scanner_list(scanner_file),
@@ -585,6 +597,12 @@ class _Builder:
             return fn(value)
         except ValueError as e:
             self.fail(path, str(e))
+
+    def proxy_header(self, value: str) -> str:
+        for name in PROXY_HEADERS:
+            if value.strip().lower() == name.lower():
+                return name
+        self.fail(("tracking", "proxy_header"), f'"{value}" is not one of {", ".join(PROXY_HEADERS)}')
 
     def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name) or {}

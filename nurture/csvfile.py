@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from nurture.csvsafe import unescape_cell
 from nurture.errors import NurtureError
 
 MAX_FIELD = 64 * 1024
@@ -220,7 +221,7 @@ def _records(reader: Reader, *, file: str, encoding: Encoding, width: int, delim
                          f"a quoted cell runs over lines {start}–{end} and holds what look like other rows "
                          "(a quote not closed?); fix the quotes in that row")
             continue
-        yield Record(row, start, lines, cells)
+        yield Record(row, start, lines, [unescape_cell(c) for c in cells])  # exports quote formulas
 
 
 _EMAILISH = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")

@@ -45,6 +45,7 @@ from nurture.settle import settle_clicks
 from nurture.signing import Signer
 from nurture.store import AsyncStore, Store, open_async_store
 from nurture.timeutil import utcnow
+from nurture.web.httpserver import runner_options
 from nurture.web.reps import create_reps_app
 from nurture.web.tracker import create_tracker_app
 from nurture.webhooks import deliver_once
@@ -273,7 +274,7 @@ async def serve_app(app: web.Application, *, name: str, ctx: Context, host: str,
                     reuse_port: bool = False, access_log: bool = False, shutdown_timeout: float = 5.0) -> None:
     """Serve ``app`` on ``host:port`` until ``ctx.stop`` is set; tells ``ctx.ready(name, url)``."""
     runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None,
-                           shutdown_timeout=shutdown_timeout)
+                           shutdown_timeout=shutdown_timeout, **runner_options(name))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)

@@ -16,10 +16,10 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import TemplateError
 from nurture.models import Campaign, Step
+from nurture.render_bounds import BoundedSandbox, TemplateTooBig, bounded_render
 
 _UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined$")
 
@@ -75,7 +75,7 @@ class Templates:
 
     def __init__(self, templates_dir: str | os.PathLike[str]) -> None:
         self.root = str(templates_dir)
-        self.env = SandboxedEnvironment(
+        self.env = BoundedSandbox(
             loader=jinja2.FileSystemLoader(self.root),
             undefined=_Undefined,
             autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
@@ -105,7 +105,7 @@ class Templates:
     def run(self, template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
         """Render; any failure becomes a :class:`TemplateError` at the template line that caused it."""
         try:
-            return template.render(ctx)
+            return bounded_render(lambda: template.generate(ctx))
         except jinja2.TemplateNotFound as e:
             file, line = self._frame(e.__traceback__, template)
             raise MissingTemplate(f"template not found: {self.display(_missing(e, template.name or ''))}",
@@ -127,7 +127,7 @@ class Templates:
             tpl = self._subjects.get(step.subject)
             if tpl is None:
                 tpl = self._subjects[step.subject] = self.env.from_string(step.subject)
-            return tpl.render(ctx)
+            return bounded_render(lambda: tpl.generate(ctx))
         except Exception as e:
             line, col = _where(campaign, step, field_path)
             message = _message(e)
@@ -189,9 +189,9 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-_note_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_note_env = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 _note_env.filters["ordinal"] = ordinal
-_lenient_env = SandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+_lenient_env = BoundedSandbox(undefined=jinja2.ChainableUndefined, autoescape=False)
 
 
 @functools.lru_cache(maxsize=512)
@@ -208,9 +208,12 @@ def render_snippet(template: str, variables: Mapping[str, Any], *, lenient: bool
     :class:`TemplateError` with Jinja's message.
     """
     try:
-        return _snippet(template, lenient=lenient).render(**variables)
+        compiled = _snippet(template, lenient=lenient)
+        return bounded_render(lambda: compiled.generate(**variables))
     except jinja2.TemplateError as e:
         raise TemplateError(str(e), variable=getattr(e, "name", None)) from None
+    except TemplateTooBig as e:
+        raise TemplateError(str(e)) from None
 
 
 #: Variables that never hold a contact's value (so any use of them is fine).

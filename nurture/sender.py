@@ -25,7 +25,9 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nurture.config import Settings
+from nurture.diskfull import is_disk_full, unwritable
 from nurture.errors import NotFound, NurtureError, SendError
+from nurture.liveness import LeaseHolder, is_gone, this_process
 from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
@@ -90,7 +92,10 @@ class SendSummary:
     skipped: int = 0
     released: int = 0
     connections: int = 0  # SMTP sessions opened
+    recovered: int = 0  # rows taken back from senders that were gone
     errors: list[str] = field(default_factory=list)
+    #: At the end of a ``once`` run: rows other (live) senders still hold, by owner.
+    held: list[LeaseHolder] = field(default_factory=list)
 
     @property
     def attempted(self) -> int:
@@ -98,7 +103,8 @@ class SendSummary:
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in
-                ("sent", "retried", "failed", "bounced", "blocked", "suppressed", "skipped", "released")}
+                ("sent", "retried", "failed", "bounced", "blocked", "suppressed", "skipped", "released",
+                 "recovered")}
 
     def _note(self, text: str) -> None:
         self.errors.append(text)
@@ -126,6 +132,8 @@ class SenderOptions:
     shared_rate: bool = True  # also take tokens from the database's bucket (several senders)
     slow_factor: float = 0.5
     slow_seconds: float = 60.0
+    heartbeat: float = 10.0  # seconds between renewals of this sender's heartbeat
+    stale_after: timedelta = timedelta(seconds=60)  # another machine's sender without a beat is gone
 
 
 #: Messages rendered per hop to the store thread.
@@ -193,12 +201,23 @@ class _Run:
         # Claim no more than the rate lets out in a few seconds, so leases never run short.
         self.claim_limit = max(1, min(options.batch, int(rate * 3) + 1))
         self.low_water = max(len(self.pool), min(self.claim_limit, 2 * len(self.pool)))
+        self.me = this_process()
+        self.last_recover = 0.0
+        #: Rows delivered or claimed whose mark could not be written (disk full): released at the end.
+        self.unmarked: list[int] = []
 
     async def run(self) -> SendSummary:
+        await self._beat()
+        beats = asyncio.create_task(self._heartbeats())
         workers = [asyncio.create_task(self._worker(c)) for c in self.pool]
         try:
             await self._produce()
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            self.crash = self.crash or unwritable(e, doing="claiming or rendering sends")
         finally:
+            beats.cancel()
             leftover = [j.send.id for d in self.pending.values() for j in d]
             while not self.queue.empty():
                 job = self.queue.get_nowait()
@@ -207,10 +226,19 @@ class _Run:
             for _ in workers:
                 self.queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
+            leftover += self.unmarked
             if leftover:
-                self.summary.released += await self.store.call(Store.release_sends, leftover, owner=self.owner)
+                try:
+                    self.summary.released += await self.store.call(Store.release_sends, leftover, owner=self.owner)
+                except Exception as e:
+                    if not is_disk_full(e):
+                        raise
+                    # Still leased to this process: the next sender takes them back once it is gone.
+                    log.error("could not give %d claimed row(s) back to the queue: %s", len(leftover),
+                              str(e).splitlines()[0])
             await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
             self.summary.connections = sum(c.opened for c in self.pool)
+            await self._unregister()
             self._report()
         if self.crash is not None:
             raise self.crash
@@ -222,6 +250,45 @@ class _Run:
         except TimeoutError:
             pass
 
+    async def _beat(self) -> None:
+        me, owner, now = self.me, self.owner, self.now()
+        await self.store.run(lambda s: s.register_sender(owner, process=me, now=now))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.opt.heartbeat)
+            try:
+                await self._beat()
+            except Exception as e:  # noqa: BLE001 - a missed beat is retried; the lease still holds
+                log.warning("sender heartbeat not written: %s", e)
+
+    async def _unregister(self) -> None:
+        owner = self.owner
+        try:
+            if self.once:
+                self.summary.held = [h for h in await self.store.run(lambda s: s.lease_holders())
+                                     if h.owner != owner]
+            await self.store.run(lambda s: s.unregister_sender(owner))
+        except Exception as e:  # noqa: BLE001 - the run's own error (if any) matters more
+            log.warning("sender not unregistered: %s", e)
+
+    async def _recover(self) -> int:
+        """Take back the rows of lease owners that are gone (killed, crashed); how many."""
+        self.last_recover = time.monotonic()
+        now, me, owner, stale = self.now(), self.me, self.owner, self.opt.stale_after
+
+        def recover(st: Any) -> tuple[int, list[str]]:
+            gone = [h.owner for h in st.lease_holders()
+                    if h.owner != owner and is_gone(h, now=now, stale_after=stale, me=me)]
+            return (st.recover_leases(gone, now=now) if gone else 0), gone
+
+        count, gone = await self.store.run(recover)
+        if count:
+            self.summary.recovered += count
+            log.warning("took back %d row(s) leased by %d sender(s) that are gone: %s",
+                        count, len(gone), ", ".join(gone))
+        return int(count)
+
     async def _tick(self) -> None:
         tick = self.tick
         if tick is not None:
@@ -230,9 +297,12 @@ class _Run:
 
     async def _produce(self) -> None:
         await self._tick()
+        await self._recover()
         while not self.stop.is_set():
             if not self.once and time.monotonic() - self.last_tick >= self.opt.tick_every:
                 await self._tick()  # a long busy spell must not hold up the scheduler
+            if time.monotonic() - self.last_recover >= self.opt.heartbeat:
+                await self._recover()
             wait = self._dispatch()
             if self.queue.qsize() >= self.low_water:
                 self.wake.clear()
@@ -263,6 +333,8 @@ class _Run:
                 continue
             if self.once:
                 if self.queue.empty() and self.busy == 0 and not self._backlog():
+                    if await self._recover():
+                        continue  # a sender died since the last look: its rows are due now
                     return
                 await self._sleep(min(0.005 if wait is None else max(wait, 0.001), 0.05))
                 continue
@@ -366,8 +438,16 @@ class _Run:
                     continue
                 await self._deliver(conn, job)
             except Exception as e:  # a bug or a broken database: stop cleanly, then re-raise
-                log.exception("sender worker failed")
-                self.crash = self.crash or e
+                if is_disk_full(e):
+                    # Delivered (or not) but not marked: given back to the queue at the end, so it
+                    # goes again (with its Message-ID) rather than sit leased.
+                    self.unmarked.append(job.send.id)
+                    if self.crash is None:
+                        log.error("sender stopped: the database cannot be written: %s", str(e).splitlines()[0])
+                    self.crash = self.crash or unwritable(e, doing="marking a send")
+                else:
+                    log.exception("sender worker failed")
+                    self.crash = self.crash or e
                 self.stop.set()
             finally:
                 self.busy -= 1

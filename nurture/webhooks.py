@@ -26,6 +26,7 @@ import aiohttp
 from nurture.config import Settings, Webhook
 from nurture.store import AsyncStore, Store
 from nurture.store.tasks import DueDelivery
+from nurture.textsafe import slack_escape
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def verify(body: bytes, secret: bytes, header: str) -> bool:
 
 
 def summary(kind: str, data: Mapping[str, Any]) -> str:
-    """A one-line, Slack-compatible description of an event."""
+    """A one-line, Slack-compatible description of an event. Text from contacts and reps is
+    escaped (:func:`nurture.textsafe.slack_escape`): it shows as typed, never as markup."""
+    data = {k: slack_escape(v) if isinstance(v, str) else v for k, v in data.items()}
     who = data.get("name") or data.get("email") or f"contact {data.get('contact_id')}"
     if data.get("company"):
         who += f" ({data['company']})"

@@ -348,7 +348,7 @@ def test_files_that_cannot_be_read(tmp_path: Path):
     (tmp_path / "latin.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(CampaignErrors) as info:
         load_campaign(tmp_path / "latin.yaml", root=tmp_path)
-    assert str(info.value) == "latin.yaml: the file is not UTF-8 text (byte 9)"
+    assert str(info.value) == "latin.yaml:1:10: the file is not UTF-8 text (byte 0xe9; save the file as UTF-8)"
     with pytest.raises(CampaignErrors, match="missing.yaml: file not found"):
         load_campaign(tmp_path / "missing.yaml", root=tmp_path)
 

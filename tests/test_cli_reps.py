@@ -90,3 +90,21 @@ def test_cli_reps_token_and_list(cli_env, db_path):
     assert "Sam Baker" in r.output
     r = run_cli(cfg, "reps", "revoke", "baker")
     assert "Revoked 1 token" in r.output
+
+
+def test_cli_tasks_csv_and_table_neutralise_formulas_and_escape_sequences(tmp_path, db_path, settings, campaigns):
+    import csv
+    import io
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"database: {db_path}\ncampaigns_dir: {tmp_path / 'none'}\n")
+    s = open_store(db_path)
+    seed_click(s, territory="GB", first_name="=HYPERLINK(\"http://evil\",\"x\")", last_name="\x1b]0;owned\x07Mori",
+               company="@SUM(1+1)", phone="+1 555 0100")
+    process_clicks(s, campaigns, settings, now=NOW)
+    s.close()
+    [row] = list(csv.DictReader(io.StringIO(run_cli(str(cfg), "tasks", "--csv").stdout)))
+    assert row["First Name"] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert (row["Company"], row["Phone"]) == ("'@SUM(1+1)", "'+1 555 0100")
+    r = run_cli(str(cfg), "tasks")
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\x07" not in r.output and "]0;ownedMori" in r.output

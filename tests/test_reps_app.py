@@ -221,3 +221,58 @@ async def test_logout_ends_the_session(env):
     assert r.status == 303
     assert await env["store"].run(lambda s: s.query("SELECT * FROM rep_sessions")) == []
     assert (await c.get("/tasks", allow_redirects=False)).status == 303
+
+
+async def test_a_rep_removed_from_the_config_loses_tokens_and_sessions(env, settings):
+    import dataclasses
+
+    c = await env["client"]()
+    assert (await login(c, env["tokens"]["baker"])).status == 303
+    assert (await c.get("/tasks", allow_redirects=False)).status == 200
+    bearer = {"Authorization": f"Bearer {env['tokens']['baker']}"}
+    assert (await c.get("/api/tasks", headers=bearer)).status == 200
+    # The same database, the config reloaded without baker (as after an edit and a restart).
+    without = dataclasses.replace(settings, reps=tuple(r for r in settings.reps if r.id != "baker"))
+    app = create_reps_app(settings=without, store=env["store"], now=env["clock"], campaigns={})
+    other = TestClient(TestServer(app, host="127.0.0.1", port=0), cookie_jar=c.session.cookie_jar)
+    await other.start_server()
+    try:
+        r = await other.get("/tasks", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/login"  # the old session no longer counts
+        assert (await other.get("/api/tasks", headers=bearer)).status == 401
+        r = await login(other, env["tokens"]["baker"])
+        assert r.status == 401 and "nurture_session" not in r.headers.get("Set-Cookie", "")
+        assert (await login(other, env["tokens"]["aoki"])).status == 303  # the others still work
+    finally:
+        await other.close()
+
+
+async def test_a_login_link_becomes_a_session_and_a_clean_url(env):
+    c = await env["client"]()
+    r = await c.get(f"/login?token={env['tokens']['aoki']}", allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/tasks" and "nurture_session=" in r.headers["Set-Cookie"]
+    assert "Kumo Tea" in await (await c.get("/tasks")).text()
+    r = await c.get("/login?token=nrt_wrong", allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/login?error=invalid"
+    page = await (await c.get(r.headers["Location"])).text()
+    assert "not valid" in page and "nrt_wrong" not in page
+
+
+async def test_failed_logins_back_off_per_address_and_per_rep(env):
+    c = await env["client"]()
+    statuses = [(await login(c, f"nrt_wrong{i}")).status for i in range(8)]
+    assert statuses[:5] == [401] * 5 and statuses[5] == 401 and statuses[6:] == [429, 429]
+    r = await login(c, env["tokens"]["baker"])  # even a good token waits while the address does
+    assert r.status == 429 and int(r.headers["Retry-After"]) >= 1 and "Too many" in await r.text()
+    env["clock"].now += timedelta(seconds=5)
+    assert (await login(c, env["tokens"]["baker"])).status == 303  # the wait is over; success clears it
+    assert (await login(c, "nrt_wrong")).status == 401
+    # A revoked token names its rep: replaying it backs off that rep, from any address.
+    await env["store"].run(lambda s: s.revoke_rep_tokens("aoki", now=NOW))
+    guard = env["app"][__import__("nurture.web.keys", fromlist=["LOGIN_GUARD"]).LOGIN_GUARD]
+    t = env["clock"]().timestamp()
+    guard.succeeded(["ip:127.0.0.1"])
+    for _ in range(6):
+        assert (await login(c, env["tokens"]["aoki"])).status == 401
+        guard.succeeded(["ip:127.0.0.1"])  # as if each came from another address
+    assert guard.wait(["rep:aoki"], now=t) > 0 and guard.wait(["rep:baker"], now=t) == 0

@@ -468,3 +468,68 @@ async def test_two_senders_share_one_global_rate_through_the_database(smtp_sink,
     assert elapsed >= 1.3
     await one.aclose()
     await two.aclose()
+
+
+async def test_once_takes_back_a_dead_senders_rows_and_names_a_live_one(smtp_sink, smtp_settings, db_path, now):
+    import subprocess
+    import sys
+
+    from nurture.cli.send import held_lines
+    from nurture.liveness import ProcessId, this_process
+
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=6, now=now))
+    me = this_process()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = ProcessId(machine=me.machine, pid=child.pid, started=me.started)
+    lease = timedelta(minutes=10)
+
+    def lease_rows(s):
+        s.register_sender("dead:1:x", process=dead, now=now)
+        s.claim_sends(owner="dead:1:x", now=now, lease=lease, limit=2)
+        s.register_sender("live:2:y", process=me, now=now)  # this very process: alive
+        s.claim_sends(owner="live:2:y", now=now, lease=lease, limit=1)
+
+    await astore.run(lease_rows)
+    summary = await run_sender(store=astore, settings=smtp_settings(smtp_sink.port), build=stub_build,
+                               stop=asyncio.Event(), once=True, options=FAST, now=lambda: now)
+    assert summary.sent == 5 and summary.recovered == 2
+    assert [(h.owner, h.rows, h.until) for h in summary.held] == [("live:2:y", 1, now + lease)]
+    assert held_lines(summary) == [f"1 message(s) leased by the running sender live:2:y until "
+                                   f"{now + lease:%Y-%m-%d %H:%M:%S} UTC"]
+    assert await astore.outbox_counts() == {"sent": 5, "sending": 1}
+    assert await astore.run(lambda s: s.query("SELECT owner FROM senders")) == [{"owner": "live:2:y"}]
+    await astore.aclose()
+
+
+@pytest.mark.sqlite_only("fills the database with SQLite's max_page_count")
+async def test_a_full_disk_ends_the_run_in_one_error_with_the_outbox_consistent(smtp_sink, smtp_settings, db_path,
+                                                                                now, caplog):
+    from nurture.diskfull import StoreUnwritable
+
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=400, now=now))
+
+    def fill(s):  # no page may be added from here on: the first write that needs one fails (SQLITE_FULL)
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = s.conn.execute("PRAGMA page_count").fetchone()[0]
+        s.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    await astore.run(fill)
+    with pytest.raises(StoreUnwritable, match="cannot be written") as e:
+        await run_sender(store=astore, settings=smtp_settings(smtp_sink.port), build=stub_build,
+                         stop=asyncio.Event(), once=True, options=FAST)
+    assert "\n" not in str(e.value)
+    assert not [r for r in caplog.records if r.exc_info], "no traceback in the log"
+    await astore.run(lambda s: s.conn.execute("PRAGMA max_page_count = 1073741823"))
+    rows = await astore.run(lambda s: s.query("SELECT id, status, enrollment_id, step_id FROM sends"))
+    delivered = deliveries(smtp_sink.sink)
+    sent = {f"{r['enrollment_id']}:{r['step_id']}" for r in rows if r["status"] == "sent"}
+    assert sent <= set(delivered), "a row is marked sent that was never delivered"
+    assert not [r for r in rows if r["status"] == "sending"], "a row is left leased"
+    assert len(delivered) < 400  # the disk filled before the end
+    # After space is freed, the next run sends the rest; nothing is lost.
+    await settle(astore, smtp_settings(smtp_sink.port))
+    assert set(deliveries(smtp_sink.sink)) == {f"{r['enrollment_id']}:{r['step_id']}" for r in rows}
+    await astore.aclose()

@@ -168,3 +168,30 @@ def test_click_and_exit_queries_start_from_the_enrollment(store, now):
     for sql in statements:
         plan = " | ".join(r[-1] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
         assert "SCAN" not in plan and "clicks_verdict" not in plan and "sends_claim" not in plan, (sql, plan)
+
+
+@pytest.mark.parametrize("field", [
+    "tier') OR 1=1 OR lower('",                               # breaks out of the JSON path literal
+    "x' || (SELECT group_concat(email) FROM contacts) || '",  # a subquery in the path
+    "nosuchattribute", "tier\x00", "ti\\er",
+])
+def test_enroll_where_field_is_checked_never_spliced(store, now, field):
+    contacts(store, now, 4, industry="Apparel")
+    store.save_campaign(camp("a"), now=now)
+    common = dict(campaign_id="c", first_step="a", first_at=now, version=1, now=now)
+    with pytest.raises(NotFound, match="no contact field or attribute named"):
+        store.enroll_contacts(where=(field, "gold"), **common)
+    assert store.query_one("SELECT count(*) AS n FROM enrollments")["n"] == 0
+
+
+def test_enroll_where_value_is_bound_and_attribute_names_may_hold_dots(store, now):
+    ids = contacts(store, now, 3, industry="Apparel")
+    attrs = '{"plan.v2": "it\'s \'gold\'"}'
+    store.conn.execute("UPDATE contacts SET attributes = ? WHERE id = ?", (attrs, ids[0]))
+    store.save_campaign(camp("a"), now=now)
+    common = dict(campaign_id="c", first_step="a", first_at=now, version=1, now=now)
+    assert store.enroll_contacts(where=("industry", "x' OR '1'='1"), **common).enrolled == 0
+    assert store.enroll_contacts(where=("plan.v2", "IT'S 'GOLD'"), **common).enrolled == 1
+    assert [c.id for c in store.list_contacts(where=("plan.v2", "it's 'gold'"))] == [ids[0]]
+    with pytest.raises(NotFound):
+        store.list_contacts(where=("plan') OR ('1'='1", "x"))

@@ -263,13 +263,45 @@ async def test_client_ip_from_trusted_proxy_only(make_settings, now, tmp_path):
                 async with http.get(srv.c(), headers={"Forwarded": 'for="[2001:db8::7]:4711"'},
                                     allow_redirects=False) as r:
                     assert r.status == 302
-        # The nearest untrusted hop is the client; what it claims further out is ignored.
-        assert [r["ip"] for r in await clicks(trusted.store)] == ["203.0.113.5", "2001:db8::7"]
+        # The nearest untrusted hop is the client; what it claims further out is ignored, and so
+        # is a Forwarded header when the proxy sets X-Forwarded-For (the default proxy_header).
+        assert [r["ip"] for r in await clicks(trusted.store)] == ["203.0.113.5", "127.0.0.1"]
         assert [r["ip"] for r in await clicks(untrusted.store)] == ["127.0.0.1", "127.0.0.1"]
     finally:
         for srv in (trusted, untrusted):
             await srv.runner.cleanup()
             await srv.store.aclose()
+
+
+@pytest.mark.parametrize(("proxy_header", "proxy_sets", "expected"), [
+    # nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for (appends the peer)
+    ("X-Forwarded-For", {"X-Forwarded-For": "6.6.6.6, 203.0.113.5"}, "203.0.113.5"),
+    ("Forwarded", {"Forwarded": 'for=6.6.6.6, for="[2001:db8::7]:4711"'}, "2001:db8::7"),
+    # nginx: proxy_set_header X-Real-IP $remote_addr (replaces what the client sent)
+    ("X-Real-IP", {"X-Real-IP": "203.0.113.9"}, "203.0.113.9"),
+    ("x-real-ip", {}, "127.0.0.1"),  # the proxy did not set it: the peer
+])
+async def test_only_the_configured_proxy_header_is_read(make_settings, now, tmp_path, proxy_header, proxy_sets,
+                                                        expected):
+    srv, _ = await start(make_settings, now, tracking={"proxy_header": proxy_header})
+    # What a client adds on its own: every other forwarding header, with a spoofed address.
+    spoofed = {"Forwarded": "for=6.6.6.6", "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"}
+    headers = {**{k: v for k, v in spoofed.items() if k.lower() != proxy_header.lower()}, **proxy_sets}
+    try:
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http, http.get(
+                srv.c(), headers=headers, allow_redirects=False) as r:
+            assert r.status == 302
+        assert [r["ip"] for r in await clicks(srv.store)] == [expected]
+    finally:
+        await srv.runner.cleanup()
+        await srv.store.aclose()
+
+
+def test_proxy_header_must_be_a_known_one(make_settings):
+    from nurture.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="proxy_header.*X-Forwarded-For, Forwarded, X-Real-IP"):
+        make_settings(tracking={"proxy_header": "True-Client-IP"})
 
 
 async def test_replayed_scanner_sweep_then_person_gives_exactly_one_human(make_settings, now):
@@ -427,3 +459,42 @@ def test_bad_trusted_proxy_or_scanner_list_is_a_config_error(make_settings, tmp_
         check_settings(make_settings(tracking={"scanner_networks": str(bad)}))
     with pytest.raises(ConfigError, match="cannot read"):
         check_settings(make_settings(tracking={"scanner_networks": str(tmp_path / "missing.txt")}))
+
+
+@pytest.mark.sqlite_only("fills the database with SQLite's max_page_count")
+async def test_a_full_disk_still_redirects_logs_one_line_and_healthz_says_503(make_settings, now, caplog):
+    import logging
+
+    srv, _ = await start(make_settings, now)
+
+    def fill(s):
+        s.conn.execute("CREATE TABLE IF NOT EXISTS filler (x TEXT)")
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        s.conn.execute(f"PRAGMA max_page_count = {s.conn.execute('PRAGMA page_count').fetchone()[0]}")
+        # fill the last free room so that the next click needs a new page
+        try:
+            while True:
+                s.conn.execute("INSERT INTO filler VALUES (?)", ("x" * 500,))
+        except Exception:  # noqa: BLE001 - SQLITE_FULL is what we want
+            pass
+
+    await srv.store.run(fill)
+    try:
+        caplog.set_level(logging.INFO, logger="nurture.tracker")
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http:
+            for _ in range(30):
+                async with http.get(srv.c(), allow_redirects=False) as r:
+                    assert r.status == 302  # the recipient still lands on the page
+            async with http.get(f"{srv.url}/healthz") as r:
+                assert r.status == 503 and "cannot write" in await r.text()
+            lines = [r for r in caplog.records if r.name == "nurture.tracker" and r.levelno >= logging.ERROR]
+            assert len(lines) == 1 and not lines[0].exc_info and "could not record" in lines[0].getMessage()
+            await srv.store.run(lambda s: s.conn.execute("PRAGMA max_page_count = 1073741823"))
+            async with http.get(srv.c(), allow_redirects=False) as r:
+                assert r.status == 302
+            async with http.get(f"{srv.url}/healthz") as r:
+                assert r.status == 200
+        assert 1 <= len(await clicks(srv.store)) < 31  # some were lost while full, the last one is in
+    finally:
+        await srv.runner.cleanup()
+        await srv.store.aclose()

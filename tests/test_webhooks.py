@@ -206,3 +206,12 @@ async def test_the_webhooks_part_owns_its_session(receiver_at, make_settings, db
         assert [r["body"]["event"] for r in rcv.accepted] == ["contact.hot"]
     finally:
         await astore.aclose()
+
+
+def test_summary_escapes_slack_markup_from_contact_fields():
+    text = summary("task.created", {"kind": "call_now", "name": "<!channel> Ken", "company": "<https://evil.example|Invoice>",
+                                    "phone": "@here", "reason": "clicked A & B\n<@U123>", "rep_id": "baker"})
+    assert "<" not in text and ">" not in text.replace("→", "")
+    assert "&lt;!channel&gt; Ken (&lt;https://evil.example|Invoice&gt;)" in text
+    assert "@\u2060here" in text and "A &amp; B &lt;@U123&gt;" in text and "\n" not in text
+    assert text.startswith(":telephone_receiver: Call now:")

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import click
-from rich.console import Console
 
 from nurture import __version__
+from nurture.cli.term import SafeConsole
 from nurture.config import DEFAULT_CONFIG, Settings, load_settings, outside_project, require_real_secret
 from nurture.errors import CampaignErrors, ConfigError, NurtureError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, for logs and grep
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)  # one line per error, for logs and grep
 
 
 #: Commands that need no project: they write none of its data, or make their own workspace.

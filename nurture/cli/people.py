@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from nurture import csvsafe
 from nurture.cli.app import console, handle_errors, settings_of
 from nurture.cli.contacts import _store, _where, contacts_group
 from nurture.errors import NotFound, NurtureError
@@ -47,7 +47,7 @@ def _write_csv(store: Store, where: tuple[str, str] | None, out: TextIO) -> int:
     attrs: dict[str, None] = {}
     for c in _all(store, where):
         attrs.update(dict.fromkeys(c.attributes))
-    w = csv.writer(out, lineterminator="\r\n")
+    w = csvsafe.writer(out, lineterminator="\r\n")
     w.writerow([*EXPORT_FIELDS, *attrs])
     n = 0
     for c in _all(store, where):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import datetime
@@ -12,6 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from nurture import csvsafe
 from nurture.cards import TaskCard, card_json, relative, task_cards
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings
@@ -79,7 +79,7 @@ def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_cs
         click.echo(json.dumps({"tasks": [card_json(c, now) for c in cards]}, indent=2, ensure_ascii=False))
         return
     if as_csv:
-        w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+        w = csvsafe.dict_writer(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
         w.writeheader()
         for c in cards:
             w.writerow(csv_row(c))

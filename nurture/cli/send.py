@@ -16,7 +16,8 @@ from nurture.sender import SendSummary
 _LABELS = (("sent", "sent (250 from the server)"), ("retried", "retried later (4xx, timeouts, dropped)"),
            ("failed", "failed (permanent)"), ("bounced", "bounced (address suppressed)"),
            ("blocked", "blocked by policy (5.7.x)"), ("suppressed", "suppressed at claim time"),
-           ("skipped", "skipped (enrollment exited)"), ("released", "given back to the queue on stop"))
+           ("skipped", "skipped (enrollment exited)"), ("released", "given back to the queue on stop"),
+           ("recovered", "taken back from senders that were gone"))
 
 
 def _line(s: SendSummary) -> Text:
@@ -32,7 +33,14 @@ def summary_table(summary: SendSummary, counts: dict[str, int]) -> Table:
         table.add_row(label, str(getattr(summary, key)))
     waiting = counts.get("queued", 0) + counts.get("retry", 0)
     table.add_row("still waiting in the outbox", str(waiting))
+    table.add_row("held by other running senders", str(sum(h.rows for h in summary.held)))
     return table
+
+
+def held_lines(summary: SendSummary) -> list[str]:
+    """Who still holds rows when a ``--once`` run ends, and until when."""
+    return [f"{h.rows} message(s) leased by the running sender {h.owner}"
+            + (f" until {h.until:%Y-%m-%d %H:%M:%S} UTC" if h.until else "") for h in summary.held]
 
 
 async def _send(settings: Settings, *, once: bool, live: Live | None) -> tuple[SendSummary, dict[str, int]]:
@@ -75,5 +83,7 @@ def send_command(ctx: click.Context, once: bool) -> None:
     if summary.blocked:
         console.print(f"[yellow]{summary.blocked} message(s) refused by the server's policy (5.7.x); "
                       "check sender authentication (SPF/DKIM) and content[/yellow]")
+    for line in held_lines(summary):
+        console.print(line, markup=False)
     for err in summary.errors[-5:]:
         console.print(f"  {err}", markup=False)

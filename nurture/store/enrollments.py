@@ -18,7 +18,7 @@ from typing import Any, Literal
 from nurture.errors import NotFound
 from nurture.models import Campaign, ContactStatus, Enrollment, Send, SendStatus
 from nurture.store.base import StoreBase, dt, dt_required, ts
-from nurture.store.contacts import FILTER_COLUMNS
+from nurture.store.filters import contact_filter
 
 #: Send statuses that are still on their way out (count as "queued" in stats).
 PENDING: tuple[SendStatus, ...] = ("queued", "sending", "retry")
@@ -221,14 +221,9 @@ class EnrollmentsMixin(StoreBase):
         conds: list[str] = []
         params: list[Any] = []
         if where is not None:
-            name, value = where
-            if name in FILTER_COLUMNS:
-                conds.append(f"lower(c.{name}) = lower(?)")
-            else:
-                if '"' in name:
-                    raise NotFound(f'no contact field or attribute named {name!r}')
-                conds.append(f"lower(json_extract(c.attributes, '$.\"{name}\"')) = lower(?)")
-            params.append(value)
+            cond, bound = contact_filter(self, where, alias="c")
+            conds.append(cond)
+            params.extend(bound)
         elif email_keys is not None:
             keys = list(email_keys)
             if not keys:

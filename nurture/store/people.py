@@ -16,8 +16,9 @@ from typing import Any
 from nurture.errors import NotFound
 from nurture.models import Contact
 from nurture.store.base import dt, ts
-from nurture.store.contacts import CONTACT_FIELDS, ERASED, FILTER_COLUMNS, ContactsMixin, contact_from_row, email_key
+from nurture.store.contacts import CONTACT_FIELDS, ERASED, ContactsMixin, contact_from_row, email_key
 from nurture.store.enrollments import EnrollmentsMixin
+from nurture.store.filters import contact_filter
 
 #: The prefix of an erased address's keyed hash, in contacts and suppressions.
 ERASED_PREFIX = "erased:"
@@ -27,15 +28,10 @@ PERSONAL_KEYS = ("name", "email", "phone", "company", "notes", "bant", "reason",
 _ERASED_TEXT = "[erased]"
 
 
-def _where(where: tuple[str, str] | None) -> tuple[str, list[Any]]:
+def _where(store: Any, where: tuple[str, str] | None) -> tuple[str, list[Any]]:
     if where is None:
         return "1 = 1", []
-    name, value = where
-    if name in FILTER_COLUMNS:
-        return f"lower({name}) = lower(?)", [value]
-    if '"' in name:
-        raise NotFound(f"no contact field or attribute named {name!r}")
-    return f"lower(json_extract(attributes, '$.\"{name}\"')) = lower(?)", [value]
+    return contact_filter(store, where)
 
 
 class PeopleMixin(ContactsMixin, EnrollmentsMixin):
@@ -45,7 +41,7 @@ class PeopleMixin(ContactsMixin, EnrollmentsMixin):
     def list_contacts(self, *, where: tuple[str, str] | None = None, after_id: int = 0,
                       limit: int = 1000, include_erased: bool = False) -> list[Contact]:
         """Contacts with id above ``after_id``, by id (page with the last id seen)."""
-        cond, params = _where(where)
+        cond, params = _where(self, where)
         if not include_erased:
             cond += f" AND status != '{ERASED}'"
         rows = self.query(f"SELECT * FROM contacts WHERE {cond} AND id > ? ORDER BY id LIMIT ?",

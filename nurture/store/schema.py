@@ -319,3 +319,21 @@ def m013_inbound(db: Database) -> None:
         ALTER TABLE enrollments ADD COLUMN paused_until REAL;
         """
     )
+
+
+@migrations()
+def m014_senders(db: Database) -> None:
+    """Running senders and their heartbeats (issue 18): a sender that finds the owner of a
+    lease gone (its pid dead on this machine, or its heartbeat stale) takes the rows back
+    at once instead of waiting for the lease to lapse."""
+    db.executescript(
+        """
+        CREATE TABLE senders (
+            owner TEXT PRIMARY KEY,      -- the lease owner name (host:pid:random)
+            machine TEXT NOT NULL,       -- host, boot id and pid namespace
+            pid INTEGER NOT NULL,
+            started TEXT,                -- the process start time (clock ticks), when known
+            beat_at REAL NOT NULL
+        );
+        """
+    )

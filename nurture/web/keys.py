@@ -16,6 +16,7 @@ from nurture.models import Campaign
 from nurture.signing import Signer
 from nurture.store import AsyncStore, Store
 from nurture.web.ledger import ClickLedger, LookupCache
+from nurture.web.login import LoginGuard
 
 if TYPE_CHECKING:
     import jinja2
@@ -41,6 +42,7 @@ TRUSTED_PROXIES: web.AppKey[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
 REPS_CAMPAIGNS: web.AppKey[Mapping[str, Campaign]] = web.AppKey("reps_campaigns")
 REPS_JINJA: web.AppKey[jinja2.Environment] = web.AppKey("reps_jinja")
 REPS_POLL_SECONDS = web.AppKey("reps_poll_seconds", float)
+LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
 REP_ID = web.RequestKey("rep_id", str)  # who is asking (a rep id, or "*manager*")
 REP_CSRF = web.RequestKey("rep_csrf", str)  # the session's CSRF token
 

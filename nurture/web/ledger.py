@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -20,6 +21,8 @@ log = logging.getLogger("nurture.tracker")
 
 #: What :meth:`ClickLedger.record` returns when the database refused the write.
 NOT_RECORDED = -1
+#: Seconds between the log lines about clicks that could not be written.
+LOG_EVERY = 10.0
 
 class ClickLedger:
     """Group commit: ``await ledger.record(click)`` returns once the click is committed.
@@ -42,6 +45,11 @@ class ClickLedger:
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.committed = 0
+        #: The last write's error while the database refuses writes (``/healthz`` says 503), else None.
+        self.unwritable: str | None = None
+        self.lost = 0  # clicks redirected but not recorded, since start
+        self._lost_unlogged = 0
+        self._last_log = -LOG_EVERY
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="nurture-click-ledger")
@@ -101,16 +109,33 @@ class ClickLedger:
     async def _write(self, clicks: list[NewClick]) -> list[int | None]:
         try:
             ids = await self._store.call(Store.record_clicks, clicks)
-        except Exception:
+        except Exception as e:
             # The recipient still gets the redirect; the guarantee covers crashes, not a
-            # database that refuses writes (disk full), which must be loud in the log.
-            log.exception("could not record %d clicks", len(clicks))
+            # database that refuses writes (disk full): one log line per LOG_EVERY seconds with
+            # the count, and /healthz answers 503 until a commit goes through again.
+            self._refused(e, len(clicks))
             return [NOT_RECORDED] * len(clicks)
+        if self.unwritable is not None:
+            log.warning("click ledger writes again; %d click(s) were redirected but not recorded",
+                        self.lost)
+            self.unwritable = None
         self.commits += 1
         self.committed += len(clicks)
         if self._on_commit is not None:
             self._on_commit()
         return ids
+
+
+    def _refused(self, error: Exception, count: int) -> None:
+        self.unwritable = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+        self.lost += count
+        self._lost_unlogged += count
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY:
+            log.error("could not record %d click(s) in the last %.0f s (redirected anyway): %s: %s",
+                      self._lost_unlogged, min(LOG_EVERY, now - self._last_log), type(error).__name__,
+                      self.unwritable)
+            self._last_log, self._lost_unlogged = now, 0
 
 
 class LookupCache:

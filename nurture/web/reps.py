@@ -27,6 +27,7 @@ from nurture.repauth import MANAGER, hash_token
 from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow, zone
 from nurture.web import contacts_view, keys
+from nurture.web.login import LoginGuard, rep_configured
 from nurture.web.pages import jinja_env, render_page, rep_tz
 from nurture.web.reports import report_index, report_page
 
@@ -51,6 +52,7 @@ def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callab
     app[keys.REPS_CAMPAIGNS] = dict(campaigns) if campaigns is not None else _load_campaigns(settings)
     app[keys.REPS_JINJA] = jinja_env()
     app[keys.REPS_POLL_SECONDS] = float(poll_seconds)
+    app[keys.LOGIN_GUARD] = LoginGuard()
     app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/", index)
@@ -135,7 +137,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             rep_id = await store.call(Store.rep_for_token, hash_token(auth[7:].strip()))
         elif request.method == "GET":  # the task page's polling may use its session cookie
             rep_id = (await _session(request, now) or (None, ""))[0]
-        if rep_id is None:
+        if rep_id is None or not rep_configured(request.app[keys.SETTINGS], rep_id):  # removed reps: none
             return web.json_response({"error": "a rep token is required (Authorization: Bearer …)"},
                                      status=401, headers={"WWW-Authenticate": "Bearer"})
         request[keys.REP_ID] = rep_id
@@ -157,7 +159,10 @@ async def _session(request: web.Request, now: datetime) -> tuple[str, str] | Non
     sid = request.cookies.get(SESSION_COOKIE)
     if not sid:
         return None
-    return await request.app[keys.STORE].call(Store.get_session, hash_token(sid), now=now)
+    session = await request.app[keys.STORE].call(Store.get_session, hash_token(sid), now=now)
+    if session is None or not rep_configured(request.app[keys.SETTINGS], session[0]):
+        return None  # a rep removed from config.yaml is logged out
+    return session
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -178,11 +183,22 @@ def _secure(request: web.Request) -> bool:
 
 # -- login ------------------------------------------------------------------------------------------
 
-async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+_LOGIN_ERRORS = {
+    "invalid": "That token is not valid. Ask for a new one (nurture reps token YOUR-ID).",
+    "wait": "Too many failed logins; wait a little and try again.",
+}
+
+
+async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.StreamResponse:
+    if "token" in request.query:
+        # A login link: trade the token for a session at once and leave a clean URL (no token
+        # in the browser's history, nor in a Referer).
+        return await _login_with(request, request.query["token"], link=True)
+    if error is None:
+        error = _LOGIN_ERRORS.get(request.query.get("error", ""))
     # Reuse the cookie: a second tab (or the favicon fetch) must not invalidate this form.
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    resp = render_page(request, "login.html", status=status, csrf=token, error=error,
-                   prefill=request.query.get("token", "") if error is None else "")
+    resp = render_page(request, "login.html", status=status, csrf=token, error=error, prefill="")
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/login",
                     secure=_secure(request))
     return resp
@@ -193,12 +209,36 @@ async def login(request: web.Request) -> web.StreamResponse:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
         return await login_page(request, error="The login form expired; try again.", status=403)
-    store = request.app[keys.STORE]
-    rep_id = await store.call(Store.rep_for_token, hash_token(str(form.get("token", "")).strip()))
-    if rep_id is None:
-        return await login_page(request, error="That token is not valid. Ask for a new one "
-                                "(nurture reps token YOUR-ID).", status=401)
-    now = request.app[keys.CLOCK]()
+    return await _login_with(request, str(form.get("token", "")), link=False)
+
+
+async def _login_with(request: web.Request, token: str, *, link: bool) -> web.StreamResponse:
+    """Check ``token`` under the backoff; a session and a redirect, or the reason why not."""
+    app = request.app
+    store, guard, settings = app[keys.STORE], app[keys.LOGIN_GUARD], app[keys.SETTINGS]
+    now = app[keys.CLOCK]()
+    t = now.timestamp()
+    token_hash = hash_token(token.strip()[:512])
+    counted = [f"ip:{request.remote or '?'}"]
+    wait = guard.wait(counted, now=t)
+    rep_id = None if wait > 0 else await store.call(Store.rep_for_token, token_hash)
+    if rep_id is not None:
+        counted.append(f"rep:{rep_id}")
+        wait = guard.wait(counted, now=t)
+    if wait > 0:
+        retry = {"Retry-After": str(max(1, round(wait)))}
+        if link:
+            return web.Response(status=303, headers={"Location": "/login?error=wait", **retry})
+        resp = await login_page(request, error=_LOGIN_ERRORS["wait"], status=429)
+        resp.headers.update(retry)
+        return resp
+    if rep_id is None or not rep_configured(settings, rep_id):
+        owner = rep_id or ((await store.call(Store.token_rep, token_hash)) or (None,))[0]
+        guard.failed(counted + ([f"rep:{owner}"] if owner and not rep_id else []), now=t)
+        if link:
+            return _see_other("/login?error=invalid")
+        return await login_page(request, error=_LOGIN_ERRORS["invalid"], status=401)
+    guard.succeeded(counted)
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     await store.call(Store.add_session, session_hash=hash_token(sid), rep_id=rep_id, csrf=csrf, now=now,
                             expires_at=now + SESSION_TTL)

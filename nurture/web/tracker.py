@@ -211,6 +211,10 @@ async def not_found(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """200 ``ok``; 503 while the click ledger cannot write (disk full), for load balancers."""
+    ledger = request.app.get(keys.LEDGER)
+    if ledger is not None and ledger.unwritable is not None:
+        return web.Response(status=503, text=f"click ledger cannot write: {ledger.unwritable}\n")
     return web.Response(text="ok\n")
 
 
@@ -219,7 +223,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 async def _record(request: web.Request, *, send_id: int, link_id: int | None, kind: ClickKind,
                   honeypot: bool, campaign_id: str | None = None, step_id: str | None = None) -> int | None:
     app = request.app
-    ip = client_ip(request, app[keys.TRUSTED_PROXIES])
+    ip = client_ip(request, app[keys.TRUSTED_PROXIES], app[keys.SETTINGS].tracking.proxy_header)
     ua = request.headers.get("User-Agent")
     method = request.method
     v = app[keys.IMMEDIATE](method, ip, ua, honeypot)
@@ -230,20 +234,27 @@ async def _record(request: web.Request, *, send_id: int, link_id: int | None, ki
         reasons=v.reasons if v else (), campaign_id=campaign_id, step_id=step_id))
 
 
-def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str | None:
-    """The peer's address; behind a trusted proxy, the nearest untrusted address that the
-    proxies report in ``Forwarded`` (RFC 7239) or ``X-Forwarded-For``."""
+def client_ip(request: web.Request, trusted: tuple[Network, ...], header: str = "X-Forwarded-For") -> str | None:
+    """The peer's address; behind a trusted proxy, what that proxy reports in the one
+    ``header`` it sets (``tracking.proxy_header``): for ``X-Forwarded-For`` and
+    ``Forwarded`` (RFC 7239) the rightmost address that is not itself a trusted proxy, for
+    ``X-Real-IP`` its value. Other forwarding headers, which a client may send, are ignored."""
     remote = request.remote
     if not trusted and remote and not remote.startswith("::ffff:"):
         return remote  # the common case, without parsing
     peer = _ip(remote)
     if peer is None or not trusted or not _trusted(peer, trusted):
         return str(peer) if peer is not None else remote
-    chain: list[str] = []
-    if request.headers.get("Forwarded"):
+    values = request.headers.getall(header, [])
+    if not values:
+        return str(peer)
+    if header == "X-Real-IP":
+        addr = _ip(_strip_port(values[-1]))
+        return str(addr) if addr is not None else str(peer)
+    if header == "Forwarded":
         chain = [f.get("for", "") for f in request.forwarded]
-    elif request.headers.get("X-Forwarded-For"):
-        chain = [p.strip() for h in request.headers.getall("X-Forwarded-For") for p in h.split(",")]
+    else:
+        chain = [p.strip() for h in values for p in h.split(",")]
     for hop in reversed(chain):
         addr = _ip(_strip_port(hop))
         if addr is None:

@@ -1,0 +1,13 @@
+"""Store: what a login token that does not log in tells (whose it was)."""
+
+from __future__ import annotations
+
+
+class LoginsMixin:
+    """Looking up a token whatever its state, for the login backoff's per-rep count."""
+
+    def token_rep(self, token_hash: str) -> tuple[str, bool] | None:
+        """``(rep_id, revoked)`` of a token ever issued, or None."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT rep_id, revoked_at FROM rep_tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else (str(row["rep_id"]), row["revoked_at"] is not None)
