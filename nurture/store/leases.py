@@ -12,28 +12,28 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from nurture.liveness import LeaseHolder, ProcessId
-from nurture.store.base import dt, ts
+from nurture.store.base import StoreBase, dt, ts
 
 
-class LeasesMixin:
+class LeasesMixin(StoreBase):
     """Sender registration, heartbeats and lease recovery."""
 
     def register_sender(self, owner: str, *, process: ProcessId, now: datetime) -> None:
         """Record (or renew) ``owner``'s heartbeat."""
-        with self.transaction():  # type: ignore[attr-defined]
-            self.conn.execute(  # type: ignore[attr-defined]
+        with self.transaction():
+            self.conn.execute(
                 """INSERT INTO senders (owner, machine, pid, started, beat_at) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at""",
                 (owner, process.machine, process.pid, process.started, ts(now)))
 
     def unregister_sender(self, owner: str) -> None:
         """``owner`` stopped (its rows are marked or released)."""
-        with self.transaction():  # type: ignore[attr-defined]
-            self.conn.execute("DELETE FROM senders WHERE owner = ?", (owner,))  # type: ignore[attr-defined]
+        with self.transaction():
+            self.conn.execute("DELETE FROM senders WHERE owner = ?", (owner,))
 
     def lease_holders(self) -> list[LeaseHolder]:
         """Every owner of ``sending`` rows: how many, until when, and its heartbeat if any."""
-        rows = self.query(  # type: ignore[attr-defined]
+        rows = self.query(
             """SELECT s.lease_owner AS owner, count(*) AS n, max(s.lease_until) AS until,
                       h.machine, h.pid, h.started, h.beat_at
                FROM sends s LEFT JOIN senders h ON h.owner = s.lease_owner
@@ -53,12 +53,12 @@ class LeasesMixin:
         if not names:
             return 0
         marks = ",".join("?" * len(names))
-        with self.transaction():  # type: ignore[attr-defined]
-            cur = self.conn.execute(  # type: ignore[attr-defined]
+        with self.transaction():
+            cur = self.conn.execute(
                 f"""UPDATE sends SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'queued' END,
                                      lease_owner = NULL, lease_until = NULL
                     WHERE status = 'sending' AND lease_owner IN ({marks})""", names)
-            self.conn.execute(f"DELETE FROM senders WHERE owner IN ({marks})", names)  # type: ignore[attr-defined]
+            self.conn.execute(f"DELETE FROM senders WHERE owner IN ({marks})", names)
             for name in names:
-                self.append_event("sender.recovered", {"owner": name}, now=now)  # type: ignore[attr-defined]
+                self.append_event("sender.recovered", {"owner": name}, now=now)
             return int(cur.rowcount)
