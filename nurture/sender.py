@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, SendError
+from nurture.metrics import THROTTLE_EVENTS
 from nurture.models import Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
@@ -375,6 +376,7 @@ class _Run:
         s = job.send
         now = self.now()
         if e.code in THROTTLE_CODES:
+            THROTTLE_EVENTS.inc()
             self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
             if self.opt.shared_rate and hasattr(self.store.sync, "slow_shared_rate"):
                 await self.marks.submit(lambda st: st.slow_shared_rate(seconds=self.opt.slow_seconds))

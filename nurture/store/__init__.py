@@ -20,6 +20,7 @@ from nurture.store.contacts import ContactsMixin
 from nurture.store.dialect import POSTGRES, SQLITE, is_postgres_url
 from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.inbound import InboundMixin
+from nurture.store.metrics import MetricsMixin
 from nurture.store.outbox import OutboxMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
@@ -29,7 +30,7 @@ from nurture.store.tracking import TrackingMixin
 
 
 class Store(ContactsMixin, PeopleMixin, EnrollmentsMixin, InboundMixin, OutboxMixin, TrackingMixin, TasksMixin,
-            ReportsMixin, RateMixin, StoreBase):
+            ReportsMixin, RateMixin, MetricsMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions."""
 
     dialect = SQLITE

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from nurture.metrics import LEDGER_BATCH_CLICKS, LEDGER_COMMIT_SECONDS
 from nurture.models import Link
 from nurture.store.tracking import NewClick
 
@@ -99,6 +101,7 @@ class ClickLedger:
                 return
 
     async def _write(self, clicks: list[NewClick]) -> list[int | None]:
+        started = time.perf_counter()
         try:
             ids: list[int | None] = await self._store.record_clicks(clicks)
         except Exception:
@@ -106,6 +109,8 @@ class ClickLedger:
             # database that refuses writes (disk full), which must be loud in the log.
             log.exception("could not record %d clicks", len(clicks))
             return [NOT_RECORDED] * len(clicks)
+        LEDGER_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        LEDGER_BATCH_CLICKS.observe(len(clicks))
         self.commits += 1
         self.committed += len(clicks)
         if self._on_commit is not None:
