@@ -172,6 +172,23 @@ STATS = {"campaigns": [{"id": "ec-payments-a-campaign-with-a-long-id", "version"
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_stats_with_what_came_back_fits(width):
+    from nurture.cli.contacts import _COLUMNS
+
+    steps = [{"step": "case-study", "current": True, **dict.fromkeys(_COLUMNS, 0), "sent": 900, "bounced_later": 7,
+              "complaints": 1, "out_of_office": 0}]
+    report = {"campaigns": [{"id": "ec-payments", "version": 1, "enrollments": {"active": 3}, "steps": steps,
+                             "complaint_rate": 0.00111}]}
+    lines = render(stats_view(report, columns=_COLUMNS), width)
+    fits(lines, width)
+    assert "complaint rate 0.11% of delivered mail" in lines
+    if width == 80:  # folded under the row, and only when not 0
+        assert "bounced_later: 7" in flat(lines) and "out_of_office" not in flat(lines)
+    else:
+        assert lines[1].split() == ["step", *_COLUMNS]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_stats_fits(width):
     lines = render(stats_view(STATS), width)
     fits(lines, width)

@@ -185,7 +185,8 @@ def clicks_view(rows: Sequence[Mapping[str, Any]]) -> FitTable:
                Column("method", drop=4), Column("verdict"), Column("score", justify="right", drop=2, fold=True))
     out = []
     for r in rows:
-        link = (f"({r['kind']})" if r["kind"] != "click" else (r["link"] or "?")) + (" [honeypot]" if r["honeypot"] else "")
+        link = f"({r['kind']})" if r["kind"] != "click" else (r["link"] or "?")
+        link += " [honeypot]" if r["honeypot"] else ""
         out.append(Row(cells=(str(r["id"]), r["at"].strftime("%Y-%m-%d %H:%M:%S"),
                               r["campaign_id"], r["step_id"], link, r["email"], r["ip"] or "",
                               r["method"], Text(r["verdict"], style=CLICK_COLOURS.get(r["verdict"], "")),
