@@ -208,6 +208,20 @@ class RepsAppSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The Prometheus endpoint ``/metrics`` on the reps' app: off unless a bearer token is
+    configured (``metrics.token_env`` / ``metrics.token_file``); database figures are
+    recomputed at most every ``cache_seconds``."""
+
+    token: bytes | None = field(default=None, repr=False)
+    cache_seconds: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: str = "nurture.db"
     campaigns_dir: str = "campaigns"
@@ -221,6 +235,7 @@ class Settings:
     webhooks: tuple[Webhook, ...] = ()
     territories: Mapping[str, str] = field(default_factory=dict)
     inbound: InboundSettings = InboundSettings()
+    metrics: MetricsSettings = MetricsSettings()
     #: The config file read; None when there was none (the defaults, no ./config.yaml).
     source: str | None = None
     #: Problems worth telling the operator that do not stop a command (a secret file that
@@ -264,6 +279,7 @@ _SCHEMA: dict[str, Any] = {
         "ses": {"topic_arns": list, "confirm_subscriptions": bool},
         "sendgrid": {"public_key": str, "public_key_env": str, "tolerance": (str, int, float)},
     },
+    "metrics": {"token_env": str, "token_file": str, "cache": str},
 }
 _REP_KEYS = {"id": str, "name": str, "email": str, "timezone": str, "hours": str,
              "days": list, "territory": (str, list), "capacity": int}
@@ -417,6 +433,15 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         if v not in ids:
             b.fail(("territories", k), f'"{v}" is not a rep id')
     inbound = _transports(b, b.inbound(b.section(data, "inbound")), b.section(data, "inbound"), env, resolve)
+    metrics = MetricsSettings()
+    if "metrics" in data:
+        met_d = b.section(data, "metrics")
+        token = b.secret(("metrics",), met_d, "token", env, resolve)
+        token = token.strip() if token is not None else None
+        if not token:
+            b.fail(("metrics",), "needs token_env or token_file: /metrics is never served without a bearer token")
+        cache = b.convert(("metrics", "cache"), parse_duration, met_d.get("cache", "5s"))
+        metrics = MetricsSettings(token=token, cache_seconds=cache.total_seconds())
     return Settings(
         database=database,
         campaigns_dir=resolve(str(data.get("campaigns_dir", "campaigns"))),
@@ -424,7 +449,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         smtp=smtp, tracking=tracking, sender=sender, dkim=dkim, reps=reps,
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
-        webhooks=webhooks, territories=dict(territories), inbound=inbound,
+        webhooks=webhooks, territories=dict(territories), inbound=inbound, metrics=metrics,
         source=src.file, warnings=tuple(b.warnings),
     )
 

@@ -28,6 +28,7 @@ from nurture.config import Settings
 from nurture.diskfull import is_disk_full, unwritable
 from nurture.errors import NotFound, NurtureError, SendError
 from nurture.liveness import LeaseHolder, is_gone, this_process
+from nurture.metrics import THROTTLE_EVENTS
 from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
@@ -468,6 +469,7 @@ class _Run:
         s = job.send
         now = self.now()
         if e.code in THROTTLE_CODES:
+            THROTTLE_EVENTS.inc()
             self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
             if self.opt.shared_rate:
                 await self.marks.submit(lambda st: st.slow_shared_rate(seconds=self.opt.slow_seconds))

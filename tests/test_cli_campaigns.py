@@ -64,6 +64,27 @@ def test_validate_reports_every_problem_and_exits_1(config, monkeypatch, tmp_pat
                                           "'contact.frist_name' is undefined (sample ana@shop.example)")
 
 
+def test_validate_json_for_ci(config, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(ROOT)
+    ok = run("--config", str(config), "validate", "--json")
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.stdout)
+    assert data["ok"] is True and data["problems"] == [] and data["campaigns"] >= 1 and data["steps"] >= 3
+    monkeypatch.chdir(CORPUS)
+    cfg = tmp_path / "corpus.yaml"
+    cfg.write_text(f"campaigns_dir: {CORPUS / 'campaigns'}\ntemplates_dir: {CORPUS / 'templates'}\n")
+    bad = run("--config", str(cfg), "validate", "--json", "campaigns/subject-undefined.yaml")
+    assert bad.exit_code == 1
+    data = json.loads(bad.stdout)  # stdout is the JSON alone (the config line goes to stderr)
+    assert data["ok"] is False
+    [problem] = data["problems"]
+    assert problem == {"file": "campaigns/subject-undefined.yaml", "line": 7, "column": 14,
+                       "field": "steps[0].subject",
+                       "message": "'contact.frist_name' is undefined (sample ana@shop.example)",
+                       "text": "campaigns/subject-undefined.yaml:7:14: steps[0].subject: "
+                               "'contact.frist_name' is undefined (sample ana@shop.example)"}
+
+
 def test_validate_bad_config_is_a_message(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = tmp_path / "config.yaml"

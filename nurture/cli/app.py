@@ -61,14 +61,20 @@ class State:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", metavar="FILE", envvar="NURTURE_CONFIG",
               help="Config file (default: ./config.yaml; also NURTURE_CONFIG).")
+@click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text",
+              envvar="NURTURE_LOG_FORMAT", show_default=True,
+              help="Logs on stderr as text, or as one JSON object a line (also NURTURE_LOG_FORMAT).")
 @click.version_option(__version__, prog_name="nurture")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, log_format: str) -> None:
     """nurture: email nurturing campaigns as code, with click-triggered follow-up.
 
     Marketers write campaigns in campaigns/*.yaml and templates/; nurture sends them,
     tracks clicks, and turns real interest into "call now" tasks for reps.
     """
+    from nurture.logs import configure
+
+    configure(log_format)
     ctx.obj = State(config, ctx.invoked_subcommand)
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from nurture.campaigns import campaign_json_schema, find_campaign, find_sample, sample_contact
 from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.config import Settings
-from nurture.errors import NotFound
+from nurture.errors import LocatedError, NotFound, NurtureError, TemplateError
 from nurture.models import Campaign, Contact
 from nurture.render import Renderer, memory_link_ids
 from nurture.timeutil import utcnow
@@ -22,16 +22,24 @@ from nurture.validate import check
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (ok, problems with file, line, column, field and message, counts).")
 @click.pass_context
 @handle_errors
-def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+def validate(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """Check campaign files and their templates; print every problem.
 
     PATHS are campaign files or folders (default: the campaigns folder from config.yaml).
     Each problem is printed as file:line:col: field: message and the exit code is 1;
-    with none, a one-line summary and exit code 0.
+    with none, a one-line summary and exit code 0. --json prints the same as one JSON
+    object on stdout, for CI, with the same exit codes.
     """
     report = check(list(paths) or None, settings=settings_of(ctx))
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "problems": [_problem(e) for e in report.errors],
+                               "campaigns": report.campaigns, "steps": report.steps, "links": report.links,
+                               "samples": report.samples}, indent=2, ensure_ascii=False))
+        sys.exit(0 if report.ok else 1)
     if report.errors:
         for err in report.errors:
             click.echo(str(err), err=True)
@@ -39,6 +47,17 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
         sys.exit(1)
     click.echo(report.summary())
+
+
+def _problem(err: NurtureError) -> dict[str, object]:
+    """One problem for ``validate --json``: where it is (when known) and what it says."""
+    if isinstance(err, LocatedError):
+        return {"file": err.file, "line": err.line, "column": err.column, "field": err.field,
+                "message": err.message, "text": str(err)}
+    if isinstance(err, TemplateError):
+        return {"file": err.template, "line": err.line, "column": None, "field": None,
+                "message": err.message, "text": str(err)}
+    return {"file": None, "line": None, "column": None, "field": None, "message": str(err), "text": str(err)}
 
 
 @main.command()

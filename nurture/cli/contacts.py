@@ -341,18 +341,9 @@ def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
     if not report["campaigns"]:
         console.print("no campaigns applied yet (nurture enroll applies one)")
         return
-    for c in report["campaigns"]:
-        states = ", ".join(f"{n} {s}" for s, n in c["enrollments"].items()) or "no enrollments"
-        table = Table(title=f"{c['id']} (version {c['version']}): {states}", title_justify="left",
-                      header_style="bold")
-        table.add_column("step")
-        for col in _COLUMNS:
-            table.add_column(col, justify="right")
-        for s in c["steps"]:
-            table.add_row(escape(s["step"]) + ("" if s["current"] else " [dim](removed)[/dim]"),
-                          *[str(s[col]) for col in _COLUMNS])
-        console.print(table)
-        console.print(f"complaint rate {c['complaint_rate']:.2%} of delivered mail")
+    from nurture.cli.tables import stats_view
+
+    console.print(stats_view(report, columns=_COLUMNS))
 
 
 _COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed", "bounced_later", "complaints",

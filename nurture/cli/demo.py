@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich import box
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
@@ -146,7 +145,7 @@ def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
     """Show a campaign's funnel per step: delivered, failed, clicked by people, scanner
     clicks filtered, tasks and outcomes (connected, qualified)."""
     from nurture.campaigns import find_campaign
-    from nurture.report import COLUMNS, complaint_rate, rows, totals
+    from nurture.report import COLUMNS, rows
     from nurture.store import open_store
 
     settings = settings_of(ctx)
@@ -163,29 +162,6 @@ def report_command(ctx: click.Context, campaign_id: str, as_json: bool) -> None:
              "complaint_rate": round(r.complaint_rate, 5)}
             for r in step_rows]}, indent=2))
         return
-    table = Table(title=f"{campaign.name} ({campaign.id})", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                  caption="sent: accepted by the SMTP server · clicked: mails a person clicked\n"
-                          "scanner: security-scanner requests filtered out · reached: calls connected\n"
-                          "bounced later: reported after the relay accepted · away: out of office",
-                  caption_justify="left")
-    table.add_column("step", no_wrap=True)
-    for _, label in COLUMNS:
-        table.add_column(label, justify="right", min_width=len(label))
-    for r in step_rows:
-        table.add_row(r.step_id, *(str(r.get(k)) for k, _ in COLUMNS))
-    tot = totals(step_rows)
-    table.add_section()
-    table.add_row("[bold]all steps[/bold]", *(f"[bold]{tot.get(k, 0)}[/bold]" for k, _ in COLUMNS))
-    console.print(table)
-    rate = complaint_rate(tot)
-    console.print(f"complaint rate {rate:.2%} of delivered mail"
-                  + (" [red](above 0.3 %: Gmail and Yahoo block such senders)[/red]" if rate > 0.003 else ""))
-    console.print("[bold]sent[/bold] (grey) and [bold]clicked by people[/bold] (blue), per step:")
-    peak = max([r.get("sent") for r in step_rows] + [1])
-    for r in step_rows:
-        bar = "█" * round(30 * r.get("sent") / peak)
-        clicked = "█" * round(30 * r.get("human_clickers") / peak)
-        console.print(f"{r.step_id:>16} [grey50]{bar}[/grey50] {r.get('sent')}")
-        console.print(f"{'':>16} [blue]{clicked}[/blue] {r.get('human_clickers')} clicked "
-                      f"({r.click_rate:.0%})")
+    from nurture.cli.tables import report_view
+
+    console.print(report_view(title=f"{campaign.name} ({campaign.id})", step_rows=step_rows))

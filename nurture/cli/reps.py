@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from nurture import csvsafe
-from nurture.cards import TaskCard, card_json, relative, task_cards
+from nurture.cards import TaskCard, card_json, task_cards
 from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.cli.tables import reps_view, tasks_view
 from nurture.config import Settings
 from nurture.errors import NurtureError
 from nurture.models import OUTCOMES, Campaign, one_of
@@ -87,17 +87,7 @@ def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_cs
     if not cards:
         console.print(f"No {status} tasks{f' for {rep}' if rep else ''}.")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "Priority", "Due", "Contact", "Company", "Phone", "Rep", "Score", "Reason"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "Priority", "Phone"))
-    for c in cards:
-        t = c.task
-        due = relative(t.due_at, now) if t.status == "open" else (t.outcome or "done")
-        style = "red" if c.overdue else ("bold" if t.priority in ("urgent", "high") else "")
-        table.add_row(str(t.id), t.priority, f"[{style}]{due}[/]" if style else due,
-                      escape(c.contact.name), escape(c.contact.company), escape(c.contact.phone),
-                      t.rep_id or "-", f"{c.score:.0f}{' hot' if c.hot else ''}", escape(t.reason))
-    console.print(table)
+    console.print(tasks_view(cards, now=now))
 
 
 @tasks.command("done")
@@ -198,12 +188,4 @@ def reps_list(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         console.print("No reps configured (add them under reps: in config.yaml).")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "Name", "Hours", "On shift", "Open", "Overdue", "Today", "Territory", "Tokens"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["id"], escape(r["name"]), f"{r['hours'] or 'any'} {r['timezone']}",
-                      "yes" if r["on_shift"] else "no", str(r["open"]),
-                      f"[red]{r['overdue']}[/]" if r["overdue"] else "0",
-                      f"{r['assigned_today']}/{r['capacity']}", ", ".join(r["territory"]), str(r["tokens"]))
-    console.print(table)
+    console.print(reps_view(rows))

@@ -13,10 +13,10 @@ import socket
 import sys
 
 import click
-from rich.table import Table
 
 from nurture.campaigns import load_campaigns
 from nurture.cli.app import console, handle_errors, main, production_settings, settings_of, stop_on_signals
+from nurture.cli.tables import clicks_view
 from nurture.config import Settings, parse_listen
 from nurture.errors import ConfigError, NurtureError
 from nurture.models import CLICK_KINDS, Campaign, ClickVerdict, one_of
@@ -166,14 +166,4 @@ def clicks_cmd(ctx: click.Context, as_json: bool, campaign: str | None, verdict:
     if not rows:
         console.print("no clicks")
         return
-    table = Table(show_lines=False)
-    for col in ("id", "at (UTC)", "campaign / step", "link", "recipient", "ip", "method", "verdict", "score",
-                "reasons"):
-        table.add_column(col, overflow="fold")
-    colour = {"human": "green", "scanner": "red", "pending": "yellow"}
-    for r in rows:
-        table.add_row(str(r.id), r.at.strftime("%Y-%m-%d %H:%M:%S"), f"{r.campaign_id} / {r.step_id}",
-                      (f"({r.kind})" if r.kind != "click" else (r.link or "?")) + (" [honeypot]" if r.honeypot else ""),
-                      r.email, r.ip or "", r.method, f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]",
-                      f"{r.score:.2f}", "; ".join(r.reasons))
-    console.print(table)
+    console.print(clicks_view(rows))

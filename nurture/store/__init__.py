@@ -22,6 +22,7 @@ from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.inbound import InboundMixin
 from nurture.store.leases import LeasesMixin
 from nurture.store.logins import LoginsMixin
+from nurture.store.metrics import MetricsMixin
 from nurture.store.outbox import OutboxMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
@@ -31,7 +32,7 @@ from nurture.store.tracking import TrackingMixin
 
 
 class Store(RateMixin, OutboxMixin, TrackingMixin, PeopleMixin, ContactsMixin, EnrollmentsMixin, TasksMixin,
-            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, StoreBase):
+            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, MetricsMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions.
 
     Every mixin is a :class:`StoreBase` (typed ``conn``, ``query``, ``transaction`` …), and a

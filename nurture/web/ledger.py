@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from nurture.metrics import LEDGER_BATCH_CLICKS, LEDGER_COMMIT_SECONDS
 from nurture.models import Link
 from nurture.store import AsyncStore, Store
 from nurture.store.tracking import NewClick
@@ -107,6 +108,7 @@ class ClickLedger:
                 return
 
     async def _write(self, clicks: list[NewClick]) -> list[int | None]:
+        started = time.perf_counter()
         try:
             ids = await self._store.call(Store.record_clicks, clicks)
         except Exception as e:
@@ -115,6 +117,8 @@ class ClickLedger:
             # the count, and /healthz answers 503 until a commit goes through again.
             self._refused(e, len(clicks))
             return [NOT_RECORDED] * len(clicks)
+        LEDGER_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        LEDGER_BATCH_CLICKS.observe(len(clicks))
         if self.unwritable is not None:
             log.warning("click ledger writes again; %d click(s) were redirected but not recorded",
                         self.lost)

@@ -28,6 +28,7 @@ from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow, zone
 from nurture.web import contacts_view, keys
 from nurture.web.login import LoginGuard, rep_configured
+from nurture.web.metrics import add_metrics
 from nurture.web.pages import jinja_env, render_page, rep_tz
 from nurture.web.reports import report_index, report_page
 
@@ -36,7 +37,7 @@ log = logging.getLogger("nurture.reps")
 SESSION_COOKIE = "nurture_session"
 LOGIN_CSRF_COOKIE = "nurture_login_csrf"
 SESSION_TTL = timedelta(days=7)
-_PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
+_PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico", "/metrics")  # /metrics checks its own token
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -72,6 +73,7 @@ def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callab
     r.add_get("/healthz", healthz)
     r.add_get("/favicon.ico", favicon)
     r.add_static("/static", str(importlib.resources.files("nurture").joinpath("web/static")))
+    add_metrics(app, settings=settings.metrics, store=store, now=now)
     return app
 
 
