@@ -125,7 +125,7 @@ async def test_a_postfix_dsn_after_acceptance_bounces_the_contact_and_nothing_mo
     assert contact.status == "bounced" and store.is_suppressed("gone@shop.example")
     assert store.get_enrollment(campaign.id, contact.id).state == "exited"
     [event] = store.events(kind="contact.bounced")
-    assert event["payload"]["send_id"] == send_id and event["payload"]["status"] == "5.1.1"
+    assert event.payload["send_id"] == send_id and event.payload["status"] == "5.1.1"
     # A week later the next step goes to everyone else, not to the dead address.
     later = now + timedelta(days=8)
     tick(store, {campaign.id: campaign}, now=later)
@@ -205,7 +205,7 @@ async def test_an_arf_complaint_suppresses_and_exits(smtp_sink, inbound_settings
         "complaint"
     contact = store.get_contact_by_email("ken@shop.example")
     assert store.get_enrollment(campaign.id, contact.id).exit_reason == "complaint"
-    assert [e["payload"]["send_id"] for e in store.events(kind="contact.complained")] == [send_id]
+    assert [e.payload["send_id"] for e in store.events(kind="contact.complained")] == [send_id]
     assert store.funnel(campaign.id)[campaign.steps[0].id]["complaints"] == 1
 
 
@@ -227,7 +227,7 @@ async def test_a_reply_fires_the_replied_exit_and_a_call_now_task_with_its_new_t
     assert "Could you call me on Thursday?" in task.reason and "wrote:" not in task.reason
     assert task.rep_id is not None  # routed like a click's task
     [event] = store.events(kind="contact.replied")
-    assert event["payload"]["text"].startswith("Could you call me on Thursday?")
+    assert event.payload["text"].startswith("Could you call me on Thursday?")
     # Others at the same company keep going: the shipped campaign says exit: [replied], not {replied: company}.
     other = store.get_contact_by_email("aya@shop.example")
     assert store.get_enrollment(campaign.id, other.id).state == "active"
@@ -253,7 +253,7 @@ async def test_a_japanese_unsubscribe_reply_unsubscribes(smtp_sink, inbound_sett
     result = receive(store, reply, settings=settings, campaigns={campaign.id: campaign}, now=now, source="pipe")
     assert result.kind == "unsubscribe" and result.task_id is None
     assert store.get_contact_by_email("ken@shop.example").status == "unsubscribed"
-    assert store.events(kind="contact.unsubscribed")[0]["payload"]["source"] == "reply via pipe"
+    assert store.events(kind="contact.unsubscribed")[0].payload["source"] == "reply via pipe"
 
 
 # -- out of office ---------------------------------------------------------------------------------------
