@@ -213,9 +213,10 @@ def test_clicks_command_json_and_table(db_path, now, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from nurture.cli import main
-    from nurture.cli.app import console
 
-    monkeypatch.setattr(console, "width", 240)
+    # Through COLUMNS: setting console.width would pin the shared console at whatever width
+    # monkeypatch restores (80), and later CLI tests that pass COLUMNS=200 would wrap.
+    monkeypatch.setenv("COLUMNS", "240")
 
     store = open_store(db_path)
     s = seed(store, now=now, delivered=now - timedelta(hours=2))

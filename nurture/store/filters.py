@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nurture.errors import NotFound
+from nurture.store.base import StoreBase
 from nurture.store.contacts import FILTER_COLUMNS
 
 
@@ -20,7 +21,7 @@ def attribute_path(name: str) -> str:
     return f'$."{name}"'
 
 
-def contact_filter(store: Any, where: tuple[str, str], *, alias: str = "") -> tuple[str, list[Any]]:
+def contact_filter(store: StoreBase, where: tuple[str, str], *, alias: str = "") -> tuple[str, list[Any]]:
     """``(sql, params)`` selecting contacts whose field or attribute equals the value
     (case-insensitively). ``alias`` prefixes the columns (``"c"`` → ``c.email``). Raises
     :class:`NotFound` for a name that is neither a column nor an attribute of any contact."""

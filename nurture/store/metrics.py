@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.store.base import ts
+from nurture.store.base import StoreBase, ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,49 +31,49 @@ class Figures:
     inbound: Mapping[str, int] | None
 
 
-class MetricsMixin:
+class MetricsMixin(StoreBase):
     """Aggregates for ``/metrics``, a handful of grouped counts over indexed columns."""
 
     def metrics_figures(self, *, now: datetime) -> Figures:
         """The figures at ``now`` (for the overdue tasks, the due outbox and the rate slowdown)."""
         t = ts(now)
-        sends = {r["status"]: int(r["n"]) for r in self.query(  # type: ignore[attr-defined]
+        sends = {r["status"]: int(r["n"]) for r in self.query(
             "SELECT status, COUNT(*) AS n FROM sends GROUP BY status")}
         # ``attempts`` counts finished attempts: a sent or failed row's last one was not a retry.
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """SELECT COALESCE(SUM(CASE WHEN status IN ('sent', 'failed') THEN attempts - 1 ELSE attempts END), 0)
                       AS n FROM sends WHERE attempts > 0""")
         retries = int(row["n"]) if row else 0
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """SELECT COUNT(*) AS depth,
                       COALESCE(SUM(CASE WHEN status != 'sending' AND next_attempt_at <= ? THEN 1 ELSE 0 END), 0) AS due
                FROM sends WHERE status IN ('queued', 'retry', 'sending')""", (t,))
         depth, due = (int(row["depth"]), int(row["due"])) if row else (0, 0)
-        clicks = {(r["kind"], r["verdict"]): int(r["n"]) for r in self.query(  # type: ignore[attr-defined]
+        clicks = {(r["kind"], r["verdict"]): int(r["n"]) for r in self.query(
             "SELECT kind, verdict, COUNT(*) AS n FROM clicks GROUP BY kind, verdict")}
         tasks_open: dict[str, int] = {}
         tasks_overdue: dict[str, int] = {}
-        for r in self.query(  # type: ignore[attr-defined]
+        for r in self.query(
                 """SELECT COALESCE(rep_id, '') AS rep, COUNT(*) AS n,
                           COALESCE(SUM(CASE WHEN due_at < ? THEN 1 ELSE 0 END), 0) AS overdue
                    FROM tasks WHERE status = 'open' GROUP BY COALESCE(rep_id, '')""", (t,)):
             tasks_open[r["rep"]] = int(r["n"])
             tasks_overdue[r["rep"]] = int(r["overdue"])
-        clock = self.dialect.clock  # type: ignore[attr-defined]  # the bucket keeps the database's time
-        row = self.query_one(  # type: ignore[attr-defined]
+        clock = self.dialect.clock  # the bucket keeps the database's time
+        row = self.query_one(
             f"SELECT COUNT(*) AS n FROM rate_state WHERE slow_until IS NOT NULL AND slow_until > {clock}")
         slowed = bool(row and row["n"])
         inbound = None
         if self._has_table("inbound"):
-            inbound = {r["kind"]: int(r["n"]) for r in self.query(  # type: ignore[attr-defined]
+            inbound = {r["kind"]: int(r["n"]) for r in self.query(
                 "SELECT kind, COUNT(*) AS n FROM inbound GROUP BY kind")}
         return Figures(sends=sends, retries=retries, outbox_depth=depth, outbox_due=due, clicks=clicks,
                        tasks_open=tasks_open, tasks_overdue=tasks_overdue, rate_slowed=slowed, inbound=inbound)
 
     def _has_table(self, name: str) -> bool:
-        if self.dialect.name == "postgres":  # type: ignore[attr-defined]
+        if self.dialect.name == "postgres":
             sql = ("SELECT 1 AS found FROM information_schema.tables "
                    "WHERE table_name = ? AND table_schema = current_schema()")
         else:
             sql = "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return self.query_one(sql, (name,)) is not None  # type: ignore[attr-defined]
+        return self.query_one(sql, (name,)) is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 from nurture.errors import NotFound
 from nurture.models import Contact
-from nurture.store.base import dt, ts
+from nurture.store.base import StoreBase, dt, ts
 from nurture.store.contacts import CONTACT_FIELDS, ERASED, ContactsMixin, contact_from_row, email_key
 from nurture.store.enrollments import EnrollmentsMixin
 from nurture.store.filters import contact_filter
@@ -28,7 +28,7 @@ PERSONAL_KEYS = ("name", "email", "phone", "company", "notes", "bant", "reason",
 _ERASED_TEXT = "[erased]"
 
 
-def _where(store: Any, where: tuple[str, str] | None) -> tuple[str, list[Any]]:
+def _where(store: StoreBase, where: tuple[str, str] | None) -> tuple[str, list[Any]]:
     if where is None:
         return "1 = 1", []
     return contact_filter(store, where)
