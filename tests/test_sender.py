@@ -498,7 +498,7 @@ async def test_once_takes_back_a_dead_senders_rows_and_names_a_live_one(smtp_sin
     assert [(h.owner, h.rows, h.until) for h in summary.held] == [("live:2:y", 1, now + lease)]
     assert held_lines(summary) == [f"1 message(s) leased by the running sender live:2:y until "
                                    f"{now + lease:%Y-%m-%d %H:%M:%S} UTC"]
-    assert await astore.outbox_counts() == {"sent": 5, "sending": 1}
+    assert await astore.call(Store.outbox_counts) == {"sent": 5, "sending": 1}
     assert await astore.run(lambda s: s.query("SELECT owner FROM senders")) == [{"owner": "live:2:y"}]
     await astore.aclose()
 

@@ -20,4 +20,5 @@ class SafeConsole(Console):
     """A :class:`rich.console.Console` that strips control characters from what it renders."""
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(strip_controls(text), **kwargs)
+        # Line breaks in what a command prints are layout, not data: keep them.
+        return super().render_str("\n".join(strip_controls(line) for line in text.split("\n")), **kwargs)
