@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from nurture.cadence import Cadence
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
 from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Priority, Rep, TaskKind
@@ -128,9 +129,11 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
                   due=rule.due, now=now, last_rep=store.last_assigned_rep() if reps else None,
                   assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
         context = {"timeline": [entry], "route": r.reason}
+        cadence = Cadence(attempts=rule.attempts, retry=rule.retry, unreachable=rule.unreachable,
+                          timezone=contact.timezone or campaign.timezone)
         task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
                                     kind=rule.task, priority=rule.priority, due_at=r.due_at,
-                                    reason=note, context=context, now=now)
+                                    reason=note, context=context, now=now, cadence=cadence.as_json())
         store.append_event("task.created", task_payload(
             task_id, contact, campaign_id=campaign.id, rep_id=r.rep_id, kind=rule.task,
             priority=rule.priority, due_at=r.due_at, reason=note), now=now)

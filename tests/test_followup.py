@@ -64,7 +64,7 @@ def test_dedupe_one_open_task_raises_priority_and_pulls_due(store, campaigns, se
 def test_new_task_after_the_previous_one_is_done(store, campaigns, settings):
     seed_click(store, territory="GB")
     [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    record_outcome(store, task_id=tid, outcome="voicemail", now=NOW)
+    record_outcome(store, task_id=tid, outcome="connected", now=NOW)
     seed_click(store, territory="GB")
     [tid2] = process_clicks(store, campaigns, settings, now=NOW)
     assert tid2 != tid

@@ -113,10 +113,13 @@ def tasks_done(ctx: click.Context, task_id: int, outcome: str, note: str | None,
     store = open_store(settings.database)
     try:
         t = record_outcome(store, task_id=task_id, outcome=outcome, notes=note, now=utcnow(),
-                           snooze_until=until)
+                           snooze_until=until, settings=settings, campaigns=_campaigns(settings))
     finally:
         store.close()
-    if t.status == "open":
+    if t.status == "open" and outcome != "snoozed":
+        console.print(f"Task {t.id}: {outcome.replace('_', ' ')}, attempt {t.attempts} of "
+                      f"{t.max_attempts}; next call {t.due_at:%Y-%m-%d %H:%M} UTC.")
+    elif t.status == "open":
         console.print(f"Task {t.id} snoozed until {t.due_at:%Y-%m-%d %H:%M} UTC.")
     else:
         console.print(f"Task {t.id}: {outcome.replace('_', ' ')}.")

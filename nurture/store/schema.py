@@ -337,3 +337,16 @@ def m014_senders(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m015_task_attempts(db: Database) -> None:
+    """Call attempts (issue 17): unanswered calls so far, the cadence the rule set when the
+    task was raised (JSON: attempts, retry, unreachable, timezone) and one log entry per call."""
+    db.executescript(
+        """
+        ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN cadence TEXT;
+        ALTER TABLE tasks ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]';
+        """
+    )

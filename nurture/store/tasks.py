@@ -18,7 +18,8 @@ from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, Task
 from nurture.store.base import StoreBase, dt, dt_required, inserted_id, ts
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
-              "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at")
+              "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at, "
+              "attempts, cadence, attempt_log")
 
 
 #: Which tasks :meth:`TasksMixin.list_tasks` lists.
@@ -91,7 +92,15 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         due_at=dt_required(row["due_at"]), created_at=dt_required(row["created_at"]), rep_id=row["rep_id"],
         reason=row["reason"], context=json.loads(row["context"] or "{}"), outcome=row["outcome"],
         notes=row["notes"], snooze_until=dt(row["snooze_until"]), escalated_at=dt(row["escalated_at"]),
+        done_at=dt(row["done_at"]), attempts=int(row["attempts"] or 0),
+        max_attempts=int(json.loads(row["cadence"] or "{}").get("attempts") or 3),
+        attempt_log=tuple(json.loads(row["attempt_log"] or "[]")),
     )
+
+
+def task_cadence(row_cadence: str | None) -> dict[str, Any]:
+    """The stored cadence JSON of a task ({} for tasks raised before attempts existed)."""
+    return dict(json.loads(row_cadence or "{}"))
 
 
 class TasksMixin(StoreBase):
@@ -171,15 +180,69 @@ class TasksMixin(StoreBase):
     def insert_task(
         self, *, contact_id: int, campaign_id: str, rep_id: str | None, kind: TaskKind, priority: Priority,
         due_at: datetime, reason: str, context: Mapping[str, Any], now: datetime,
+        cadence: Mapping[str, Any] | None = None,
     ) -> int:
         cur = self.conn.execute(
             """INSERT INTO tasks (contact_id, campaign_id, rep_id, kind, priority, status, due_at,
-                                  created_at, updated_at, reason, context)
-               VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)""",
+                                  created_at, updated_at, reason, context, cadence)
+               VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)""",
             (contact_id, campaign_id, rep_id, kind, PRIORITIES.index(priority), ts(due_at),
-             ts(now), ts(now), reason, json.dumps(context, default=str)),
+             ts(now), ts(now), reason, json.dumps(context, default=str),
+             json.dumps(dict(cadence)) if cadence is not None else None),
         )
         return inserted_id(cur)
+
+    def get_task_cadence(self, task_id: int) -> dict[str, Any]:
+        """The cadence stored with the task ({} when it predates attempts)."""
+        row = self.query_one("SELECT cadence FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        return task_cadence(row["cadence"])
+
+    def record_attempt(self, task_id: int, *, outcome: str, notes: str | None, next_at: datetime,
+                       now: datetime) -> int:
+        """One unanswered call: count it, log it, and bring the task back at ``next_at``
+        (hidden from the list until then, like a snooze). Returns the attempts so far."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        n = int(row["attempts"] or 0) + 1
+        log = [*json.loads(row["attempt_log"] or "[]"),
+               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes,
+                "next_at": next_at.isoformat()}]
+        self.conn.execute(  # type: ignore[attr-defined]
+            """UPDATE tasks SET attempts = ?, attempt_log = ?, outcome = ?, notes = coalesce(?, notes),
+                                snooze_until = ?, due_at = ?, escalated_at = NULL, updated_at = ?
+               WHERE id = ?""",
+            (n, json.dumps(log), outcome, notes, ts(next_at), ts(next_at), ts(now), task_id),
+        )
+        return n
+
+    def log_final_attempt(self, task_id: int, *, outcome: str, notes: str | None, now: datetime) -> int:
+        """The last unanswered call of the cadence: logged and counted (the caller closes the task)."""
+        row = self.query_one(  # type: ignore[attr-defined]
+            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        n = int(row["attempts"] or 0) + 1
+        log = [*json.loads(row["attempt_log"] or "[]"),
+               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes, "next_at": None}]
+        self.conn.execute(  # type: ignore[attr-defined]
+            "UPDATE tasks SET attempts = ?, attempt_log = ?, updated_at = ? WHERE id = ?",
+            (n, json.dumps(log), ts(now), task_id))
+        return n
+
+    def restart_enrollment_at(self, *, campaign_id: str, contact_id: int, step_id: str,
+                              now: datetime) -> bool:
+        """An unreachable contact's fallback: their enrollment continues at ``step_id`` now
+        (an enrollment that ended by exit stays ended). True when one was moved."""
+        cur = self.conn.execute(  # type: ignore[attr-defined]
+            """UPDATE enrollments SET state = 'active', next_step = ?, next_at = ?, next_wait = NULL,
+                                      updated_at = ?
+               WHERE campaign_id = ? AND contact_id = ? AND state IN ('active', 'completed')""",
+            (step_id, ts(now), ts(now), campaign_id, contact_id))
+        return bool(cur.rowcount == 1)
 
     def update_open_task(
         self, task_id: int, *, kind: TaskKind, priority: Priority, due_at: datetime, reason: str,

@@ -329,7 +329,7 @@ async def task_post(request: web.Request) -> web.StreamResponse:
         snooze = _parse_local(str(form.get("snooze_until", "")), rep_tz(app[keys.SETTINGS], rep_id))
     await app[keys.STORE].run(lambda s: record_outcome(
         s, task_id=task_id, outcome=action, now=now, rep_id=rep_id, notes=notes,
-        snooze_until=snooze, bant=bant))
+        snooze_until=snooze, bant=bant, settings=app[keys.SETTINGS], campaigns=app[keys.REPS_CAMPAIGNS]))
     raise web.HTTPSeeOther("/tasks")
 
 
@@ -390,6 +390,6 @@ async def api_done(request: web.Request) -> web.StreamResponse:
     await app[keys.STORE].run(lambda s: record_outcome(
         s, task_id=task_id, outcome=str(body.get("outcome", "")), now=now,
         rep_id=request[keys.REP_ID], notes=body.get("note") or body.get("notes"),
-        snooze_until=snooze, bant=bant))
+        snooze_until=snooze, bant=bant, settings=app[keys.SETTINGS], campaigns=app[keys.REPS_CAMPAIGNS]))
     card = await _card(request, task_id)
     return web.json_response({"task": card_json(card, now)})
