@@ -110,6 +110,7 @@ def card_json(card: TaskCard, now: datetime) -> dict[str, Any]:
                     "timezone": card.contact_tz,
                     "local_time": card.contact_local_time.isoformat(timespec="minutes")},
         "timeline": list(t.context.get("timeline", [])),
+        "attempts": t.attempts, "max_attempts": t.max_attempts, "attempt_log": list(t.attempt_log),
     }
 
 

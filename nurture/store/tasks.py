@@ -190,7 +190,9 @@ class TasksMixin(StoreBase):
              ts(now), ts(now), reason, json.dumps(context, default=str),
              json.dumps(dict(cadence)) if cadence is not None else None),
         )
-        return inserted_id(cur)
+        task_id = inserted_id(cur)
+        self.task_changed(task_id, now=now)
+        return task_id
 
     def get_task_cadence(self, task_id: int) -> dict[str, Any]:
         """The cadence stored with the task ({} when it predates attempts)."""
@@ -217,6 +219,7 @@ class TasksMixin(StoreBase):
                WHERE id = ?""",
             (n, json.dumps(log), outcome, notes, ts(next_at), ts(next_at), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
         return n
 
     def log_final_attempt(self, task_id: int, *, outcome: str, notes: str | None, now: datetime) -> int:
@@ -254,12 +257,14 @@ class TasksMixin(StoreBase):
             (kind, PRIORITIES.index(priority), ts(due_at), reason,
              json.dumps(context, default=str), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def set_task_priority(self, task_id: int, priority: Priority, *, now: datetime) -> None:
         self.conn.execute(
             "UPDATE tasks SET priority = ?, updated_at = ? WHERE id = ?",
             (PRIORITIES.index(priority), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def get_task(self, task_id: int) -> Task:
         row = self.query_one(f"SELECT {_TASK_COLS} FROM tasks WHERE id = ?", (task_id,))
@@ -279,6 +284,7 @@ class TasksMixin(StoreBase):
             "UPDATE tasks SET bant = ?, updated_at = ? WHERE id = ?",
             (json.dumps(dict(bant), sort_keys=True), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def list_tasks(
         self, *, now: datetime, rep_id: str | None = None, status: TaskFilter = "open",
@@ -333,6 +339,42 @@ class TasksMixin(StoreBase):
                                     done_at = ?, updated_at = ? WHERE id = ?""",
                 (outcome, notes, ts(now), ts(now), task_id),
             )
+        self.task_changed(task_id, now=now)
+
+    # -- the change sequence the reps' app streams (GET /api/stream) -------------------------
+
+    def task_changed(self, task_id: int, *, now: datetime, rep_id: str | None = None) -> None:
+        """Append a change of ``task_id`` for its rep's list (or ``rep_id``'s, e.g. the rep a
+        reassigned task left). Joins the caller's transaction."""
+        if rep_id is None:
+            self.conn.execute(  # type: ignore[attr-defined]
+                "INSERT INTO task_changes (task_id, rep_id, at) SELECT id, rep_id, ? FROM tasks WHERE id = ?",
+                (ts(now), task_id))
+        else:
+            self.conn.execute(  # type: ignore[attr-defined]
+                "INSERT INTO task_changes (task_id, rep_id, at) VALUES (?, ?, ?)", (task_id, rep_id, ts(now)))
+
+    def last_task_change(self) -> int:
+        """The id of the newest task change (0 when there is none)."""
+        row = self.query_one("SELECT coalesce(max(id), 0) AS n FROM task_changes")  # type: ignore[attr-defined]
+        return int(row["n"]) if row else 0
+
+    def task_changes_after(self, after_id: int, *, rep_id: str | None = None,
+                           limit: int = 200) -> list[tuple[int, int]]:
+        """(change id, task id) after ``after_id``, oldest first; only ``rep_id``'s list
+        when given (None: every list, the manager's)."""
+        sql = "SELECT id, task_id FROM task_changes WHERE id > ?"
+        params: list[Any] = [after_id]
+        if rep_id is not None:
+            sql += " AND rep_id = ?"
+            params.append(rep_id)
+        rows = self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])  # type: ignore[attr-defined]
+        return [(int(r["id"]), int(r["task_id"])) for r in rows]
+
+    def prune_task_changes(self, *, before: datetime) -> int:
+        """Forget changes older than ``before`` (a page reconnecting later reloads the list)."""
+        cur = self.conn.execute("DELETE FROM task_changes WHERE at < ?", (ts(before),))  # type: ignore[attr-defined]
+        return int(cur.rowcount)
 
     def overdue_unescalated(self, *, now: datetime) -> list[Task]:
         rows = self.query(
@@ -347,6 +389,8 @@ class TasksMixin(StoreBase):
             "UPDATE tasks SET escalated_at = ?, updated_at = ? WHERE id = ? AND escalated_at IS NULL",
             (ts(now), ts(now), task_id),
         )
+        if cur.rowcount == 1:
+            self.task_changed(task_id, now=now)
         return cur.rowcount == 1
 
     def assigned_since(self, since_by_rep: Mapping[str, datetime]) -> dict[str, int]:

@@ -26,7 +26,7 @@ from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_
 from nurture.repauth import MANAGER, hash_token
 from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow, zone
-from nurture.web import contacts_view, keys
+from nurture.web import contacts_view, keys, stream
 from nurture.web.login import LoginGuard, rep_configured
 from nurture.web.metrics import add_metrics
 from nurture.web.pages import jinja_env, render_page, rep_tz
@@ -43,9 +43,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callable[[], datetime] = utcnow,
                     campaigns: Mapping[str, Campaign] | None = None,
-                    poll_seconds: float = 5.0) -> web.Application:
+                    poll_seconds: float = 5.0, stream_every: float = 0.1) -> web.Application:
     """The reps' app over the async ``store``; ``campaigns`` (by id) default to the
-    campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``."""
+    campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``
+    when its event stream (``/api/stream``, changes read every ``stream_every`` s) is down."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=256 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -69,6 +70,7 @@ def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callab
     r.add_get("/report", report_index)
     r.add_get("/report/{campaign}", report_page)
     r.add_get("/api/tasks", api_tasks)
+    stream.add_feed(app, every=stream_every)
     r.add_post(r"/api/tasks/{id:\d+}/done", api_done)
     r.add_get("/healthz", healthz)
     r.add_get("/favicon.ico", favicon)
