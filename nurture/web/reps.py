@@ -43,7 +43,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callable[[], datetime] = utcnow,
                     campaigns: Mapping[str, Campaign] | None = None,
-                    poll_seconds: float = 5.0, stream_every: float = 0.1) -> web.Application:
+                    poll_seconds: float = 5.0, stream_every: float = 0.05) -> web.Application:
     """The reps' app over the async ``store``; ``campaigns`` (by id) default to the
     campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``
     when its event stream (``/api/stream``, changes read every ``stream_every`` s) is down."""

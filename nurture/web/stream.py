@@ -38,7 +38,7 @@ class ChangeFeed:
     """Watches the newest task change id and wakes every waiting stream when it moves."""
 
     def __init__(self, store: AsyncStore[Store], *, now: Callable[[], datetime],
-                 every: float = 0.1) -> None:
+                 every: float = 0.05) -> None:
         self.store = store
         self.now = now
         self.every = every
@@ -96,7 +96,7 @@ class ChangeFeed:
                 await self._task
 
 
-def add_feed(app: web.Application, *, every: float = 0.1) -> None:
+def add_feed(app: web.Application, *, every: float = 0.05) -> None:
     """Run a :class:`ChangeFeed` while ``app`` runs, and serve ``GET /api/stream``."""
     app[keys.REPS_FEED] = ChangeFeed(app[keys.STORE], now=app[keys.CLOCK], every=every)
 

@@ -112,6 +112,7 @@
     if (open && !known[id] && (task.priority === "urgent" || task.priority === "high")) alert(task);
     if (open) known[id] = true; else delete known[id];
     document.body.dataset.lastEvent = e.lastEventId;
+    document.dispatchEvent(new CustomEvent("nurture:task", { detail: task }));  // for extensions, bench/latency.py
     soon();
   });
 })();
