@@ -99,3 +99,22 @@ def _tz(name: str) -> Any:
         return zone(name)
     except ValueError:
         return zone("UTC")
+
+
+#: Snooze buttons on the task page: an hour, tomorrow 09:00 their time, next Monday 09:00 theirs.
+SNOOZE_PRESETS = ("1h", "tomorrow", "next_week")
+
+
+def snooze_preset(name: str, *, now: datetime, contact_tz: str) -> datetime:
+    """The time a snooze preset stands for (ValueError for an unknown one)."""
+    if name == "1h":
+        return now + timedelta(hours=1)
+    tz = _tz(contact_tz)
+    local = now.astimezone(tz)
+    if name == "tomorrow":
+        day = local.date() + timedelta(days=1)
+    elif name == "next_week":
+        day = local.date() + timedelta(days=7 - local.weekday())
+    else:
+        raise ValueError(f'"{name}" is not a snooze preset (use {", ".join(SNOOZE_PRESETS)})')
+    return datetime.combine(day, time(9, 0), tzinfo=tz).astimezone(now.tzinfo)

@@ -78,7 +78,10 @@ async def test_login_new_task_arrives_and_outcome(settings, db_path):
                 await page.fill("#need", "Konbini payments")
                 await page.fill("#notes", "Demo on Thursday")
                 await page.click("button[value=connected]")
-                await page.wait_for_url(f"{base}/tasks")
+                # "Then open the next call" is on: the next task's page, Ada's.
+                await page.wait_for_url(f"{base}/tasks/*")
+                assert "Ada First" in await page.inner_text("h1")
+                await page.goto(f"{base}/tasks")
                 assert "Ken Mori" not in await page.inner_text("#task-list")
                 assert not errors, errors
             finally:
@@ -173,4 +176,43 @@ async def test_voicemail_leaves_the_task_open_with_attempt_2_of_3(settings, db_p
         await s.page.goto(f"{s.base}/tasks/{tid}")
         assert "Attempt 2 of 3" in await s.page.inner_text(".attempt-of")
         assert "Left a voicemail" in await s.page.inner_text("ol.attempts")
+        assert not s.errors, s.errors
+
+
+async def test_shortcuts_search_and_next_call(settings, db_path):
+    async with Served(settings, db_path, width=1200) as s:
+        await s.click("blog", email="ada@shop.example", first_name="Ada", last_name="First", company="First Shop")
+        [ken] = await s.click(email="ken@shop.example")
+        await s.login()
+        await s.page.keyboard.press("?")
+        assert await s.page.is_visible("#keys-help")
+        await s.page.keyboard.press("Escape")
+        assert not await s.page.is_visible("#keys-help")
+        await s.page.keyboard.press("/")
+        await s.page.keyboard.type("first shop")
+        assert await s.page.locator("li.task:not(.filtered)").count() == 1
+        await s.page.keyboard.press("Escape")
+        await s.page.fill("#search", "")
+        await s.page.dispatch_event("#search", "input")
+        assert await s.page.locator("li.task:not(.filtered)").count() == 2
+        await s.page.keyboard.press("Escape")  # leave the search box: keys are shortcuts again
+        await s.page.keyboard.press("j")  # the first (Ken, call now), then open it
+        assert await s.page.get_attribute("li.task.current", "data-task") == str(ken)
+        await s.page.keyboard.press("Enter")
+        await s.page.wait_for_url(f"{s.base}/tasks/{ken}")
+        await s.page.keyboard.press("1")  # connected → the next call, Ada's
+        await s.page.wait_for_function("location.pathname !== '/tasks/%d'" % ken)
+        assert "Ada First" in await s.page.inner_text("h1")
+        assert (await s.store.get_task(ken)).outcome == "connected"
+        assert not s.errors, s.errors
+
+
+async def test_phone_width_pages_do_not_scroll_sideways(settings, db_path):
+    async with Served(settings, db_path, width=390) as s:
+        await s.click(email="ken@shop.example")
+        await s.login("manager")
+        for path in ("/manager", "/report/ec-payments", "/tasks/1"):
+            await s.page.goto(f"{s.base}{path}")
+            width = await s.page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)
         assert not s.errors, s.errors

@@ -376,6 +376,19 @@ class TasksMixin(StoreBase):
         cur = self.conn.execute("DELETE FROM task_changes WHERE at < ?", (ts(before),))  # type: ignore[attr-defined]
         return int(cur.rowcount)
 
+    def reassign_task(self, task_id: int, rep_id: str, *, now: datetime) -> str | None:
+        """Give an open task to ``rep_id``; returns the rep it had. Both lists hear of it."""
+        row = self.query_one("SELECT rep_id, status FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        if row is None or row["status"] != "open":
+            raise NotFound(f"no open task with id {task_id}")
+        self.conn.execute(  # type: ignore[attr-defined]
+            "UPDATE tasks SET rep_id = ?, updated_at = ? WHERE id = ?", (rep_id, ts(now), task_id))
+        old: str | None = row["rep_id"]
+        if old is not None and old != rep_id:
+            self.task_changed(task_id, now=now, rep_id=old)
+        self.task_changed(task_id, now=now)
+        return old
+
     def overdue_unescalated(self, *, now: datetime) -> list[Task]:
         rows = self.query(
             f"""SELECT {_TASK_COLS} FROM tasks

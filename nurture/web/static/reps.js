@@ -116,3 +116,83 @@
     soon();
   });
 })();
+
+// Working the queue: keyboard shortcuts (? shows them), search and filter on the list, and
+// the "then open the next call" toggle on a task, remembered in localStorage.
+(function () {
+  var help = document.getElementById("keys-help");
+  var list = document.getElementById("task-list");
+  var search = document.getElementById("search");
+  var filter = document.getElementById("filter");
+  var next = document.getElementById("go-next");
+  var current = -1;
+
+  if (next) {
+    var saved = localStorage.getItem("nurture.next");
+    if (saved !== null) next.checked = saved === "1";
+    next.addEventListener("change", function () { localStorage.setItem("nurture.next", next.checked ? "1" : "0"); });
+  }
+
+  function items() {
+    return list ? Array.prototype.filter.call(list.querySelectorAll("li.task"), function (li) {
+      return !li.classList.contains("filtered");
+    }) : [];
+  }
+  function applyFilter() {
+    if (!list) return;
+    var words = (search && search.value || "").toLowerCase().split(/\s+/).filter(Boolean);
+    var only = filter && filter.value ? filter.value.split(" ") : [];
+    Array.prototype.forEach.call(list.querySelectorAll("li.task"), function (li) {
+      var text = li.dataset.search || "";
+      var ok = words.every(function (w) { return text.indexOf(w) >= 0; }) &&
+               (!only.length || only.some(function (w) { return (" " + text + " ").indexOf(" " + w + " ") >= 0 || (w === "call now" && text.indexOf("call now") >= 0); }));
+      li.classList.toggle("filtered", !ok);
+    });
+    if (current >= 0) select(Math.min(current, items().length - 1));
+  }
+  function select(i) {
+    var all = items();
+    Array.prototype.forEach.call(list ? list.querySelectorAll("li.task.current") : [], function (li) { li.classList.remove("current"); });
+    current = all.length ? Math.max(0, i) : -1;
+    if (current >= 0) {
+      all[current].classList.add("current");
+      if (all[current].scrollIntoView) all[current].scrollIntoView({ block: "nearest" });
+    }
+  }
+  if (search) search.addEventListener("input", applyFilter);
+  if (filter) filter.addEventListener("change", applyFilter);
+  document.addEventListener("nurture:list", function () {  // the list was swapped: keep the filter and the place
+    var keep = current; applyFilter(); if (keep >= 0) select(keep);
+  });
+
+  function typing(el) {
+    return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
+  }
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Escape") {
+      if (help && !help.hidden) { help.hidden = true; return; }
+      if (typing(document.activeElement)) document.activeElement.blur();
+      return;
+    }
+    if (typing(document.activeElement)) return;
+    var all = items();
+    if (e.key === "?") { if (help) help.hidden = !help.hidden; e.preventDefault(); return; }
+    if (e.key === "/" && search) { search.focus(); e.preventDefault(); return; }
+    if (list && (e.key === "j" || e.key === "k")) {
+      select(current < 0 ? 0 : current + (e.key === "j" ? 1 : -1));
+      if (current >= all.length) select(all.length - 1);
+      e.preventDefault(); return;
+    }
+    if (list && (e.key === "Enter" || e.key === "o") && current >= 0) {
+      location.href = all[current].querySelector("a.open").href; return;
+    }
+    if (e.key === "c") {
+      var tel = list ? (current >= 0 ? all[current].querySelector("a.tel") : null) : document.querySelector("a.phone");
+      if (tel) { tel.click(); e.preventDefault(); }
+      return;
+    }
+    var button = document.querySelector('button[data-key="' + e.key + '"]');
+    if (button && !button.disabled && !button.closest("fieldset[disabled]")) { button.click(); e.preventDefault(); }
+  });
+})();
