@@ -13,8 +13,9 @@ from nurture.cadence import ATTEMPT_OUTCOMES, Cadence, next_attempt_at, retry_en
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied
 from nurture.followup import configured_rep, task_payload
-from nurture.models import EXIT_OUTCOMES, OUTCOMES, Campaign, Task, one_of
+from nurture.models import EXIT_OUTCOMES, OUTCOMES, Campaign, Scoring, Task, one_of
 from nurture.repauth import MANAGER
+from nurture.rules import decayed
 from nurture.scheduler import enroll
 from nurture.store import Store
 from nurture.store.contacts import email_key
@@ -105,11 +106,32 @@ def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
             payload = task_payload(task_id, contact, campaign_id=task.campaign_id,
                                    rep_id=task.rep_id, kind=task.kind, priority=task.priority,
                                    due_at=task.due_at, reason=task.reason)
-            payload.update(outcome=outcome, notes=notes, bant=store.task_bant(task_id))
+            payload.update(_done_fields(store, store.get_task(task_id), settings, campaigns or {}, now=now))
             if called != outcome:
                 payload["last_call"] = called
             store.append_event("task.done", payload, now=now)
         return store.get_task(task_id)
+
+
+def _done_fields(store: Store, task: Task, settings: Settings | None,
+                 campaigns: Mapping[str, Campaign], *, now: datetime) -> dict[str, object]:
+    """The ``task.done`` webhook's fields beyond the task itself: the same ones as
+    ``nurture tasks --json`` (:func:`nurture.exports.export_fields`)."""
+    rep = configured_rep(settings, task.rep_id) if settings else None
+    campaign = campaigns.get(task.campaign_id)
+    scoring = campaign.scoring if campaign else Scoring()
+    raw, raw_at, hot = store.contact_score(task.contact_id)
+    score = decayed(raw, raw_at, now=now, half_life=scoring.half_life)
+    timeline = task.context.get("timeline") or []
+    return {
+        "outcome": task.outcome, "notes": task.notes, "bant": store.task_bant(task.id),
+        "attempts": task.attempts, "max_attempts": task.max_attempts, "attempt_log": list(task.attempt_log),
+        "done_at": task.done_at.isoformat() if task.done_at else None,
+        "rep": {"id": rep.id, "name": rep.name, "email": rep.email} if rep else
+               ({"id": task.rep_id, "name": None, "email": None} if task.rep_id else None),
+        "score": round(score, 1), "hot": hot and score >= scoring.hot_threshold,
+        "raised_by": timeline[0] if timeline else None,
+    }
 
 
 def _fallback(store: Store, task: Task, cadence: Cadence, campaigns: Mapping[str, Campaign], *,

@@ -24,6 +24,11 @@ def test_outcomes_exit_and_hand_off(store, campaigns, settings):
     assert handoff["bant"] == {"budget": "¥2M", "need": "Konbini payments"}
     done = store.events(kind="task.done")[0].payload
     assert done["outcome"] == "qualified"
+    # The webhook carries what an export does (nurture.exports.export_fields).
+    assert (done["notes"], done["bant"]["need"], done["rep"]) == (
+        "Wants a demo", "Konbini payments", {"id": "baker", "name": None, "email": None})
+    assert done["done_at"] == NOW.isoformat() and done["raised_by"]["link"] == "pricing"
+    assert done["score"] == 35 and done["attempts"] == 0
     from nurture.outcomes import OutcomeError
     with pytest.raises(OutcomeError):
         record_outcome(store, task_id=tid, outcome="connected", now=NOW)
