@@ -56,7 +56,7 @@ def export_fields(card: TaskCard) -> dict[str, Any]:
 def description(card: TaskCard) -> str:
     """The why, the notes, BANT and the attempts, as one text for a CRM's description field."""
     t = card.task
-    parts = [t.reason]
+    parts = [card.reason or t.reason]
     if t.notes:
         parts.append(f"Notes: {t.notes}")
     bant = "; ".join(f"{k.capitalize()}: {v}" for k, v in card.bant.items() if v)

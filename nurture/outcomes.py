@@ -15,7 +15,7 @@ from nurture.errors import NotFound, NurtureError, PermissionDenied
 from nurture.followup import configured_rep, task_payload
 from nurture.models import EXIT_OUTCOMES, OUTCOMES, Campaign, Scoring, Task, one_of
 from nurture.repauth import MANAGER
-from nurture.rules import decayed
+from nurture.rules import decayed, live_text
 from nurture.scheduler import enroll
 from nurture.store import Store
 from nurture.store.contacts import email_key
@@ -82,7 +82,7 @@ def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
                 n = store.record_attempt(task_id, outcome=outcome, notes=notes, next_at=next_at, now=now)
                 payload = task_payload(task_id, contact, campaign_id=task.campaign_id,
                                        rep_id=task.rep_id, kind=task.kind, priority=task.priority,
-                                       due_at=next_at, reason=task.reason)
+                                       due_at=next_at, reason=live_text(task.reason, now))
                 payload.update(outcome=outcome, notes=notes, attempt=n, attempts=cadence.attempts,
                                next_at=next_at.isoformat())
                 store.append_event("task.attempt", payload, now=now)
@@ -105,7 +105,7 @@ def record_outcome(store: Store, *, task_id: int, outcome: str, now: datetime,
         if outcome != "snoozed":
             payload = task_payload(task_id, contact, campaign_id=task.campaign_id,
                                    rep_id=task.rep_id, kind=task.kind, priority=task.priority,
-                                   due_at=task.due_at, reason=task.reason)
+                                   due_at=task.due_at, reason=live_text(task.reason, now))
             payload.update(_done_fields(store, store.get_task(task_id), settings, campaigns or {}, now=now))
             if called != outcome:
                 payload["last_call"] = called

@@ -337,3 +337,18 @@ async def test_manager_reassigns_and_sees_load_against_capacity(env):
     p2 = await (await c2.get("/tasks")).text()
     r = await c2.post(f"/manager/tasks/{env['aoki_task']}/reassign", data={"csrf": csrf_of(p2), "rep": "baker"})
     assert r.status == 403
+
+
+async def test_report_page_shows_rendered_subjects(env, settings):
+    from dataclasses import replace
+    campaign = replace(make_campaign(), samples=({"email": "s@x.example", "similar_company": "Tsuki Mart"},))
+    app = create_reps_app(settings=settings, store=env["store"], now=env["clock"],
+                          campaigns={"ec-payments": campaign})
+    c = TestClient(TestServer(app, host="127.0.0.1", port=0))
+    await c.start_server()
+    try:
+        await login(c, env["manager"])
+        page = await (await c.get("/report/ec-payments")).text()
+        assert "How Tsuki Mart cut checkout drop-off" in page and "{{" not in page
+    finally:
+        await c.close()

@@ -43,7 +43,7 @@ def csv_row(card: TaskCard) -> dict[str, Any]:
     t, c = card.task, card.contact
     return {"Task ID": t.id, "First Name": c.first_name, "Last Name": c.last_name,
             "Company": c.company, "Email": c.email, "Phone": c.phone, "Priority": t.priority,
-            "Due (ISO 8601)": t.due_at.isoformat(timespec="seconds"), "Reason": t.reason,
+            "Due (ISO 8601)": t.due_at.isoformat(timespec="seconds"), "Reason": card.reason,
             "Campaign": card.campaign_name, "Lead Score": round(card.score),
             "Owner": t.rep_id or ""}
 
