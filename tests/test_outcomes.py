@@ -66,7 +66,7 @@ def test_voicemail_and_no_answer_follow_the_cadence_then_unreachable(store, camp
     assert t.notes == "left a message" and t.attempt_log[0]["outcome"] == "voicemail"
     assert store.list_tasks(now=NOW, rep_id="baker", include_snoozed=False) == []
     [ev] = store.events(kind="task.attempt")
-    assert (ev["payload"]["attempt"], ev["payload"]["attempts"]) == (1, 3)
+    assert (ev.payload["attempt"], ev.payload["attempts"]) == (1, 3)
     assert store.events(kind="task.done") == []
     # Second try at 12:00: no answer → the next day 10:00 in the contact's zone (Tokyo: the
     # campaign's), 01:00 UTC, which is before Baker's London shift: 09:00 London.
@@ -78,7 +78,7 @@ def test_voicemail_and_no_answer_follow_the_cadence_then_unreachable(store, camp
     assert (t.status, t.outcome, t.attempts) == ("done", "unreachable", 3)
     assert [a["outcome"] for a in t.attempt_log] == ["voicemail", "no_answer", "no_answer"]
     [done] = store.events(kind="task.done")
-    assert done["payload"]["outcome"] == "unreachable" and done["payload"]["last_call"] == "no_answer"
+    assert done.payload["outcome"] == "unreachable" and done.payload["last_call"] == "no_answer"
 
 
 def test_connected_closes_at_once_and_unreachable_fallback_step(store, settings):

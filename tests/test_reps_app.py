@@ -294,7 +294,7 @@ async def test_failed_snooze_keeps_the_typed_notes_and_presets_work(env):
     r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(body), "outcome": "snooze:tomorrow",
                                             "notes": "Call after the board meeting"}, allow_redirects=False)
     assert r.status == 303
-    t = await env["store"].get_task(tid)
+    t = await env["store"].call(Store.get_task, tid)
     # Tomorrow 09:00 the contact's time (Tokyo, the campaign's zone) is 00:00 UTC.
     assert t.snooze_until.isoformat() == "2026-11-25T00:00:00+00:00"
     assert t.notes == "Call after the board meeting"
@@ -326,7 +326,7 @@ async def test_manager_reassigns_and_sees_load_against_capacity(env):
     r = await c.post(f"/manager/tasks/{env['baker_task']}/reassign",
                      data={"csrf": csrf_of(page), "rep": "aoki"}, allow_redirects=False)
     assert r.status == 303
-    assert (await env["store"].get_task(env["baker_task"])).rep_id == "aoki"
+    assert (await env["store"].call(Store.get_task, env["baker_task"])).rep_id == "aoki"
     changes = await env["store"].run(lambda s: s.query(
         "SELECT rep_id FROM task_changes WHERE task_id = ? ORDER BY id DESC LIMIT 2", (env["baker_task"],)))
     assert {r["rep_id"] for r in changes} == {"baker", "aoki"}  # both lists hear of it

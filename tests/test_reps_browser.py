@@ -3,6 +3,7 @@ arrive without a reload, record an outcome. Never downloads a browser."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 
@@ -170,7 +171,7 @@ async def test_voicemail_leaves_the_task_open_with_attempt_2_of_3(settings, db_p
         await s.page.fill("#notes", "Left a voicemail")
         await s.page.click("button[value=voicemail]")
         await s.page.wait_for_url(f"{s.base}/tasks")
-        t = await s.store.get_task(tid)
+        t = await s.store.call(Store.get_task, tid)
         assert (t.status, t.attempts) == ("open", 1)
         assert t.due_at == s.clock.now + timedelta(hours=2)  # Baker is on shift at 12:01 London
         await s.page.goto(f"{s.base}/tasks/{tid}")
@@ -201,9 +202,9 @@ async def test_shortcuts_search_and_next_call(settings, db_path):
         await s.page.keyboard.press("Enter")
         await s.page.wait_for_url(f"{s.base}/tasks/{ken}")
         await s.page.keyboard.press("1")  # connected → the next call, Ada's
-        await s.page.wait_for_function("location.pathname !== '/tasks/%d'" % ken)
+        await s.page.wait_for_function(f"location.pathname !== '/tasks/{ken}'")
         assert "Ada First" in await s.page.inner_text("h1")
-        assert (await s.store.get_task(ken)).outcome == "connected"
+        assert (await s.store.call(Store.get_task, ken)).outcome == "connected"
         assert not s.errors, s.errors
 
 

@@ -196,7 +196,7 @@ class TasksMixin(StoreBase):
 
     def get_task_cadence(self, task_id: int) -> dict[str, Any]:
         """The cadence stored with the task ({} when it predates attempts)."""
-        row = self.query_one("SELECT cadence FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT cadence FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
         return task_cadence(row["cadence"])
@@ -205,7 +205,7 @@ class TasksMixin(StoreBase):
                        now: datetime) -> int:
         """One unanswered call: count it, log it, and bring the task back at ``next_at``
         (hidden from the list until then, like a snooze). Returns the attempts so far."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
@@ -213,7 +213,7 @@ class TasksMixin(StoreBase):
         log = [*json.loads(row["attempt_log"] or "[]"),
                {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes,
                 "next_at": next_at.isoformat()}]
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             """UPDATE tasks SET attempts = ?, attempt_log = ?, outcome = ?, notes = coalesce(?, notes),
                                 snooze_until = ?, due_at = ?, escalated_at = NULL, updated_at = ?
                WHERE id = ?""",
@@ -224,14 +224,14 @@ class TasksMixin(StoreBase):
 
     def log_final_attempt(self, task_id: int, *, outcome: str, notes: str | None, now: datetime) -> int:
         """The last unanswered call of the cadence: logged and counted (the caller closes the task)."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
         n = int(row["attempts"] or 0) + 1
         log = [*json.loads(row["attempt_log"] or "[]"),
                {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes, "next_at": None}]
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "UPDATE tasks SET attempts = ?, attempt_log = ?, updated_at = ? WHERE id = ?",
             (n, json.dumps(log), ts(now), task_id))
         return n
@@ -240,7 +240,7 @@ class TasksMixin(StoreBase):
                               now: datetime) -> bool:
         """An unreachable contact's fallback: their enrollment continues at ``step_id`` now
         (an enrollment that ended by exit stays ended). True when one was moved."""
-        cur = self.conn.execute(  # type: ignore[attr-defined]
+        cur = self.conn.execute(
             """UPDATE enrollments SET state = 'active', next_step = ?, next_at = ?, next_wait = NULL,
                                       updated_at = ?
                WHERE campaign_id = ? AND contact_id = ? AND state IN ('active', 'completed')""",
@@ -347,16 +347,16 @@ class TasksMixin(StoreBase):
         """Append a change of ``task_id`` for its rep's list (or ``rep_id``'s, e.g. the rep a
         reassigned task left). Joins the caller's transaction."""
         if rep_id is None:
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 "INSERT INTO task_changes (task_id, rep_id, at) SELECT id, rep_id, ? FROM tasks WHERE id = ?",
                 (ts(now), task_id))
         else:
-            self.conn.execute(  # type: ignore[attr-defined]
+            self.conn.execute(
                 "INSERT INTO task_changes (task_id, rep_id, at) VALUES (?, ?, ?)", (task_id, rep_id, ts(now)))
 
     def last_task_change(self) -> int:
         """The id of the newest task change (0 when there is none)."""
-        row = self.query_one("SELECT coalesce(max(id), 0) AS n FROM task_changes")  # type: ignore[attr-defined]
+        row = self.query_one("SELECT coalesce(max(id), 0) AS n FROM task_changes")
         return int(row["n"]) if row else 0
 
     def task_changes_after(self, after_id: int, *, rep_id: str | None = None,
@@ -368,20 +368,20 @@ class TasksMixin(StoreBase):
         if rep_id is not None:
             sql += " AND rep_id = ?"
             params.append(rep_id)
-        rows = self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])  # type: ignore[attr-defined]
+        rows = self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
         return [(int(r["id"]), int(r["task_id"])) for r in rows]
 
     def prune_task_changes(self, *, before: datetime) -> int:
         """Forget changes older than ``before`` (a page reconnecting later reloads the list)."""
-        cur = self.conn.execute("DELETE FROM task_changes WHERE at < ?", (ts(before),))  # type: ignore[attr-defined]
+        cur = self.conn.execute("DELETE FROM task_changes WHERE at < ?", (ts(before),))
         return int(cur.rowcount)
 
     def reassign_task(self, task_id: int, rep_id: str, *, now: datetime) -> str | None:
         """Give an open task to ``rep_id``; returns the rep it had. Both lists hear of it."""
-        row = self.query_one("SELECT rep_id, status FROM tasks WHERE id = ?", (task_id,))  # type: ignore[attr-defined]
+        row = self.query_one("SELECT rep_id, status FROM tasks WHERE id = ?", (task_id,))
         if row is None or row["status"] != "open":
             raise NotFound(f"no open task with id {task_id}")
-        self.conn.execute(  # type: ignore[attr-defined]
+        self.conn.execute(
             "UPDATE tasks SET rep_id = ?, updated_at = ? WHERE id = ?", (rep_id, ts(now), task_id))
         old: str | None = row["rep_id"]
         if old is not None and old != rep_id:
