@@ -206,7 +206,8 @@ class PeopleMixin(ContactsMixin, EnrollmentsMixin):
                         entry[k] = _ERASED_TEXT
             done = r["status"] == "open"
             self.conn.execute(
-                "UPDATE tasks SET reason = ?, notes = NULL, bant = '{}', attempt_log = '[]', context = ?, updated_at = ?"
+                "UPDATE tasks SET reason = ?, notes = NULL, bant = '{}', attempt_log = '[]', context = ?,"
+                " updated_at = ?"
                 + (", status = 'done', outcome = 'erased', done_at = ?" if done else "") + " WHERE id = ?",
                 [_ERASED_TEXT, json.dumps(context, sort_keys=True), ts(now), *([ts(now)] if done else []), r["id"]])
         return len(rows)
