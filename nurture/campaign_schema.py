@@ -18,6 +18,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from nurture.cadence import DEFAULT_ATTEMPTS, DEFAULT_RETRY, check_retry
 from nurture.errors import CampaignError
 from nurture.models import (
     OUTCOMES,
@@ -50,7 +51,8 @@ REPLY_CONDITION_KEYS = ("replied", "step")
 OUT_OF_OFFICE_KEYS = ("pause",)
 #: ``exit: [{replied: company}]``: whose enrollments a reply ends.
 REPLIED_SCOPES = ("contact", "company")
-FOLLOW_UP_KEYS = ("when", "task", "priority", "due", "note")
+FOLLOW_UP_KEYS = ("when", "task", "priority", "due", "note", "attempts", "retry", "unreachable")
+UNREACHABLE_KEYS = ("step", "enroll")
 SCORING_KEYS = ("rules", "half_life", "hot_threshold")
 SCORE_RULE_KEYS = ("when", "points")
 EXIT_KINDS = ("unsubscribed", "bounced", "replied")
@@ -392,10 +394,55 @@ class _Checker:
             priority = self.choice(r, "priority", path, PRIORITIES, "normal")
             due = _DEFAULT_DUE if r.get("due") is None else self.duration(r["due"], (*path, "due"))
             note = self.typed(r, "note", path, (str,))
+            attempts, retry, unreachable = self.cadence(r, path, steps)
             if when is not None and due is not None and task and priority:
                 out.append(FollowUpRule(when=when, task=task, priority=priority, due=due, note=note,
-                                        line=self.src.where(path)[0]))
+                                        line=self.src.where(path)[0], attempts=attempts, retry=retry,
+                                        unreachable=unreachable))
         return out
+
+    def cadence(self, r: dict[str, Any], path: YPath,
+                steps: list[str]) -> tuple[int, tuple[str, ...], Mapping[str, str] | None]:
+        """``attempts`` (1–10), ``retry`` (durations or ``next_day HH:MM``), ``unreachable``."""
+        attempts = DEFAULT_ATTEMPTS
+        raw = r.get("attempts")
+        if raw is not None:
+            if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 10:
+                self.error((*path, "attempts"), f"must be a whole number from 1 to 10, not {_describe(raw)}")
+            else:
+                attempts = raw
+        retry: tuple[str, ...] = DEFAULT_RETRY
+        raw = r.get("retry")
+        if raw is not None:
+            items = raw if isinstance(raw, list) else [raw]
+            good: list[str] = []
+            for j, item in enumerate(items):
+                ipath: YPath = (*path, "retry", j) if isinstance(raw, list) else (*path, "retry")
+                try:
+                    check_retry(str(item))
+                    good.append(str(item).strip())
+                except ValueError as e:
+                    self.error(ipath, str(e))
+            if not items:
+                self.error((*path, "retry"), "must list at least one delay, e.g. [2h, next_day 10:00]")
+            elif len(good) == len(items):
+                retry = tuple(good)
+        unreachable: Mapping[str, str] | None = None
+        if r.get("unreachable") is not None:
+            upath: YPath = (*path, "unreachable")
+            u = self.mapping(r["unreachable"], upath, UNREACHABLE_KEYS,
+                             what="a mapping such as {step: last-chance} or {enroll: other-campaign}")
+            if u is not None:
+                if len([k for k in UNREACHABLE_KEYS if u.get(k)]) != 1:
+                    self.error(upath, "give one of step or enroll")
+                elif u.get("step") is not None and u["step"] not in steps:
+                    self.error((*upath, "step"), f'"{u["step"]}" is not a step of this campaign '
+                                                 f'(steps: {", ".join(steps) or "none"})')
+                elif u.get("enroll") is not None and not SLUG.match(str(u["enroll"])):
+                    self.error((*upath, "enroll"), f'"{u["enroll"]}" is not a campaign id')
+                else:
+                    unreachable = MappingProxyType({k: str(v) for k, v in u.items()})
+        return attempts, retry, unreachable
 
     def items(self, m: dict[str, Any], key: str, keys: tuple[str, ...], required: tuple[str, ...],
               what: str, base: YPath = ()) -> list[tuple[int, YPath, dict[str, Any]]]:

@@ -12,7 +12,7 @@ from nurture.config import Settings
 from nurture.followup import configured_rep
 from nurture.models import Campaign, Contact, Rep, Scoring, Task
 from nurture.outcomes import visible_task
-from nurture.rules import decayed, step_subject
+from nurture.rules import decayed, live_text, step_subject
 from nurture.store import Store
 from nurture.store.tasks import ContactClick, ContactSend, TaskFilter
 from nurture.timeutil import zone
@@ -44,6 +44,8 @@ class TaskCard:
     sends: tuple[MailLine, ...] = ()
     #: What came back from the contact: replies, bounces, complaints, out-of-office (newest first).
     inbound: tuple[Mapping[str, Any], ...] = ()
+    #: The task's reason with its relative times computed for the moment the card was made.
+    reason: str = ""
 
 
 def task_card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, *,
@@ -88,6 +90,7 @@ def _card(store: Store, campaigns: Mapping[str, Campaign], settings: Settings, t
         overdue=task.status == "open" and task.due_at < now, contact_tz=tz_name,
         contact_local_time=local, campaign_name=campaign.name if campaign else task.campaign_id,
         bant=store.task_bant(task.id), clicks=clicks, sends=sends, inbound=inbound,
+        reason=live_text(task.reason, now),
     )
 
 
@@ -102,14 +105,16 @@ def card_json(card: TaskCard, now: datetime) -> dict[str, Any]:
     return {
         "id": t.id, "kind": t.kind, "priority": t.priority, "status": t.status,
         "due_at": t.due_at.isoformat(), "overdue": card.overdue, "created_at": t.created_at.isoformat(),
-        "rep_id": t.rep_id, "campaign_id": t.campaign_id, "reason": t.reason,
+        "rep_id": t.rep_id, "campaign_id": t.campaign_id, "reason": card.reason,
         "outcome": t.outcome, "escalated": t.escalated_at is not None,
         "score": round(card.score, 1), "hot": card.hot,
         "contact": {"id": c.id, "name": c.name, "first_name": c.first_name, "last_name": c.last_name,
                     "company": c.company, "email": c.email, "phone": c.phone,
                     "timezone": card.contact_tz,
                     "local_time": card.contact_local_time.isoformat(timespec="minutes")},
-        "timeline": list(t.context.get("timeline", [])),
+        "timeline": [{**e, "note": live_text(e["note"], now)} if isinstance(e.get("note"), str) else e
+                     for e in t.context.get("timeline", [])],
+        "attempts": t.attempts, "max_attempts": t.max_attempts, "attempt_log": list(t.attempt_log),
     }
 
 

@@ -13,11 +13,21 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from nurture.cadence import Cadence
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
 from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Priority, Rep, TaskKind
 from nurture.routing import local_day_start, on_shift, route, shift_start
-from nurture.rules import apply_score, default_note, match_rule, render_note, step_subject
+from nurture.rules import (
+    MinutesAgo,
+    apply_score,
+    default_note,
+    live_text,
+    match_rule,
+    note_vars,
+    render_note,
+    step_subject,
+)
 from nurture.store import AsyncStore, Store
 from nurture.store.tasks import HumanClick
 
@@ -104,14 +114,12 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
     contact = store.get_contact(click.contact_id)
     clicked_at = click.at
     subject = step_subject(campaign, click.step_id, contact)
-    variables = {
-        "contact": contact.as_template_vars(),
-        "step": {"id": click.step_id, "subject": subject},
-        "link": {"name": click.link_name or "a link", "url": click.link_url or ""},
-        "campaign": {"id": campaign.id, "name": campaign.name},
-        "clicks_this_week": store.human_click_count(contact.id, since=now - WEEK),
-        "minutes_ago": max(0, int((now - clicked_at).total_seconds() // 60)),
-    }
+    variables = note_vars(
+        campaign, contact, step={"id": click.step_id, "subject": subject},
+        link={"name": click.link_name or "a link", "url": click.link_url or ""},
+        campaign={"id": campaign.id, "name": campaign.name},
+        clicks_this_week=store.human_click_count(contact.id, since=now - WEEK),
+        minutes_ago=MinutesAgo(max(0, int((now - clicked_at).total_seconds() // 60)), at=clicked_at))
     try:
         note = render_note(rule.note, variables) if rule.note else default_note(variables)
     except TemplateError as e:
@@ -128,12 +136,14 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
                   due=rule.due, now=now, last_rep=store.last_assigned_rep() if reps else None,
                   assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
         context = {"timeline": [entry], "route": r.reason}
+        cadence = Cadence(attempts=rule.attempts, retry=rule.retry, unreachable=rule.unreachable,
+                          timezone=contact.timezone or campaign.timezone)
         task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
                                     kind=rule.task, priority=rule.priority, due_at=r.due_at,
-                                    reason=note, context=context, now=now)
+                                    reason=note, context=context, now=now, cadence=cadence.as_json())
         store.append_event("task.created", task_payload(
             task_id, contact, campaign_id=campaign.id, rep_id=r.rep_id, kind=rule.task,
-            priority=rule.priority, due_at=r.due_at, reason=note), now=now)
+            priority=rule.priority, due_at=r.due_at, reason=live_text(note, now)), now=now)
         return task_id
     due_at = now + rule.due
     rep = configured_rep(settings, existing.rep_id)
@@ -164,7 +174,7 @@ def reply_task(store: Store, campaign: Campaign, settings: Settings, *, contact:
     quoted = " ".join(text.split())
     quoted = quoted if len(quoted) <= 300 else quoted[:299] + "…"
     variables = {
-        "contact": contact.as_template_vars(), "step": {"id": step_id, "subject": step_subj},
+        **note_vars(campaign, contact), "step": {"id": step_id, "subject": step_subj},
         "reply": {"text": text, "subject": subject}, "campaign": {"id": campaign.id, "name": campaign.name},
         "link": {"name": "a reply", "url": ""}, "clicks_this_week": 0, "minutes_ago": 0,
     }
@@ -220,7 +230,7 @@ def escalate_overdue(store: Store, settings: Settings, *, now: datetime) -> list
             contact = store.get_contact(task.contact_id)
             payload = task_payload(task.id, contact, campaign_id=task.campaign_id,
                                     rep_id=task.rep_id, kind=task.kind, priority=task.priority,
-                                    due_at=task.due_at, reason=task.reason)
+                                    due_at=task.due_at, reason=live_text(task.reason, now))
             payload["overdue_minutes"] = int((now - task.due_at).total_seconds() // 60)
             store.append_event("task.overdue", payload, now=now)
             flagged.append(task.id)

@@ -29,7 +29,8 @@ TaskKind = Literal["call_now", "call", "email"]
 #: Task priorities, most urgent first. Stored as integers (lower is more urgent).
 Priority = Literal["urgent", "high", "normal", "low"]
 TaskStatus = Literal["open", "done"]
-Outcome = Literal["connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified"]
+Outcome = Literal["connected", "voicemail", "no_answer", "snoozed", "not_interested", "qualified",
+                  "unreachable"]
 #: ``erased`` once ``nurture contacts forget`` removed the person's data.
 ContactStatus = Literal["active", "unsubscribed", "bounced", "erased"]
 #: ``active`` (a next step is due), ``completed`` (nothing more to schedule) or ``exited``.
@@ -90,6 +91,12 @@ class FollowUpRule:
     due: timedelta = timedelta(days=1)
     note: str | None = None
     line: int | None = None
+    #: Calls before the task ends ``unreachable`` (voicemail / no answer count as one each).
+    attempts: int = 3
+    #: The wait after each unanswered call: durations or ``next_day HH:MM`` (last repeats).
+    retry: tuple[str, ...] = ("2h", "next_day 10:00")
+    #: After the last attempt: ``{"step": id}`` or ``{"enroll": campaign id}``, or None.
+    unreachable: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +287,12 @@ class Task:
     notes: str | None = None
     snooze_until: datetime | None = None
     escalated_at: datetime | None = None
+    done_at: datetime | None = None
+    #: Unanswered calls so far (voicemail / no answer) and how many the cadence allows.
+    attempts: int = 0
+    max_attempts: int = 3
+    #: One entry per unanswered call: ``{"n", "at", "outcome", "notes", "next_at"}``.
+    attempt_log: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

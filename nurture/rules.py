@@ -7,6 +7,7 @@ the first in the YAML. Every matching ``scoring`` rule adds its points.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,9 +94,54 @@ def render_note(template: str, variables: Mapping[str, Any]) -> str:
 def default_note(v: Mapping[str, Any]) -> str:
     """The note of a rule without one: which link, in which mail, when, the how-manyth click."""
     ago = v["minutes_ago"]
-    when = "just now" if ago < 1 else f"{ago} min ago"
+    when = f"\u27e8ago:{ago.at}\u27e9" if isinstance(ago, MinutesAgo) else (
+        "just now" if ago < 1 else f"{ago} min ago")
     return (f"Clicked {v['link']['name']} in '{v['step']['subject']}', {when}; "
             f"{ordinal(v['clicks_this_week'])} click this week")
+
+
+class MinutesAgo(int):
+    """``minutes_ago`` in a note: compares as the minutes at the click's handling, but is
+    written as a marker that :func:`live_text` turns into the minutes when the note is shown,
+    so a note read hours later does not say "0 min ago"."""
+
+    at: int
+
+    def __new__(cls, minutes: int, *, at: datetime) -> MinutesAgo:
+        obj = super().__new__(cls, minutes)
+        obj.at = int(at.timestamp())
+        return obj
+
+    def __str__(self) -> str:
+        return f"\u27e8min:{self.at}\u27e9"
+
+
+_MARKER = re.compile("\u27e8(min|ago):(\\d+)\u27e9")
+
+
+def live_text(text: str, now: datetime) -> str:
+    """A stored note with its relative times computed for ``now`` ("240 min ago", not "0")."""
+    if "\u27e8" not in text:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        secs = max(0.0, now.timestamp() - int(m.group(2)))
+        if m.group(1) == "min":
+            return str(int(secs // 60))
+        if secs < 60:
+            return "just now"
+        if secs < 3600:
+            return f"{int(secs // 60)} min ago"
+        return f"{secs / 3600:.0f} h ago" if secs < 86400 * 2 else f"{secs / 86400:.0f} d ago"
+
+    return _MARKER.sub(sub, text)
+
+
+def note_vars(of: Campaign, contact: Contact, /, **extra: Any) -> dict[str, Any]:
+    """A note's variables: the contact's attributes at the top level and as ``contact``, with
+    the campaign's ``defaults`` filling what the contact lacks (as in the mail), plus ``extra``."""
+    cvars, top = template_vars(of, contact)
+    return {**top, "contact": cvars, **extra}
 
 
 def step_subject(campaign: Campaign, step_id: str, contact: Contact) -> str:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nurture.campaign_schema import CONTACT_FIELDS
 from nurture.campaigns import campaign_error, campaign_files, load_campaign, sample_contact
 from nurture.errors import CampaignError, CampaignErrors, NotFound, NurtureError, TemplateError
 from nurture.models import Campaign, Condition, Step
@@ -46,6 +47,9 @@ class Report:
     samples: int = 0
     #: ``{campaign id: {step id: link names}}`` for steps that rendered.
     link_names: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    #: Not errors, but likely to bite at run time (a note that works only because every
+    #: sample has an attribute real contacts may lack).
+    warnings: tuple[NurtureError, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -85,6 +89,7 @@ def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
     seen: dict[str, str] = {}
     steps = links = samples = 0
     link_names: dict[str, dict[str, frozenset[str]]] = {}
+    warnings: list[NurtureError] = []
     campaigns = 0
     for f in files:
         try:
@@ -103,11 +108,11 @@ def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
         samples += len(c.samples)
         names = _check_templates(c, renderer, errors)
         _check_link_refs(c, names, errors)
-        _check_notes(c, names, errors)
+        _check_notes(c, names, errors, warnings)
         link_names[c.id] = names
         links += sum(len(v) for v in names.values())
     return Report(errors=tuple(errors), campaigns=campaigns, steps=steps, links=links,
-                  samples=samples, link_names=link_names)
+                  samples=samples, link_names=link_names, warnings=tuple(warnings))
 
 
 def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]) -> dict[str, frozenset[str]]:
@@ -199,9 +204,12 @@ def _check_cond(c: Campaign, cond: Condition, scope: list[str], names: dict[str,
            f'data-link="{cond.clicked}" in its template', field=f"{path}.clicked"))
 
 
-def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[NurtureError]) -> None:
-    """Follow-up notes render for every sample with the variables nurture.followup gives them."""
-    from nurture.rules import render_note  # the rules own the note variables
+def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[NurtureError],
+                 warnings: list[NurtureError] | None = None) -> None:
+    """Follow-up notes render for every sample with the variables nurture.followup gives them
+    (the campaign's ``defaults`` applied); a note that renders only thanks to a sample's own
+    attributes (a contact without them would get the generic note) is a warning."""
+    from nurture.rules import note_vars, render_note  # the rules own the note variables
 
     samples = list(c.samples) or [FALLBACK_SAMPLE]
     for k, rule in enumerate(c.follow_up):
@@ -210,23 +218,34 @@ def _check_notes(c: Campaign, names: dict[str, frozenset[str]], errors: list[Nur
         step = next((s for s in c.steps if s.id == rule.when.step), c.steps[0] if c.steps else None)
         link = rule.when.clicked if rule.when.clicked != "any" else next(iter(sorted(names.get(
             step.id if step else "", ()))), "a link")
+        rest: dict[str, object] = {
+            "step": {"id": step.id if step else "", "subject": step.subject if step else ""},
+            "link": {"name": link, "url": "https://example.com/"},
+            "campaign": {"id": c.id, "name": c.name}, "clicks_this_week": 1, "minutes_ago": 0}
+        if rule.when.replied:  # what nurture.followup.reply_task gives a reply rule's note
+            rest["reply"] = {"text": "Could you call me on Thursday?", "subject": "Re: a mail"}
+        failed = False
         for sample in samples:
-            contact = sample_contact(sample)
-            variables = {
-                "contact": contact.as_template_vars(),
-                "step": {"id": step.id if step else "", "subject": step.subject if step else ""},
-                "link": {"name": link, "url": "https://example.com/"},
-                "campaign": {"id": c.id, "name": c.name}, "clicks_this_week": 1, "minutes_ago": 0,
-            }
-            if rule.when.replied:  # what nurture.followup.reply_task gives a reply rule's note
-                variables["reply"] = {"text": "Could you call me on Thursday?", "subject": "Re: a mail"}
             try:
-                render_note(rule.note, variables)
+                render_note(rule.note, note_vars(c, sample_contact(sample), **rest))
             except TemplateError as e:
                 message = _explain(rule.note, e.message.removeprefix("follow-up note: "))
                 who = f" (sample {sample.get('email')})" if c.samples and "undefined" in message else ""
                 errors.append(campaign_error(c, message + who, field=f"follow_up[{k}].note"))
+                failed = True
                 break
+        if failed or warnings is None or not c.samples:
+            continue
+        # The same note for a contact with only the standard fields: what the samples'
+        # extra columns supply must come from defaults, or real contacts get the generic note.
+        bare = {key: v for key, v in samples[0].items() if key in CONTACT_FIELDS}
+        try:
+            render_note(rule.note, note_vars(c, sample_contact(bare), **rest))
+        except TemplateError as e:
+            message = _explain(rule.note, e.message.removeprefix("follow-up note: "))
+            warnings.append(campaign_error(
+                c, f"{message} for a contact without that column (every sample has it): add it "
+                   "under defaults: or the rep gets the generic note", field=f"follow_up[{k}].note"))
 
 
 def _explain(source: str, message: str) -> str:

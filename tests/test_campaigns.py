@@ -446,3 +446,21 @@ def test_any_value_anywhere_is_an_error_or_a_campaign(path, value):
 
 
 _VALIDATOR = validator()
+
+
+def test_follow_up_cadence_keys():
+    doc = minimal()
+    doc["steps"].append({"id": "two", "subject": "S", "template": "t.html", "wait": "3d"})
+    doc["follow_up"] = [{"when": "clicked", "attempts": 4, "retry": ["30m", "next_day 9:30"],
+                         "unreachable": {"step": "two"}}, {"when": "clicked"}]
+    c = parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
+    r, default = c.follow_up
+    assert (r.attempts, r.retry, dict(r.unreachable)) == (4, ("30m", "next_day 9:30"), {"step": "two"})
+    assert (default.attempts, default.retry, default.unreachable) == (3, ("2h", "next_day 10:00"), None)
+    assert not list(validator().iter_errors(doc))
+    doc["follow_up"] = [{"when": "clicked", "attempts": 0, "retry": ["soon"], "unreachable": {"step": "nope"}}]
+    with pytest.raises(CampaignErrors) as e:
+        parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
+    fields = [err.field for err in e.value.errors]
+    assert fields == ["follow_up[0].attempts", "follow_up[0].retry[0]", "follow_up[0].unreachable.step"], fields
+    assert len(list(validator().iter_errors(doc))) >= 2

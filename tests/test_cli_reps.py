@@ -49,7 +49,7 @@ def test_cli_tasks_table_json_csv(cli_env):
     r = run_cli(cfg, "tasks", "--rep", "aoki", "--json")
     data = json.loads(r.stdout)
     assert [t["id"] for t in data["tasks"]] == [yui]
-    r = run_cli(cfg, "tasks", "--csv")
+    r = run_cli(cfg, "tasks", "--csv", "basic")
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert list(rows[0]) == ["Task ID", "First Name", "Last Name", "Company", "Email", "Phone",
                              "Priority", "Due (ISO 8601)", "Reason", "Campaign", "Lead Score", "Owner"]
@@ -71,6 +71,36 @@ def test_cli_tasks_done_and_errors(cli_env):
     assert r.exit_code == 1 and "already done" in r.output and "Traceback" not in r.output
     r = run_cli(cfg, "tasks", "done", "999", "--outcome", "connected")
     assert r.exit_code == 1 and "no task with id 999" in r.output
+
+def test_cli_exports_a_crm_takes(cli_env):
+    import csv
+    import io
+    cfg, (ken, yui) = cli_env
+    r = run_cli(cfg, "tasks", "done", str(ken), "--outcome", "voicemail", "--note", "left a message")
+    assert r.exit_code == 0 and "attempt 1 of 3" in r.output
+    r = run_cli(cfg, "tasks", "done", str(yui), "--outcome", "qualified", "--note", "Wants a demo")
+    assert r.exit_code == 0
+    data = json.loads(run_cli(cfg, "tasks", "--json", "--status", "all").stdout)
+    by_id = {t["id"]: t for t in data["tasks"]}
+    done = by_id[yui]
+    assert (done["outcome"], done["notes"], done["rep"]["id"]) == ("qualified", "Wants a demo", "aoki")
+    assert done["done_at"] and done["bant"] == {} and done["raised_by"]["link"] == "blog"
+    assert by_id[ken]["attempts"] == 1 and by_id[ken]["attempt_log"][0]["notes"] == "left a message"
+    assert "score" in done and done["raised_by"]["click_id"]
+    r = run_cli(cfg, "tasks", "--csv", "--status", "all")
+    rows = {int(x["Nurture Task ID"]): x for x in csv.DictReader(io.StringIO(r.stdout))}
+    assert list(next(iter(rows.values())))[:7] == ["Subject", "Who (email)", "ActivityDate", "Status",
+                                                   "Priority", "CallDisposition", "Description"]
+    assert rows[yui]["Status"] == "Completed" and rows[yui]["CallDisposition"] == "qualified"
+    assert "Notes: Wants a demo" in rows[yui]["Description"] and rows[yui]["Who (email)"] == "yui@tea.example"
+    assert rows[ken]["Status"] == "Not Started" and rows[ken]["Priority"] == "High"
+    assert "1. voicemail" in rows[ken]["Description"]
+    r = run_cli(cfg, "tasks", "--csv", "hubspot", "--status", "all")
+    rows = {int(x["Nurture Task ID"]): x for x in csv.DictReader(io.StringIO(r.stdout))}
+    assert (rows[yui]["Call outcome"], rows[yui]["Call status"]) == ("Connected", "COMPLETED")
+    assert (rows[ken]["Call outcome"], rows[ken]["Call status"]) == ("Left voicemail", "QUEUED")
+    assert rows[ken]["Email"] == "ken@shop.example" and rows[ken]["Call direction"] == "OUTBOUND"
+
 
 def test_cli_reps_token_and_list(cli_env, db_path):
     from nurture.repauth import hash_token
@@ -103,7 +133,7 @@ def test_cli_tasks_csv_and_table_neutralise_formulas_and_escape_sequences(tmp_pa
                company="@SUM(1+1)", phone="+1 555 0100")
     process_clicks(s, campaigns, settings, now=NOW)
     s.close()
-    [row] = list(csv.DictReader(io.StringIO(run_cli(str(cfg), "tasks", "--csv").stdout)))
+    [row] = list(csv.DictReader(io.StringIO(run_cli(str(cfg), "tasks", "--csv", "basic").stdout)))
     assert row["First Name"] == "'=HYPERLINK(\"http://evil\",\"x\")"
     assert (row["Company"], row["Phone"]) == ("'@SUM(1+1)", "'+1 555 0100")
     r = run_cli(str(cfg), "tasks")

@@ -9,6 +9,7 @@ from support import NOW, Clock, add_click, add_contact, add_link, add_send, make
 from nurture.followup import escalate_overdue, process_clicks
 from nurture.models import Condition, FollowUpRule, ScoreRule, Scoring
 from nurture.outcomes import record_outcome
+from nurture.rules import live_text
 from nurture.store import Store
 
 
@@ -23,12 +24,15 @@ def test_pricing_click_creates_call_now_task_with_note(store, campaigns, setting
     t = store.get_task(ids[0])
     assert (t.kind, t.priority, t.rep_id) == ("call_now", "high", "baker")
     assert t.due_at == NOW + timedelta(hours=1)
-    assert t.reason == ("Opened the pricing page from 'How  cut checkout drop-off', 4 min ago; "
-                        "2nd click this week")
+    assert live_text(t.reason, NOW) == ("Opened the pricing page from 'How  cut checkout drop-off', 4 min ago; "
+                                        "2nd click this week")
+    # Relative times are computed when the note is shown, not frozen at the click.
+    assert "64 min ago" in live_text(t.reason, NOW + timedelta(hours=1))
     assert t.context["timeline"][0]["link"] == "pricing"
     assert store.query_one("SELECT handled FROM clicks WHERE id = ?", (click,))["handled"] == 1
     ev = store.events(kind="task.created")
     assert len(ev) == 1 and ev[0].payload["task_id"] == t.id
+    assert "4 min ago" in ev[0].payload["reason"]
     # nothing left to do: a second pass creates nothing
     assert process_clicks(store, campaigns, settings, now=NOW) == []
 
@@ -64,7 +68,7 @@ def test_dedupe_one_open_task_raises_priority_and_pulls_due(store, campaigns, se
 def test_new_task_after_the_previous_one_is_done(store, campaigns, settings):
     seed_click(store, territory="GB")
     [tid] = process_clicks(store, campaigns, settings, now=NOW)
-    record_outcome(store, task_id=tid, outcome="voicemail", now=NOW)
+    record_outcome(store, task_id=tid, outcome="connected", now=NOW)
     seed_click(store, territory="GB")
     [tid2] = process_clicks(store, campaigns, settings, now=NOW)
     assert tid2 != tid
@@ -292,3 +296,18 @@ async def test_the_followup_part_drains_a_backlog_in_small_batches(settings, db_
         stop.set()
         await asyncio.wait_for(loop, 2)
         await astore.aclose()
+
+
+def test_notes_see_defaults_and_bare_attributes(store, settings):
+    from dataclasses import replace
+
+    from support import make_campaign
+
+    from nurture.models import Condition, FollowUpRule
+    rule = FollowUpRule(when=Condition("pricing"), task="call_now", priority="high", due=timedelta(hours=1),
+                        note="{{ contact.headcount }} staff ({{ headcount }}); {{ plan }} plan")
+    campaigns = {"ec-payments": replace(make_campaign(), follow_up=(rule,),
+                                        defaults={"headcount": "a few", "plan": "basic"})}
+    seed_click(store, territory="GB")
+    [tid] = process_clicks(store, campaigns, settings, now=NOW)
+    assert store.get_task(tid).reason == "a few staff (a few); basic plan"

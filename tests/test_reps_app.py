@@ -12,6 +12,7 @@ from support import NOW, Clock, make_campaign, seed_click
 from nurture.followup import process_clicks
 from nurture.repauth import issue_rep_token
 from nurture.store import Store, open_async_store
+from nurture.web import keys
 from nurture.web.reps import create_reps_app
 
 
@@ -276,3 +277,78 @@ async def test_failed_logins_back_off_per_address_and_per_rep(env):
         assert (await login(c, env["tokens"]["aoki"])).status == 401
         guard.succeeded(["ip:127.0.0.1"])  # as if each came from another address
     assert guard.wait(["rep:aoki"], now=t) > 0 and guard.wait(["rep:baker"], now=t) == 0
+
+
+async def test_failed_snooze_keeps_the_typed_notes_and_presets_work(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    tid = env["baker_task"]
+    page = await (await c.get(f"/tasks/{tid}")).text()
+    assert 'href="tel:+81312345678"' in await (await c.get("/tasks")).text()  # one tap to dial
+    r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(page), "outcome": "snoozed", "snooze_until": "",
+                                            "notes": "Call after the board meeting", "budget": "2M"})
+    assert r.status == 400
+    body = await r.text()
+    assert "snooze needs a time" in body and "Call after the board meeting</textarea>" in body
+    assert 'value="2M"' in body
+    r = await c.post(f"/tasks/{tid}", data={"csrf": csrf_of(body), "outcome": "snooze:tomorrow",
+                                            "notes": "Call after the board meeting"}, allow_redirects=False)
+    assert r.status == 303
+    t = await env["store"].call(Store.get_task, tid)
+    # Tomorrow 09:00 the contact's time (Tokyo, the campaign's zone) is 00:00 UTC.
+    assert t.snooze_until.isoformat() == "2026-11-25T00:00:00+00:00"
+    assert t.notes == "Call after the board meeting"
+
+
+async def test_next_task_after_an_outcome(env):
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    other = await env["store"].run(lambda s: (seed_click(s, "blog", email="ada@shop.example", territory="GB",
+                                                         first_name="Ada"),
+                                              process_clicks(s, env["app"][keys.REPS_CAMPAIGNS],
+                                                             env["app"][keys.SETTINGS], now=NOW))[1][0])
+    page = await (await c.get(f"/tasks/{env['baker_task']}")).text()
+    assert 'name="next"' in page
+    r = await c.post(f"/tasks/{env['baker_task']}", data={"csrf": csrf_of(page), "outcome": "connected",
+                                                          "next": "1"}, allow_redirects=False)
+    assert r.headers["Location"] == f"/tasks/{other}"
+    r = await c.post(f"/tasks/{other}", data={"csrf": csrf_of(page), "outcome": "connected", "next": "1"},
+                     allow_redirects=False)
+    assert r.headers["Location"] == "/tasks"  # nothing left
+
+
+async def test_manager_reassigns_and_sees_load_against_capacity(env):
+    c = await env["client"]()
+    await login(c, env["manager"])
+    page = await (await c.get("/manager")).text()
+    row = re.search(r'data-rep="baker">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r'class="load">1 / 16', row)
+    r = await c.post(f"/manager/tasks/{env['baker_task']}/reassign",
+                     data={"csrf": csrf_of(page), "rep": "aoki"}, allow_redirects=False)
+    assert r.status == 303
+    assert (await env["store"].call(Store.get_task, env["baker_task"])).rep_id == "aoki"
+    changes = await env["store"].run(lambda s: s.query(
+        "SELECT rep_id FROM task_changes WHERE task_id = ? ORDER BY id DESC LIMIT 2", (env["baker_task"],)))
+    assert {r["rep_id"] for r in changes} == {"baker", "aoki"}  # both lists hear of it
+    r = await c.post(f"/manager/tasks/{env['baker_task']}/reassign", data={"csrf": csrf_of(page), "rep": "nobody"})
+    assert r.status == 404
+    c2 = await env["client"]()
+    await login(c2, env["tokens"]["baker"])
+    p2 = await (await c2.get("/tasks")).text()
+    r = await c2.post(f"/manager/tasks/{env['aoki_task']}/reassign", data={"csrf": csrf_of(p2), "rep": "baker"})
+    assert r.status == 403
+
+
+async def test_report_page_shows_rendered_subjects(env, settings):
+    from dataclasses import replace
+    campaign = replace(make_campaign(), samples=({"email": "s@x.example", "similar_company": "Tsuki Mart"},))
+    app = create_reps_app(settings=settings, store=env["store"], now=env["clock"],
+                          campaigns={"ec-payments": campaign})
+    c = TestClient(TestServer(app, host="127.0.0.1", port=0))
+    await c.start_server()
+    try:
+        await login(c, env["manager"])
+        page = await (await c.get("/report/ec-payments")).text()
+        assert "How Tsuki Mart cut checkout drop-off" in page and "{{" not in page
+    finally:
+        await c.close()

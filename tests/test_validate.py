@@ -167,3 +167,21 @@ def test_reply_rules_and_the_pause_validate_and_their_notes_see_the_reply(tmp_pa
     messages = [str(e) for e in check(None, settings=s).errors]
     assert any("steps[1].unless: a step cannot wait for a reply" in m for m in messages), messages
     assert any("follow_up[0].when.replied: must be true" in m for m in messages), messages
+
+
+def test_notes_get_defaults_and_a_sample_hiding_a_missing_default_warns(tmp_path, make_settings, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(CORPUS / "templates", tmp_path / "templates")
+    (tmp_path / "campaigns").mkdir()
+    base = ("id: n\nname: N\ntimezone: UTC\nsteps:\n  - id: s\n    subject: Hi\n    template: good.html\n"
+            "follow_up:\n  - when: {clicked: any}\n    note: \"{{ contact.headcount }} staff, {{ plan }} plan\"\n"
+            "samples:\n  - {email: a@x.example, headcount: 40, plan: pro}\n")
+    (tmp_path / "campaigns" / "n.yaml").write_text(base)
+    s = make_settings(campaigns_dir=str(tmp_path / "campaigns"), templates_dir=str(tmp_path / "templates"))
+    report = check(None, settings=s)
+    assert report.errors == ()
+    [w] = report.warnings
+    assert "follow_up[0].note" in str(w) and "defaults:" in str(w) and "headcount" in str(w)
+    (tmp_path / "campaigns" / "n.yaml").write_text(base + "defaults: {headcount: a few, plan: basic}\n")
+    report = check(None, settings=s)
+    assert report.errors == () and report.warnings == ()

@@ -40,6 +40,8 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None
                                "campaigns": report.campaigns, "steps": report.steps, "links": report.links,
                                "samples": report.samples}, indent=2, ensure_ascii=False))
         sys.exit(0 if report.ok else 1)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.errors:
         for err in report.errors:
             click.echo(str(err), err=True)

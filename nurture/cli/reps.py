@@ -16,6 +16,7 @@ from nurture.cli.app import console, handle_errors, main, settings_of
 from nurture.cli.tables import reps_view, tasks_view
 from nurture.config import Settings
 from nurture.errors import NurtureError
+from nurture.exports import HUBSPOT_COLUMNS, SALESFORCE_COLUMNS, export_fields, hubspot_row, salesforce_row
 from nurture.models import OUTCOMES, Campaign, one_of
 from nurture.outcomes import record_outcome
 from nurture.repauth import issue_rep_token
@@ -24,7 +25,7 @@ from nurture.store import open_store
 from nurture.store.tasks import TASK_FILTERS
 from nurture.timeutil import utcnow
 
-#: Columns of ``nurture tasks --csv``, named as CRM importers (Salesforce, HubSpot) expect.
+#: Columns of ``nurture tasks --csv basic`` (``--csv`` alone is Salesforce Tasks, nurture.exports).
 CSV_COLUMNS = ("Task ID", "First Name", "Last Name", "Company", "Email", "Phone", "Priority",
                "Due (ISO 8601)", "Reason", "Campaign", "Lead Score", "Owner")
 
@@ -42,7 +43,7 @@ def csv_row(card: TaskCard) -> dict[str, Any]:
     t, c = card.task, card.contact
     return {"Task ID": t.id, "First Name": c.first_name, "Last Name": c.last_name,
             "Company": c.company, "Email": c.email, "Phone": c.phone, "Priority": t.priority,
-            "Due (ISO 8601)": t.due_at.isoformat(timespec="seconds"), "Reason": t.reason,
+            "Due (ISO 8601)": t.due_at.isoformat(timespec="seconds"), "Reason": card.reason,
             "Campaign": card.campaign_name, "Lead Score": round(card.score),
             "Owner": t.rep_id or ""}
 
@@ -52,10 +53,12 @@ def csv_row(card: TaskCard) -> dict[str, Any]:
 @click.option("--status", type=click.Choice(TASK_FILTERS), default="open",
               show_default=True, help="Which tasks to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object with a tasks list).")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with CRM-friendly columns.")
+@click.option("--csv", "as_csv", type=click.Choice(["salesforce", "hubspot", "basic"]), is_flag=False,
+              flag_value="salesforce", default=None, metavar="[salesforce|hubspot|basic]",
+              help="Print CSV: Salesforce Tasks columns (the default), HubSpot calls, or the basic list.")
 @click.pass_context
 @handle_errors
-def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_csv: bool) -> None:
+def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_csv: str | None) -> None:
     """Reps' follow-up tasks: most urgent first (overdue, then priority, then due time).
 
     Without a subcommand, lists tasks as a table, --json or --csv (for a CRM import).
@@ -76,13 +79,16 @@ def tasks(ctx: click.Context, rep: str | None, status: str, as_json: bool, as_cs
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps({"tasks": [card_json(c, now) for c in cards]}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"tasks": [{**card_json(c, now), **export_fields(c)} for c in cards]},
+                              indent=2, ensure_ascii=False))
         return
     if as_csv:
-        w = csvsafe.dict_writer(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+        columns, row = {"salesforce": (SALESFORCE_COLUMNS, salesforce_row),
+                        "hubspot": (HUBSPOT_COLUMNS, hubspot_row)}.get(as_csv, (CSV_COLUMNS, csv_row))
+        w = csvsafe.dict_writer(sys.stdout, fieldnames=columns, lineterminator="\r\n")
         w.writeheader()
         for c in cards:
-            w.writerow(csv_row(c))
+            w.writerow(row(c))
         return
     if not cards:
         console.print(f"No {status} tasks{f' for {rep}' if rep else ''}.")
@@ -113,10 +119,13 @@ def tasks_done(ctx: click.Context, task_id: int, outcome: str, note: str | None,
     store = open_store(settings.database)
     try:
         t = record_outcome(store, task_id=task_id, outcome=outcome, notes=note, now=utcnow(),
-                           snooze_until=until)
+                           snooze_until=until, settings=settings, campaigns=_campaigns(settings))
     finally:
         store.close()
-    if t.status == "open":
+    if t.status == "open" and outcome != "snoozed":
+        console.print(f"Task {t.id}: {outcome.replace('_', ' ')}, attempt {t.attempts} of "
+                      f"{t.max_attempts}; next call {t.due_at:%Y-%m-%d %H:%M} UTC.")
+    elif t.status == "open":
         console.print(f"Task {t.id} snoozed until {t.due_at:%Y-%m-%d %H:%M} UTC.")
     else:
         console.print(f"Task {t.id}: {outcome.replace('_', ' ')}.")

@@ -177,7 +177,7 @@ def tasks_view(cards: Sequence[TaskCard], *, now: datetime) -> FitTable:
         style = "red" if c.overdue else ("bold" if t.priority in ("urgent", "high") else "")
         rows.append(Row(cells=(str(t.id), t.priority, Text(due, style=style), c.contact.name, c.contact.company,
                                c.contact.phone, t.rep_id or "-", f"{c.score:.0f}{' hot' if c.hot else ''}"),
-                        note=t.reason))
+                        note=c.reason or t.reason))  # relative times as of now
     return FitTable(columns, rows)
 
 

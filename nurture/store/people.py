@@ -24,7 +24,7 @@ from nurture.store.filters import contact_filter
 ERASED_PREFIX = "erased:"
 #: Event payload keys that hold personal data (the rest are ids, counts and times).
 PERSONAL_KEYS = ("name", "email", "phone", "company", "notes", "bant", "reason", "error", "first_name",
-                 "last_name", "title", "department")
+                 "last_name", "title", "department", "raised_by", "attempt_log")
 _ERASED_TEXT = "[erased]"
 
 
@@ -206,7 +206,8 @@ class PeopleMixin(ContactsMixin, EnrollmentsMixin):
                         entry[k] = _ERASED_TEXT
             done = r["status"] == "open"
             self.conn.execute(
-                "UPDATE tasks SET reason = ?, notes = NULL, bant = '{}', context = ?, updated_at = ?"
+                "UPDATE tasks SET reason = ?, notes = NULL, bant = '{}', attempt_log = '[]', context = ?,"
+                " updated_at = ?"
                 + (", status = 'done', outcome = 'erased', done_at = ?" if done else "") + " WHERE id = ?",
                 [_ERASED_TEXT, json.dumps(context, sort_keys=True), ts(now), *([ts(now)] if done else []), r["id"]])
         return len(rows)

@@ -337,3 +337,34 @@ def m014_senders(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m015_task_attempts(db: Database) -> None:
+    """Call attempts (issue 17): unanswered calls so far, the cadence the rule set when the
+    task was raised (JSON: attempts, retry, unreachable, timezone) and one log entry per call."""
+    db.executescript(
+        """
+        ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN cadence TEXT;
+        ALTER TABLE tasks ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]';
+        """
+    )
+
+
+@migrations()
+def m016_task_changes(db: Database) -> None:
+    """A sequence of task changes (issue 17): every new or changed task appends a row, and
+    the reps' app streams them to open pages (``GET /api/stream``, ``Last-Event-ID`` = the
+    row id). The database is the source, so it works across ``nurture serve`` workers."""
+    db.executescript(
+        """
+        CREATE TABLE task_changes (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL,
+            rep_id TEXT,                  -- whose list it concerns (a reassign writes both reps)
+            at REAL NOT NULL
+        );
+        CREATE INDEX task_changes_rep ON task_changes(rep_id, id);
+        """
+    )

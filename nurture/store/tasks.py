@@ -18,7 +18,8 @@ from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, Task
 from nurture.store.base import StoreBase, dt, dt_required, inserted_id, ts
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
-              "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at")
+              "updated_at, reason, context, outcome, notes, bant, snooze_until, escalated_at, done_at, "
+              "attempts, cadence, attempt_log")
 
 
 #: Which tasks :meth:`TasksMixin.list_tasks` lists.
@@ -91,7 +92,15 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         due_at=dt_required(row["due_at"]), created_at=dt_required(row["created_at"]), rep_id=row["rep_id"],
         reason=row["reason"], context=json.loads(row["context"] or "{}"), outcome=row["outcome"],
         notes=row["notes"], snooze_until=dt(row["snooze_until"]), escalated_at=dt(row["escalated_at"]),
+        done_at=dt(row["done_at"]), attempts=int(row["attempts"] or 0),
+        max_attempts=int(json.loads(row["cadence"] or "{}").get("attempts") or 3),
+        attempt_log=tuple(json.loads(row["attempt_log"] or "[]")),
     )
+
+
+def task_cadence(row_cadence: str | None) -> dict[str, Any]:
+    """The stored cadence JSON of a task ({} for tasks raised before attempts existed)."""
+    return dict(json.loads(row_cadence or "{}"))
 
 
 class TasksMixin(StoreBase):
@@ -171,15 +180,72 @@ class TasksMixin(StoreBase):
     def insert_task(
         self, *, contact_id: int, campaign_id: str, rep_id: str | None, kind: TaskKind, priority: Priority,
         due_at: datetime, reason: str, context: Mapping[str, Any], now: datetime,
+        cadence: Mapping[str, Any] | None = None,
     ) -> int:
         cur = self.conn.execute(
             """INSERT INTO tasks (contact_id, campaign_id, rep_id, kind, priority, status, due_at,
-                                  created_at, updated_at, reason, context)
-               VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)""",
+                                  created_at, updated_at, reason, context, cadence)
+               VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)""",
             (contact_id, campaign_id, rep_id, kind, PRIORITIES.index(priority), ts(due_at),
-             ts(now), ts(now), reason, json.dumps(context, default=str)),
+             ts(now), ts(now), reason, json.dumps(context, default=str),
+             json.dumps(dict(cadence)) if cadence is not None else None),
         )
-        return inserted_id(cur)
+        task_id = inserted_id(cur)
+        self.task_changed(task_id, now=now)
+        return task_id
+
+    def get_task_cadence(self, task_id: int) -> dict[str, Any]:
+        """The cadence stored with the task ({} when it predates attempts)."""
+        row = self.query_one("SELECT cadence FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        return task_cadence(row["cadence"])
+
+    def record_attempt(self, task_id: int, *, outcome: str, notes: str | None, next_at: datetime,
+                       now: datetime) -> int:
+        """One unanswered call: count it, log it, and bring the task back at ``next_at``
+        (hidden from the list until then, like a snooze). Returns the attempts so far."""
+        row = self.query_one(
+            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        n = int(row["attempts"] or 0) + 1
+        log = [*json.loads(row["attempt_log"] or "[]"),
+               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes,
+                "next_at": next_at.isoformat()}]
+        self.conn.execute(
+            """UPDATE tasks SET attempts = ?, attempt_log = ?, outcome = ?, notes = coalesce(?, notes),
+                                snooze_until = ?, due_at = ?, escalated_at = NULL, updated_at = ?
+               WHERE id = ?""",
+            (n, json.dumps(log), outcome, notes, ts(next_at), ts(next_at), ts(now), task_id),
+        )
+        self.task_changed(task_id, now=now)
+        return n
+
+    def log_final_attempt(self, task_id: int, *, outcome: str, notes: str | None, now: datetime) -> int:
+        """The last unanswered call of the cadence: logged and counted (the caller closes the task)."""
+        row = self.query_one(
+            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task with id {task_id}")
+        n = int(row["attempts"] or 0) + 1
+        log = [*json.loads(row["attempt_log"] or "[]"),
+               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes, "next_at": None}]
+        self.conn.execute(
+            "UPDATE tasks SET attempts = ?, attempt_log = ?, updated_at = ? WHERE id = ?",
+            (n, json.dumps(log), ts(now), task_id))
+        return n
+
+    def restart_enrollment_at(self, *, campaign_id: str, contact_id: int, step_id: str,
+                              now: datetime) -> bool:
+        """An unreachable contact's fallback: their enrollment continues at ``step_id`` now
+        (an enrollment that ended by exit stays ended). True when one was moved."""
+        cur = self.conn.execute(
+            """UPDATE enrollments SET state = 'active', next_step = ?, next_at = ?, next_wait = NULL,
+                                      updated_at = ?
+               WHERE campaign_id = ? AND contact_id = ? AND state IN ('active', 'completed')""",
+            (step_id, ts(now), ts(now), campaign_id, contact_id))
+        return bool(cur.rowcount == 1)
 
     def update_open_task(
         self, task_id: int, *, kind: TaskKind, priority: Priority, due_at: datetime, reason: str,
@@ -191,12 +257,14 @@ class TasksMixin(StoreBase):
             (kind, PRIORITIES.index(priority), ts(due_at), reason,
              json.dumps(context, default=str), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def set_task_priority(self, task_id: int, priority: Priority, *, now: datetime) -> None:
         self.conn.execute(
             "UPDATE tasks SET priority = ?, updated_at = ? WHERE id = ?",
             (PRIORITIES.index(priority), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def get_task(self, task_id: int) -> Task:
         row = self.query_one(f"SELECT {_TASK_COLS} FROM tasks WHERE id = ?", (task_id,))
@@ -216,6 +284,7 @@ class TasksMixin(StoreBase):
             "UPDATE tasks SET bant = ?, updated_at = ? WHERE id = ?",
             (json.dumps(dict(bant), sort_keys=True), ts(now), task_id),
         )
+        self.task_changed(task_id, now=now)
 
     def list_tasks(
         self, *, now: datetime, rep_id: str | None = None, status: TaskFilter = "open",
@@ -270,6 +339,55 @@ class TasksMixin(StoreBase):
                                     done_at = ?, updated_at = ? WHERE id = ?""",
                 (outcome, notes, ts(now), ts(now), task_id),
             )
+        self.task_changed(task_id, now=now)
+
+    # -- the change sequence the reps' app streams (GET /api/stream) -------------------------
+
+    def task_changed(self, task_id: int, *, now: datetime, rep_id: str | None = None) -> None:
+        """Append a change of ``task_id`` for its rep's list (or ``rep_id``'s, e.g. the rep a
+        reassigned task left). Joins the caller's transaction."""
+        if rep_id is None:
+            self.conn.execute(
+                "INSERT INTO task_changes (task_id, rep_id, at) SELECT id, rep_id, ? FROM tasks WHERE id = ?",
+                (ts(now), task_id))
+        else:
+            self.conn.execute(
+                "INSERT INTO task_changes (task_id, rep_id, at) VALUES (?, ?, ?)", (task_id, rep_id, ts(now)))
+
+    def last_task_change(self) -> int:
+        """The id of the newest task change (0 when there is none)."""
+        row = self.query_one("SELECT coalesce(max(id), 0) AS n FROM task_changes")
+        return int(row["n"]) if row else 0
+
+    def task_changes_after(self, after_id: int, *, rep_id: str | None = None,
+                           limit: int = 200) -> list[tuple[int, int]]:
+        """(change id, task id) after ``after_id``, oldest first; only ``rep_id``'s list
+        when given (None: every list, the manager's)."""
+        sql = "SELECT id, task_id FROM task_changes WHERE id > ?"
+        params: list[Any] = [after_id]
+        if rep_id is not None:
+            sql += " AND rep_id = ?"
+            params.append(rep_id)
+        rows = self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
+        return [(int(r["id"]), int(r["task_id"])) for r in rows]
+
+    def prune_task_changes(self, *, before: datetime) -> int:
+        """Forget changes older than ``before`` (a page reconnecting later reloads the list)."""
+        cur = self.conn.execute("DELETE FROM task_changes WHERE at < ?", (ts(before),))
+        return int(cur.rowcount)
+
+    def reassign_task(self, task_id: int, rep_id: str, *, now: datetime) -> str | None:
+        """Give an open task to ``rep_id``; returns the rep it had. Both lists hear of it."""
+        row = self.query_one("SELECT rep_id, status FROM tasks WHERE id = ?", (task_id,))
+        if row is None or row["status"] != "open":
+            raise NotFound(f"no open task with id {task_id}")
+        self.conn.execute(
+            "UPDATE tasks SET rep_id = ?, updated_at = ? WHERE id = ?", (rep_id, ts(now), task_id))
+        old: str | None = row["rep_id"]
+        if old is not None and old != rep_id:
+            self.task_changed(task_id, now=now, rep_id=old)
+        self.task_changed(task_id, now=now)
+        return old
 
     def overdue_unescalated(self, *, now: datetime) -> list[Task]:
         rows = self.query(
@@ -284,6 +402,8 @@ class TasksMixin(StoreBase):
             "UPDATE tasks SET escalated_at = ?, updated_at = ? WHERE id = ? AND escalated_at IS NULL",
             (ts(now), ts(now), task_id),
         )
+        if cur.rowcount == 1:
+            self.task_changed(task_id, now=now)
         return cur.rowcount == 1
 
     def assigned_since(self, since_by_rep: Mapping[str, datetime]) -> dict[str, int]:

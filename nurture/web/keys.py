@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from nurture.inbound.providers import SnsVerifier
+    from nurture.web.stream import ChangeFeed
     from nurture.web.tracker import Pages
 
 # -- the public tracker -------------------------------------------------------------------------
@@ -45,6 +46,7 @@ REPS_POLL_SECONDS = web.AppKey("reps_poll_seconds", float)
 LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
 REP_ID = web.RequestKey("rep_id", str)  # who is asking (a rep id, or "*manager*")
 REP_CSRF = web.RequestKey("rep_csrf", str)  # the session's CSRF token
+REPS_FEED: web.AppKey[ChangeFeed] = web.AppKey("reps_feed")
 
 # -- provider event webhooks on the tracker (nurture/web/inbound.py) ----------------------------
 CAMPAIGNS: web.AppKey[Mapping[str, Campaign]] = web.AppKey("inbound_campaigns")

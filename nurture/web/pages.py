@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.resources
+from datetime import datetime
 from typing import Any
 
 import jinja2
@@ -25,6 +26,8 @@ def jinja_env() -> jinja2.Environment:
     env.filters["rel"] = relative
     env.filters["ago"] = ago
     env.filters["local"] = lambda m, tz: m.astimezone(zone(tz)).strftime("%a %d %b %H:%M")
+    env.filters["iso_local"] = lambda text, tz: datetime.fromisoformat(str(text)).astimezone(
+        zone(tz)).strftime("%a %d %b %H:%M")
     env.filters["humanize"] = lambda s: str(s).replace("_", " ")
     env.globals.update(OUTCOMES=OUTCOMES, BANT_FIELDS=BANT_FIELDS, PRIORITIES=PRIORITIES)
     return env

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from nurture.cadence import snooze_preset
 from nurture.cards import TaskCard, card_json, task_card, task_cards
 from nurture.config import Settings
 from nurture.errors import NotFound, NurtureError, PermissionDenied
@@ -26,7 +27,7 @@ from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_
 from nurture.repauth import MANAGER, hash_token
 from nurture.store import AsyncStore, Store
 from nurture.timeutil import utcnow, zone
-from nurture.web import contacts_view, keys
+from nurture.web import contacts_view, keys, queue_view, stream
 from nurture.web.login import LoginGuard, rep_configured
 from nurture.web.metrics import add_metrics
 from nurture.web.pages import jinja_env, render_page, rep_tz
@@ -43,9 +44,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callable[[], datetime] = utcnow,
                     campaigns: Mapping[str, Campaign] | None = None,
-                    poll_seconds: float = 5.0) -> web.Application:
+                    poll_seconds: float = 5.0, stream_every: float = 0.05) -> web.Application:
     """The reps' app over the async ``store``; ``campaigns`` (by id) default to the
-    campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``."""
+    campaigns folder, for step subjects and names; the task list polls every ``poll_seconds``
+    when its event stream (``/api/stream``, changes read every ``stream_every`` s) is down."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=256 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -66,9 +68,11 @@ def create_reps_app(*, settings: Settings, store: AsyncStore[Store], now: Callab
     r.add_post(r"/tasks/{id:\d+}", task_post)
     r.add_get("/manager", manager_page)
     contacts_view.add_routes(r)
+    queue_view.add_routes(r)
     r.add_get("/report", report_index)
     r.add_get("/report/{campaign}", report_page)
     r.add_get("/api/tasks", api_tasks)
+    stream.add_feed(app, every=stream_every)
     r.add_post(r"/api/tasks/{id:\d+}/done", api_done)
     r.add_get("/healthz", healthz)
     r.add_get("/favicon.ico", favicon)
@@ -282,7 +286,7 @@ async def task_list(request: web.Request) -> web.StreamResponse:
 
 async def task_list_fragment(request: web.Request) -> web.StreamResponse:
     cards = await _cards(request, None if request[keys.REP_ID] == MANAGER else request[keys.REP_ID])
-    return render_page(request, "_list.html", cards=cards)
+    return render_page(request, "_list.html", cards=cards, reps=request.app[keys.SETTINGS].reps)
 
 
 def _rep(request: web.Request) -> Rep | None:
@@ -302,7 +306,7 @@ async def _card(request: web.Request, task_id: int) -> TaskCard:
 
 async def task_page(request: web.Request, *, message: str | None = None) -> web.StreamResponse:
     card = await _card(request, int(request.match_info["id"]))
-    return render_page(request, "task.html", card=card, message=message,
+    return render_page(request, "task.html", card=card, message=message, typed=None,
                    readonly=request[keys.REP_ID] == MANAGER or card.task.status != "open")
 
 
@@ -325,11 +329,27 @@ async def task_post(request: web.Request) -> web.StreamResponse:
         await app[keys.STORE].run(save)
         raise web.HTTPSeeOther(f"/tasks/{task_id}")
     snooze = None
-    if action == "snoozed":
+    if action.startswith("snooze:"):  # a preset button: 1 h, tomorrow 9:00 their time, next week
+        card = await _card(request, task_id)
+        try:
+            snooze = snooze_preset(action[7:], now=now, contact_tz=card.contact_tz)
+        except ValueError as e:
+            raise OutcomeError(str(e)) from None
+        action = "snoozed"
+    elif action == "snoozed":
         snooze = _parse_local(str(form.get("snooze_until", "")), rep_tz(app[keys.SETTINGS], rep_id))
-    await app[keys.STORE].run(lambda s: record_outcome(
-        s, task_id=task_id, outcome=action, now=now, rep_id=rep_id, notes=notes,
-        snooze_until=snooze, bant=bant))
+    try:
+        await app[keys.STORE].run(lambda s: record_outcome(
+            s, task_id=task_id, outcome=action, now=now, rep_id=rep_id, notes=notes,
+            snooze_until=snooze, bant=bant, settings=app[keys.SETTINGS], campaigns=app[keys.REPS_CAMPAIGNS]))
+    except OutcomeError as e:  # show the form again with what the rep typed
+        card = await _card(request, task_id)
+        return render_page(request, "task.html", status=400, card=card, message=str(e),
+                           readonly=False, typed={"notes": notes or "", **bant})
+    if form.get("next"):
+        nxt = [c for c in await _cards(request, rep_id) if c.task.id != task_id]
+        if nxt:
+            raise web.HTTPSeeOther(f"/tasks/{nxt[0].task.id}")
     raise web.HTTPSeeOther("/tasks")
 
 
@@ -355,8 +375,9 @@ async def manager_page(request: web.Request) -> web.StreamResponse:
     known = {r.id for r in settings.reps}
     # Tasks of reps removed from config.yaml would otherwise vanish from every view.
     unassigned = [c for c in cards if c.task.rep_id not in known]
+    load = await queue_view.rep_load(app[keys.STORE], settings.reps, now=now)
     return render_page(request, "manager.html", queues=queues, unassigned=unassigned,
-                   unassigned_counts=counts.get(None, {}))
+                   unassigned_counts=counts.get(None, {}), load=load, reps=settings.reps)
 
 
 # -- JSON API ---------------------------------------------------------------------------------------
@@ -390,6 +411,6 @@ async def api_done(request: web.Request) -> web.StreamResponse:
     await app[keys.STORE].run(lambda s: record_outcome(
         s, task_id=task_id, outcome=str(body.get("outcome", "")), now=now,
         rep_id=request[keys.REP_ID], notes=body.get("note") or body.get("notes"),
-        snooze_until=snooze, bant=bant))
+        snooze_until=snooze, bant=bant, settings=app[keys.SETTINGS], campaigns=app[keys.REPS_CAMPAIGNS]))
     card = await _card(request, task_id)
     return web.json_response({"task": card_json(card, now)})
