@@ -235,7 +235,7 @@ class InboundMixin(StoreBase):
                       now: datetime, contact_id: int | None = None, task_id: int | None = None,
                       rep_id: str | None = None) -> int | None:
         """Queue the forward of inbound item ``inbound_id``; None when it was queued before."""
-        row = self.query_one(  # type: ignore[attr-defined]
+        row = self.query_one(
             """INSERT OR IGNORE INTO forwards (inbound_id, created_at, contact_id, task_id, rep_id, recipient,
                       mail_from, message_id, data, next_attempt_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
@@ -246,11 +246,11 @@ class InboundMixin(StoreBase):
         """Due forwards, marked ``sending`` until ``now + lease``. One still ``sending`` past its
         lease was interrupted mid-delivery: it becomes ``failed``, never sent again (it may have
         gone out; a rep gets a reply at most once)."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             self.conn.execute(
                 """UPDATE forwards SET status = 'failed', last_error = 'interrupted while sending: not retried'
                    WHERE status = 'sending' AND next_attempt_at <= ?""", (ts(now),))
-            rows = self.query(  # type: ignore[attr-defined]
+            rows = self.query(
                 """UPDATE forwards SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?
                    WHERE id IN (SELECT id FROM forwards WHERE status IN ('queued', 'retry') AND next_attempt_at <= ?
                                 ORDER BY next_attempt_at, id LIMIT ?)
@@ -278,7 +278,7 @@ class InboundMixin(StoreBase):
         if inbound_id is not None:
             sql += " WHERE inbound_id = ?"
             params.append(inbound_id)
-        rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])  # type: ignore[attr-defined]
+        rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
         return [ForwardRow(id=r["id"], inbound_id=r["inbound_id"], created_at=_when(r["created_at"]),
                            contact_id=r["contact_id"], task_id=r["task_id"], rep_id=r["rep_id"],
                            recipient=r["recipient"], message_id=r["message_id"], status=r["status"],
