@@ -96,7 +96,10 @@ class Persona:
     clicks: tuple[tuple[str, str, timedelta], ...] = ()  # (step, link name, after delivery)
     unsubscribes_after: str | None = None       # step after which they unsubscribe
     comes_back: bool = False                    # opens the pricing link of an old mail at the end
-    bounces: bool = False
+    bounces: bool = False                       # the sink refuses the address at RCPT
+    replies: bool = False                       # answers the first mail: "Could you call me on Thursday?"
+    out_of_office: bool = False                 # away until next week: an automatic reply with the date
+    bounces_later: bool = False                 # the sink accepts, then a DSN comes back (asynchronous)
 
 
 def persona(i: int) -> Persona:
@@ -112,14 +115,15 @@ def persona(i: int) -> Persona:
     if i % 7 == 3:
         clicks.append(("webinar", "webinar-register", (4 + i % 3) * h))
     return Persona(scanned=i % 5 == 1, clicks=tuple(clicks), comes_back=i % 10 == 9,
-                   unsubscribes_after="case-study" if i == 58 else None, bounces=i == 57)
+                   unsubscribes_after="case-study" if i == 58 else None, bounces=i == 57,
+                   replies=i == 10, out_of_office=i == 11, bounces_later=i == 7)
 
 
 @dataclass
 class Action:
     at: datetime
     email: str
-    kind: str  # click | sweep | unsubscribe
+    kind: str  # click | sweep | unsubscribe | mail (back to nurture: a reply, an out-of-office, a DSN)
     url: str
     link: str = ""
     headers: dict[str, str] = field(default_factory=dict)
@@ -139,6 +143,8 @@ class DemoResult:
     actions_done: int
     #: How far the workspace's times were moved to put them on the real clock after the play.
     shifted: timedelta = timedelta(0)
+    #: What came back (a reply, an out-of-office, an asynchronous bounce), in words.
+    inbound: tuple[str, ...] = ()
 
 
 def free_port(preferred: int | None, host: str = "127.0.0.1", *, option: str = "the port") -> int:
@@ -173,9 +179,17 @@ def demo_settings(base: Settings, *, workdir: Path, smtp_port: int, tracker_port
                          # say where they come from in X-Forwarded-For, like a reverse proxy.
                          trusted_proxies=("127.0.0.0/8",)),
         reps_app=RepsAppSettings(listen=f"127.0.0.1:{reps_port}", base_url=reps),
+        # Bounces and automatic replies come back to a VERP address that names the send.
+        inbound=replace(base.inbound, return_path=base.inbound.return_path or f"bounces@bounce.{_domain_of(base)}"),
         webhooks=(),
         dkim=None,
     )
+
+
+def _domain_of(settings: Settings) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(settings.sender.from_address)[1].rpartition("@")[2] or "example.com"
 
 
 def write_config(settings: Settings, path: Path) -> Path:
@@ -202,6 +216,8 @@ def write_config(settings: Settings, path: Path) -> Path:
                   "days": [WEEKDAYS[d] for d in sorted(r.days)], "territory": list(r.territory),
                   "capacity": r.capacity} for r in settings.reps],
     }
+    if settings.inbound.return_path:
+        data["inbound"] = {"return_path": settings.inbound.return_path}
     if settings.territories:
         data["territories"] = dict(settings.territories)
     write_secret(path.parent / SECRET_FILE, settings.tracking.keys[settings.tracking.current_key])
@@ -231,6 +247,8 @@ class Director:
         self.inbox: asyncio.Queue[Received] = asyncio.Queue()
         self.signer = Signer.from_settings(settings.tracking)
         self._link_names: dict[int, str] = {}
+        #: What came back and what nurture did about it, for the live view and the finale.
+        self.inbound: list[str] = []
 
     # -- mail arrives -------------------------------------------------------------------------
     def on_message(self, rec: Received) -> None:
@@ -271,6 +289,8 @@ class Director:
             if url:  # kept for the finale: the morning after the campaign has run its course
                 self.finale.append(Action(now, email, "click", url, link="pricing",
                                           headers={"User-Agent": ua, "X-Forwarded-For": ip}))
+        if step == "case-study" and (p.replies or p.out_of_office or p.bounces_later):
+            self.actions.append(_mail_back(rec, self.by_email[email][1], p, now))
         if p.unsubscribes_after == step:
             m = re.search(r"<(https?://[^>]+/u/[^>]+)>", msg.get("List-Unsubscribe", ""))
             if m:  # RFC 8058 one-click, as a mailbox provider's "Unsubscribe" button sends it
@@ -360,6 +380,9 @@ class Director:
             await asyncio.sleep(0.05)
 
     async def _perform(self, session: aiohttp.ClientSession, a: Action) -> None:
+        if a.kind == "mail":
+            await self._mail(a)
+            return
         try:
             async with session.request(a.method, a.url, headers=a.headers, data=a.data,
                                        allow_redirects=False) as resp:
@@ -371,6 +394,72 @@ class Director:
         self.done += 1
         if a.kind == "click":
             self.phase = f"{a.email.split('@')[0]} opened the {a.link} link"
+
+
+    async def _mail(self, a: Action) -> None:
+        """A message comes back to nurture (as the pipe transport or the listener hands it on)."""
+        from nurture.inbound import receive
+
+        raw, rcpt, campaigns, now = a.data or b"", a.url, {self.campaign.id: self.campaign}, self.clock.now()
+        result = await self.store.run(lambda s: receive(s, raw, settings=self.settings, campaigns=campaigns,
+                                                        now=now, source="demo", envelope_recipients=(rcpt,)))
+        self.done += 1
+        who = a.link
+        if result.kind == "reply":
+            task = await self.store.call(Store.get_task, result.task_id) if result.task_id else None
+            rep = next((r.name for r in self.settings.reps if task and r.id == task.rep_id), "a rep")
+            line = f"{who} replied \u201c{result.new_text.splitlines()[0]}\u201d → call-now task for {rep}"
+        elif result.kind == "auto_reply" and result.resume_at is not None:
+            back = result.resume_at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%a %d %b")
+            line = f"{who} is out of office until {back} → no task; the next mail waits"
+        elif result.kind == "hard_bounce":
+            line = f"{a.email} bounced after the relay accepted it ({result.status}) → suppressed"
+        else:
+            line = f"{who}: {result.kind} ({result.action})"
+        self.inbound.append(line)
+        self.phase = line
+
+
+def _mail_back(rec: Received, m: Merchant, p: Persona, now: datetime) -> Action:
+    """What the persona mails back about the first mail: a reply (to its Reply-To or From), an
+    out-of-office (to the Return-Path, RFC 3834), or a DSN from their mail server (RFC 3464)."""
+    from email.utils import format_datetime, make_msgid
+
+    msg = rec.message
+    name, addr = f"{m.first_name} {m.last_name}", m.email
+    mid, subject = str(msg.get("Message-ID", "")), str(msg.get("Subject", ""))
+    domain = addr.rpartition("@")[2]
+    head = [f"Message-ID: {make_msgid(domain=domain)}", f"In-Reply-To: {mid}", f"References: {mid}"]
+    if p.bounces_later:
+        at = now + timedelta(minutes=20)
+        text = (f"From: Mail Delivery System <MAILER-DAEMON@mx.{domain}>\nTo: {rec.mail_from}\n"
+                f"Subject: Undelivered Mail Returned to Sender\nDate: {format_datetime(at)}\n"
+                f"Message-ID: {make_msgid(domain='mx.' + domain)}\nAuto-Submitted: auto-replied\n"
+                'MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary="dsn"\n\n'
+                f"--dsn\nContent-Type: text/plain\n\nYour message could not be delivered to <{addr}>:\n"
+                f"550 5.1.1 <{addr}>: Recipient address rejected: User unknown in virtual mailbox table\n\n"
+                f"--dsn\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.{domain}\n\n"
+                f"Final-Recipient: rfc822; {addr}\nAction: failed\nStatus: 5.1.1\n"
+                f"Diagnostic-Code: smtp; 550 5.1.1 <{addr}>: Recipient address rejected: User unknown\n\n"
+                f"--dsn\nContent-Type: text/rfc822-headers\n\nFrom: {msg.get('From')}\nTo: {addr}\n"
+                f"Subject: {subject}\nMessage-ID: {mid}\n\n--dsn--\n")
+        return Action(at, addr, "mail", rec.mail_from, link=name, data=text.encode())
+    if p.out_of_office:
+        at = now + timedelta(minutes=1)
+        back = (now.astimezone(ZoneInfo(m.timezone or "Asia/Tokyo")) + timedelta(days=9)).date()
+        body = (f"Thank you for your message. I'm away with limited access to email.\n"
+                f"I'll be back on {back:%A}, {back.day} {back:%B} and will reply then.\n\n{m.first_name}\n")
+        head = [*head, "Auto-Submitted: auto-replied", f"Subject: Out of office: {subject}"]
+        to = rec.mail_from
+    else:
+        at = now + timedelta(hours=3)
+        body = (f"Could you call me on Thursday?\n\n{m.first_name}\n\nOn {msg.get('Date')}, "
+                f"{msg.get('From')} wrote:\n> {subject}\n")
+        head = [*head, f"Subject: Re: {subject}"]
+        to = str(msg.get("Reply-To") or msg.get("From"))
+    text = (f"From: {name} <{addr}>\nTo: {to}\nDate: {format_datetime(at)}\n" + "\n".join(head)
+            + '\nMIME-Version: 1.0\nContent-Type: text/plain; charset="UTF-8"\n\n' + body)
+    return Action(at, addr, "mail", to, link=name, data=text.encode("utf-8"))
 
 
 def _to_real_time(store: Store, clock: DemoClock) -> timedelta:
@@ -487,7 +576,8 @@ async def play(
                 act = await store.run(lambda s: s.activity())
                 if on_update is not None:
                     on_update({"now": clock.now(), "phase": director.phase, "activity": act,
-                               "delivered": director.delivered, "actions": director.done})
+                               "delivered": director.delivered, "actions": director.done,
+                               "inbound": list(director.inbound)})
                 if clock.now() - last_worked > timedelta(hours=12):
                     last_worked = clock.now()
                     await work_old_tasks(store, now=clock.now(), older_than=timedelta(days=1), rng=rng)
@@ -513,7 +603,7 @@ async def play(
             settings=settings, workdir=workdir, tracker_url=urls["tracker"], reps_url=urls["reps"],
             tokens=tokens, activity=await store.run(lambda s: s.activity()),
             funnel=await store.run(lambda s: s.funnel(campaign.id)), actions_done=director.done,
-            shifted=shifted)
+            shifted=shifted, inbound=tuple(director.inbound))
         if director.errors:
             raise NurtureError("the demo's simulated recipients met errors: " + "; ".join(director.errors[:3]))
         if on_ready is not None:

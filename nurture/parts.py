@@ -34,6 +34,7 @@ from aiohttp import web
 from nurture.config import Settings, parse_listen
 from nurture.followup import followup_round
 from nurture.inbound import InboundResult, receive
+from nurture.inbound.forward import forward_round
 from nurture.inbound.imap import ImapReader, run_reader
 from nurture.inbound.smtp import start_listener
 from nurture.models import Campaign
@@ -43,6 +44,7 @@ from nurture.scheduler import tick as scheduler_tick
 from nurture.sender import SenderOptions, SendSummary, renderer_build, run_sender
 from nurture.settle import settle_clicks
 from nurture.signing import Signer
+from nurture.smtp_pool import SmtpConnection
 from nurture.store import AsyncStore, Store, open_async_store
 from nurture.timeutil import utcnow
 from nurture.web.httpserver import runner_options
@@ -61,6 +63,8 @@ class Wakes:
     clicked: asyncio.Event = field(default_factory=asyncio.Event)
     #: A settle pass stored verdicts: follow-up may have human clicks to turn into tasks.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: An inbound message was applied: a reply may wait to be forwarded to its rep.
+    received: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Options:
     settle_every: float = 2.0
     followup_every: float = 0.5
     webhooks_every: float = 0.5
+    forwards_every: float = 5.0
     #: Listen addresses instead of ``tracking.listen`` / ``reps_app.listen`` (0: any free port).
     tracker_host: str | None = None
     tracker_port: int | None = None
@@ -203,8 +208,10 @@ async def inbound_smtp(ctx: Context) -> None:
     settings, campaigns, now, store = ctx.settings, ctx.campaigns, ctx.now, ctx.store
 
     async def deliver(raw: bytes, recipients: tuple[str, ...]) -> InboundResult:
-        return await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
-                                                 source="smtp", envelope_recipients=recipients))
+        result = await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
+                                                   source="smtp", envelope_recipients=recipients))
+        ctx.wakes.received.set()
+        return result
 
     host, port = parse_listen(cfg.listen)
     listener = await start_listener(settings=cfg, deliver=deliver, host=host, port=port)
@@ -225,19 +232,39 @@ async def imap(ctx: Context) -> None:
     settings, campaigns, now, store = ctx.settings, ctx.campaigns, ctx.now, ctx.store
 
     async def deliver(raw: bytes, dedupe_key: str | None) -> InboundResult:
-        return await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
-                                                 source="imap", dedupe_key=dedupe_key))
+        result = await store.run(lambda s: receive(s, raw, settings=settings, campaigns=campaigns, now=now(),
+                                                   source="imap", dedupe_key=dedupe_key))
+        ctx.wakes.received.set()
+        return result
 
     await run_reader(ImapReader(settings=cfg, deliver=deliver, now=now), stop=ctx.stop)
 
 
+async def forwards(ctx: Context) -> None:
+    """Replies that came to a ``reply+`` address, forwarded to their rep over the relay
+    (``inbound.reply_domain`` with ``inbound.forward_replies``); off the store's writer thread."""
+    settings = ctx.settings
+    if not (settings.inbound.reply_domain and settings.inbound.forward_replies):
+        return
+    conn = SmtpConnection(settings.smtp)
+    sign = Renderer.from_settings(settings).sign_dkim if settings.dkim is not None else None
+
+    async def step() -> bool:
+        return await forward_round(store=ctx.store, send=conn.send, now=ctx.now, sign=sign)
+
+    try:
+        await periodic(ctx.stop, ctx.options.forwards_every, ctx.wakes.received, step=step, name="forwards")
+    finally:
+        await conn.quit()
+
+
 PARTS: Mapping[str, Part] = {
     "sender": sender, "tracker": tracker, "settle": settle, "followup": followup,
-    "webhooks": webhooks, "reps": reps, "inbound_smtp": inbound_smtp, "imap": imap,
+    "webhooks": webhooks, "reps": reps, "inbound_smtp": inbound_smtp, "imap": imap, "forwards": forwards,
 }
-RUN = ("sender", "tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap")
+RUN = ("sender", "tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap", "forwards")
 SEND = ("sender",)
-SERVE_FIRST = ("tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap")
+SERVE_FIRST = ("tracker", "settle", "followup", "webhooks", "reps", "inbound_smtp", "imap", "forwards")
 SERVE_OTHERS = ("tracker",)
 
 

@@ -210,7 +210,7 @@ class Renderer:
         else:
             text = _fill(entry.text, plain, slot_urls, "", "")
 
-        mid = message_id or message_id_for(send_id, campaign.id, from_address)
+        mid = message_id or message_id_for(send_id, campaign.id, from_address, keyed=self._message_id_key)
         to = clean(contact.email)
         to_display = mailbox(contact.name, to)
         headers: list[tuple[str, str]] = [
@@ -233,6 +233,9 @@ class Renderer:
         return RenderedMessage(subject=subject, html=html, text=text, message_id=mid, to=to,
                                from_address=from_address, links=tuple(links),
                                headers=tuple(headers), unsubscribe_url=unsub, raw=raw, return_path=verp)
+
+    def _message_id_key(self, data: bytes) -> bytes:
+        return self.signer.keyed_digest("message-id", data)
 
     def sign_dkim(self, message: bytes) -> bytes:
         """``message`` with a DKIM-Signature header prepended (settings.dkim must be set)."""

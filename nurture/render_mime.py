@@ -11,20 +11,24 @@ import binascii
 import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.header import Header
 from email.utils import formataddr, parseaddr
 
 _CTL = re.compile(r"[\r\n\t\x00]+")
 
 
-def message_id_for(send_id: int, campaign_id: str, from_address: str) -> str:
+def message_id_for(send_id: int, campaign_id: str, from_address: str, *,
+                   keyed: Callable[[bytes], bytes]) -> str:
     """A Message-ID that is the same every time the same send is rendered.
 
-    No personal data: the send id, and a hash that ties it to the campaign and sender.
+    No personal data: the send id, and a keyed hash (``keyed``, e.g. the tracking secret's
+    HMAC, :meth:`nurture.signing.Signer.keyed_digest`) of campaign, send and sender. Keyed,
+    because a report or reply is matched by the Message-ID it quotes: someone holding one of
+    our mails must not be able to compute the Message-IDs of other sends.
     """
     addr, domain = _addr_domain(from_address)
-    digest = hashlib.sha256(f"{campaign_id}\0{send_id}\0{addr.lower()}".encode()).hexdigest()[:16]
+    digest = keyed(f"{campaign_id}\0{send_id}\0{addr.lower()}".encode()).hex()[:16]
     return f"<{send_id}.{digest}@{domain}>"
 
 

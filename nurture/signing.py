@@ -90,6 +90,13 @@ class Signer:
         if it is not genuine for ``namespace``."""
         return self._verified(namespace, _decode_b32(token))
 
+    def keyed_digest(self, namespace: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` in ``namespace`` with the current key: deterministic for
+        whoever holds the key, unpredictable for everyone else (e.g. our Message-IDs)."""
+        h = self._macs[self._current].copy()
+        h.update(b"nurture-digest\x00" + namespace.encode("utf-8") + b"\x00" + data)
+        return h.digest()
+
     def _signed(self, namespace: str, ids: tuple[int, ...]) -> bytes:
         expected = ARITY.get(namespace)
         if expected is not None and len(ids) != expected:

@@ -91,8 +91,64 @@ def test_scanner_sweeps_raise_no_task(played):
 def test_silent_recipients_raise_no_task(played):
     _, store, _ = played
     tasks = _tasks_by_email(store)
-    silent = [m for i, m in enumerate(merchants(CONTACTS)) if not persona(i).clicks and not persona(i).comes_back]
+    silent = [m for i, m in enumerate(merchants(CONTACTS))
+              if not persona(i).clicks and not persona(i).comes_back and not persona(i).replies]
     assert silent and all(m.email not in tasks for m in silent)
+
+
+def _one(flag: str):
+    [(i, m)] = [(i, m) for i, m in enumerate(merchants(CONTACTS)) if getattr(persona(i), flag)]
+    return m
+
+
+def test_a_merchant_who_replies_becomes_a_call_now_task(played):
+    result, store, updates = played
+    m = _one("replies")
+    [row] = store.query("SELECT kind, source, matched_by, task_id, new_text FROM inbound WHERE sender = ?",
+                        (m.email,))
+    assert (row["kind"], row["source"], row["matched_by"]) == ("reply", "demo", "message-id")
+    assert row["new_text"].startswith("Could you call me on Thursday?") and "wrote:" not in row["new_text"]
+    task = store.get_task(row["task_id"])
+    assert task.kind == "call_now" and "Could you call me on Thursday?" in task.reason
+    assert task.rep_id == m.owner if m.owner else task.rep_id
+    contact = store.get_contact_by_email(m.email)
+    assert store.get_enrollment("ec-payments", contact.id).exit_reason == "replied"
+    assert any("replied \u201cCould you call me on Thursday?\u201d → call-now task" in line for line in result.inbound)
+    assert any("replied" in line for u in updates for line in u.get("inbound", [])), "the live view shows it"
+
+
+def test_a_merchant_out_of_office_gets_no_task_and_the_next_mail_waits_for_the_return_date(played):
+    result, store, _ = played
+    m = _one("out_of_office")
+    contact = store.get_contact_by_email(m.email)
+    [row] = store.query("SELECT kind, out_of_office, resume_at, task_id, received_at FROM inbound"
+                        " WHERE contact_id = ?", (contact.id,))
+    assert (row["kind"], row["out_of_office"], row["task_id"]) == ("auto_reply", 1, None)
+    assert not store.query("SELECT id FROM tasks WHERE contact_id = ?", (contact.id,))
+    sent = {r["step_id"]: r["sent_at"] for r in store.query(
+        "SELECT step_id, sent_at FROM sends WHERE contact_id = ? AND status = 'sent'", (contact.id,))}
+    # Away for 9 days: the second mail, due a week after the first, went out only after the return date.
+    assert sent["service-page"] >= row["resume_at"] > sent["case-study"] + 7 * 86400
+    others = store.query("SELECT s.sent_at - f.sent_at AS gap FROM sends s JOIN sends f ON f.contact_id = s.contact_id"
+                         " AND f.step_id = 'case-study' WHERE s.step_id = 'service-page' AND s.status = 'sent'"
+                         " AND s.contact_id != ?", (contact.id,))
+    assert others and min(r["gap"] for r in others) < 8 * 86400  # everyone else got it on time
+    assert any("out of office until" in line and "the next mail waits" in line for line in result.inbound)
+
+
+def test_an_address_that_bounces_after_acceptance_is_suppressed_by_its_dsn(played):
+    result, store, _ = played
+    m = _one("bounces_later")
+    accepted = [f for f in (result.workdir / "mail").glob("*.eml") if m.email.encode() in f.read_bytes()[:4000]]
+    assert accepted, "the sink accepted the first mail"
+    contact = store.get_contact_by_email(m.email)
+    [row] = store.query("SELECT kind, status, matched_by FROM inbound WHERE contact_id = ?", (contact.id,))
+    assert (row["kind"], row["status"], row["matched_by"]) == ("hard_bounce", "5.1.1", "verp")
+    assert contact.status == "bounced" and store.is_suppressed(m.email)
+    steps = [r["step_id"] for r in store.query("SELECT step_id FROM sends WHERE contact_id = ? AND status = 'sent'",
+                                               (contact.id,))]
+    assert steps == ["case-study"], "nothing more after the DSN"
+    assert any(f"{m.email} bounced after the relay accepted it (5.1.1)" in line for line in result.inbound)
 
 
 def test_live_view_updates_and_some_tasks_are_left_open_for_the_reps(played):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import re
 import subprocess
+from dataclasses import replace
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -134,16 +136,29 @@ def test_mime_structure_and_headers(renderer, campaign, settings, signer) -> Non
     assert parts[0].get_content().replace("\r\n", "\n") == msg.text.replace("\r\n", "\n")
 
 
-def test_message_id_is_deterministic(renderer, campaign, settings) -> None:
+def test_message_id_is_deterministic(renderer, campaign, settings, signer) -> None:
     a, _ = render(renderer, campaign)
     b, _ = render(Renderer.from_settings(settings), campaign)
-    assert a.message_id == b.message_id == message_id_for(42, "ec-payments", "Acme Payments <hello@acme.example>")
+    keyed = functools.partial(signer.keyed_digest, "message-id")
+    assert a.message_id == b.message_id == message_id_for(42, "ec-payments", "Acme Payments <hello@acme.example>",
+                                                          keyed=keyed)
     assert a.to_bytes() == b.to_bytes()  # a re-render after a crash sends identical bytes
     c, _ = render(renderer, campaign, send_id=43)
     assert c.message_id != a.message_id
     assert re.fullmatch(r"<43\.[0-9a-f]{16}@acme\.example>", c.message_id)
     forced, _ = render(renderer, campaign, message_id="<kept@acme.example>")
     assert parse(forced.to_bytes())["Message-ID"] == "<kept@acme.example>"
+
+
+def test_message_id_is_keyed_with_the_tracking_secret(campaign, settings) -> None:
+    """Another secret renders another Message-ID for the same send: without the key the id
+    of a send cannot be computed from one of our mails. The stored Message-ID still wins."""
+    a, _ = render(Renderer.from_settings(settings), campaign)
+    other = replace(settings, tracking=replace(settings.tracking, keys={settings.tracking.current_key: b"another"}))
+    b, _ = render(Renderer.from_settings(other), campaign)
+    assert a.message_id != b.message_id and a.message_id.split("@")[1] == b.message_id.split("@")[1]
+    c, _ = render(Renderer.from_settings(other), campaign, message_id=a.message_id)
+    assert c.message_id == a.message_id
 
 
 def test_every_link_is_tracked_and_verifies(renderer, campaign, signer, settings) -> None:

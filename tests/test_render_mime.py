@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 from email.message import EmailMessage
 
 import pytest
@@ -116,14 +117,37 @@ def test_quoted_printable_normalises_line_ends() -> None:
     assert qp("é=") == b"=C3=A9=3D"
 
 
+def _keyed(secret: bytes):
+    from nurture.signing import Signer
+
+    return functools.partial(Signer({"k1": secret}, current="k1").keyed_digest, "message-id")
+
+
 def test_message_ids_are_stable_per_send_and_carry_no_address() -> None:
-    mid = message_id_for(7, "ec-payments", "Acme <hello@acme.example>")
-    assert mid == message_id_for(7, "ec-payments", "Acme <HELLO@acme.example>")  # case of the address
+    k = _keyed(b"s3cret")
+    mid = message_id_for(7, "ec-payments", "Acme <hello@acme.example>", keyed=k)
+    assert mid == message_id_for(7, "ec-payments", "Acme <HELLO@acme.example>", keyed=k)  # case of the address
+    assert mid == message_id_for(7, "ec-payments", "Acme <hello@acme.example>", keyed=_keyed(b"s3cret"))
     assert mid.startswith("<7.") and mid.endswith("@acme.example>") and "hello" not in mid
-    others = {message_id_for(8, "ec-payments", "hello@acme.example"), message_id_for(7, "other", "hello@acme.example"),
-              message_id_for(7, "ec-payments", "news@acme.example")}
+    others = {message_id_for(8, "ec-payments", "hello@acme.example", keyed=k),
+              message_id_for(7, "other", "hello@acme.example", keyed=k),
+              message_id_for(7, "ec-payments", "news@acme.example", keyed=k)}
     assert mid not in others and len(others) == 3
-    assert message_id_for(1, "c", "broken@").endswith("@nurture.invalid>")
+    assert message_id_for(1, "c", "broken@", keyed=k).endswith("@nurture.invalid>")
+
+
+def test_message_ids_cannot_be_computed_without_the_key() -> None:
+    """Someone holding one of our mails knows campaign, send id and sender; without the
+    tracking secret they still cannot compute another send's Message-ID (and forge a report
+    that quotes it): the old unkeyed sha256, or another key, gives something else."""
+    import hashlib
+
+    mid = message_id_for(8, "ec-payments", "hello@acme.example", keyed=_keyed(b"s3cret"))
+    digest = mid[len("<8."):].split("@")[0]
+    plain = hashlib.sha256(b"ec-payments\x008\x00hello@acme.example").hexdigest()[:16]
+    assert digest != plain
+    assert mid != message_id_for(8, "ec-payments", "hello@acme.example", keyed=_keyed(b"other"))
+    assert len(digest) == 16 and int(digest, 16) >= 0
 
 
 @pytest.mark.parametrize("text", ["", "\n", "one line without an end"])

@@ -161,3 +161,11 @@ def test_from_settings(settings) -> None:
     s = Signer.from_settings(settings.tracking)
     assert s.current == settings.tracking.current_key
     assert s.verify("open", s.sign("open", 9)) == (9,)
+
+
+def test_keyed_digest_is_deterministic_per_key_and_namespace() -> None:
+    a = Signer({"k1": b"one"}, current="k1")
+    assert a.keyed_digest("message-id", b"x") == Signer({"k1": b"one"}, current="k1").keyed_digest("message-id", b"x")
+    assert a.keyed_digest("message-id", b"x") != Signer({"k1": b"two"}, current="k1").keyed_digest("message-id", b"x")
+    assert a.keyed_digest("message-id", b"x") != a.keyed_digest("other", b"x")
+    assert len(a.keyed_digest("message-id", b"")) == 32

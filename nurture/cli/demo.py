@@ -100,7 +100,9 @@ def _live_view(view: dict[str, Any], settings: Any, *, final: bool = False) -> P
                      str(counts.get("open_call", 0) + counts.get("open_email", 0)),
                      str(counts.get("done", 0)))
     title = "nurture demo — done" if final else "nurture demo — playing"
-    return Panel(Group(head, Text(""), mail, Text(""), reps), title=title, border_style="blue")
+    back = [Text("came back: " + line, style="magenta") for line in view.get("inbound", [])[-4:]]
+    return Panel(Group(head, Text(""), mail, *([Text(""), *back] if back else []), Text(""), reps), title=title,
+                 border_style="blue")
 
 
 def _print_finale(result: Any, *, serving: bool) -> None:
@@ -111,6 +113,11 @@ def _print_finale(result: Any, *, serving: bool) -> None:
                   f"({result.workdir}/mail), {act['clicks'].get('human', 0)} human clicks, "
                   f"{act['clicks'].get('scanner', 0)} scanner clicks filtered, "
                   f"[bold]{open_now} call-now task(s)[/bold] waiting for reps.\n")
+    if result.inbound:
+        console.print("[bold]What came back[/bold] (replies, out-of-office, bounces after acceptance):")
+        for line in result.inbound:
+            console.print(f"  {line}", soft_wrap=True, markup=False)
+        console.print("")
     console.print(f"[dim]The play ran on a simulated clock; its times were moved by {_span(result.shifted)} "
                   "onto the real clock, so the reps' app and every command on the workspace agree.[/dim]")
     if serving:

@@ -27,7 +27,8 @@ Effects:
 - unsubscribe request: unsubscribed as by the link, ``contact.unsubscribed``;
 - a person's reply: the ``replied`` exit (``{replied: company}``: the same company domain's
   other contacts too), the follow-up task (:func:`nurture.followup.reply_task`), score rules
-  for replies, ``contact.replied``;
+  for replies, ``contact.replied``; one that came to a ``reply+`` address is queued to be
+  forwarded to the task's rep (``inbound.forward_replies``, :mod:`nurture.inbound.forward`);
 - unknown, or matched to no send: recorded, nothing else.
 """
 
@@ -47,6 +48,7 @@ from typing import Any, Literal
 from nurture.config import Settings
 from nurture.followup import reply_task
 from nurture.inbound.classify import Classification, Kind, classify
+from nurture.inbound.forward import queue_forward
 from nurture.inbound.verp import parse_recipient
 from nurture.models import Campaign
 from nurture.rules import apply_score
@@ -168,7 +170,7 @@ def receive(store: Store, raw: bytes, *, settings: Settings, campaigns: Mapping[
         signer = Signer.from_settings(settings.tracking)
         sent, matched_by, why = _match(store, signer, cls, envelope_recipients)
         result = _apply(store, row_id, cls.kind, cls, sent, matched_by, why, settings=settings,
-                        campaigns=campaigns, now=now, source=source)
+                        campaigns=campaigns, now=now, source=source, raw=raw if msg is not None else None)
     log.info("inbound %s from %s: %s (%s)", row_id, source, result.kind, result.action)
     return result
 
@@ -257,7 +259,7 @@ def _match_event(store: Store, event: ProviderEvent, cls: Classification) -> tup
 
 def _apply(store: Store, row_id: int, kind: RecordKind, cls: Classification, sent: SentTo | None,
            matched_by: str | None, why: str, *, settings: Settings, campaigns: Mapping[str, Campaign],
-           now: datetime, source: str) -> InboundResult:
+           now: datetime, source: str, raw: bytes | None = None) -> InboundResult:
     reasons = list(cls.reasons)
     task_id: int | None = None
     resume_at: datetime | None = None
@@ -278,7 +280,7 @@ def _apply(store: Store, row_id: int, kind: RecordKind, cls: Classification, sen
             action = _unsubscribe(store, sent, now=now, source=source)
         elif kind == "reply":
             action, task_id = _reply(store, row_id, sent, cls, settings=settings, campaigns=campaigns, now=now,
-                                     source=source)
+                                     source=source, raw=raw if matched_by == "reply address" else None)
         elif kind == "delivered":
             action = "recorded: delivered"
         else:
@@ -375,7 +377,8 @@ def _unsubscribe(store: Store, sent: SentTo, *, now: datetime, source: str) -> s
 
 
 def _reply(store: Store, row_id: int, sent: SentTo, cls: Classification, *, settings: Settings,
-           campaigns: Mapping[str, Campaign], now: datetime, source: str) -> tuple[str, int | None]:
+           campaigns: Mapping[str, Campaign], now: datetime, source: str,
+           raw: bytes | None) -> tuple[str, int | None]:
     campaign = campaigns.get(sent.campaign_id)
     contact = store.get_contact(sent.contact_id)
     done: list[str] = []
@@ -402,8 +405,9 @@ def _reply(store: Store, row_id: int, sent: SentTo, cls: Classification, *, sett
         task_id = reply_task(store, campaign, settings, contact=contact, step_id=sent.step_id, text=cls.new_text,
                              subject=cls.subject, inbound_id=row_id, now=now)
         done.append(f"task {task_id}")
-    # TODO(issue 13): forward replies that came to a reply+ address to the owner rep
-    # (inbound.forward_replies); until then the task carries the text.
+    if raw is not None and settings.inbound.forward_replies:  # it came to a reply+ address: nobody else saw it
+        done.append(queue_forward(store, inbound_id=row_id, raw=raw, cls=cls, sent=sent, contact=contact,
+                                  campaign=campaign, task_id=task_id, settings=settings, now=now))
     return "reply: " + ", ".join(done), task_id
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from nurture.store.pg import PgConnection
 
 #: Tables whose ``id`` is generated (an identity column on PostgreSQL).
-ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events", "inbound")
+ID_TABLES = ("contacts", "enrollments", "sends", "links", "clicks", "tasks", "events", "inbound", "forwards")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from nurture.store.base import StoreBase, dt, ts
 from nurture.store.contacts import email_key
@@ -31,6 +31,41 @@ class SentTo:
     step_id: str
     status: str
     sent_at: datetime | None
+
+
+#: Where a forward is: queued → sending → sent | retry (→ sending …) | failed.
+ForwardStatus = Literal["queued", "sending", "retry", "sent", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedForward:
+    """A forward claimed for delivery: the bytes and the envelope."""
+
+    id: int
+    inbound_id: int
+    recipient: str
+    mail_from: str
+    message_id: str
+    data: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardRow:
+    """A forward as recorded (``nurture inbound list``, tests)."""
+
+    id: int
+    inbound_id: int
+    created_at: datetime
+    contact_id: int | None
+    task_id: int | None
+    rep_id: str | None
+    recipient: str
+    message_id: str
+    status: str
+    attempts: int
+    sent_at: datetime | None
+    last_error: str | None
 
 
 _DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", re.I)
@@ -194,6 +229,68 @@ class InboundMixin(StoreBase):
             "SELECT DISTINCT campaign_id FROM inbound WHERE campaign_id IS NOT NULL ORDER BY 1")]
         return {cid: self.inbound_funnel(cid) for cid in ids}
 
+    # -- replies forwarded to the owner rep ----------------------------------------------------
+
+    def queue_forward(self, *, inbound_id: int, recipient: str, mail_from: str, message_id: str, data: bytes,
+                      now: datetime, contact_id: int | None = None, task_id: int | None = None,
+                      rep_id: str | None = None) -> int | None:
+        """Queue the forward of inbound item ``inbound_id``; None when it was queued before."""
+        row = self.query_one(
+            """INSERT OR IGNORE INTO forwards (inbound_id, created_at, contact_id, task_id, rep_id, recipient,
+                      mail_from, message_id, data, next_attempt_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            (inbound_id, ts(now), contact_id, task_id, rep_id, recipient, mail_from, message_id, data, ts(now)))
+        return None if row is None else int(row["id"])
+
+    def claim_forwards(self, *, now: datetime, lease: timedelta, limit: int = 20) -> list[QueuedForward]:
+        """Due forwards, marked ``sending`` until ``now + lease``. One still ``sending`` past its
+        lease was interrupted mid-delivery: it becomes ``failed``, never sent again (it may have
+        gone out; a rep gets a reply at most once)."""
+        with self.transaction():
+            self.conn.execute(
+                """UPDATE forwards SET status = 'failed', last_error = 'interrupted while sending: not retried'
+                   WHERE status = 'sending' AND next_attempt_at <= ?""", (ts(now),))
+            rows = self.query(
+                """UPDATE forwards SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?
+                   WHERE id IN (SELECT id FROM forwards WHERE status IN ('queued', 'retry') AND next_attempt_at <= ?
+                                ORDER BY next_attempt_at, id LIMIT ?)
+                     AND status IN ('queued', 'retry')
+                   RETURNING id, inbound_id, recipient, mail_from, message_id, data, attempts""",
+                (ts(now + lease), ts(now), int(limit)))
+        return sorted((QueuedForward(id=r["id"], inbound_id=r["inbound_id"], recipient=r["recipient"],
+                                     mail_from=r["mail_from"], message_id=r["message_id"], data=bytes(r["data"]),
+                                     attempts=r["attempts"]) for r in rows), key=lambda f: f.id)
+
+    def finish_forward(self, forward_id: int, *, status: ForwardStatus, now: datetime, error: str | None = None,
+                       next_at: datetime | None = None) -> None:
+        """Record a delivery attempt: ``sent``, ``retry`` (again at ``next_at``) or ``failed``."""
+        self.conn.execute(
+            """UPDATE forwards SET status = ?, sent_at = ?, last_error = ?, next_attempt_at = ?
+               WHERE id = ? AND status = 'sending'""",
+            (status, ts(now) if status == "sent" else None, (error or "")[:1000] or None,
+             ts(next_at or now), forward_id))
+
+    def list_forwards(self, *, inbound_id: int | None = None, limit: int = 50) -> list[ForwardRow]:
+        """Forwards newest first (or the one of ``inbound_id``), without their bytes."""
+        sql = """SELECT id, inbound_id, created_at, contact_id, task_id, rep_id, recipient, message_id, status,
+                        attempts, sent_at, last_error FROM forwards"""
+        params: list[Any] = []
+        if inbound_id is not None:
+            sql += " WHERE inbound_id = ?"
+            params.append(inbound_id)
+        rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+        return [ForwardRow(id=r["id"], inbound_id=r["inbound_id"], created_at=_when(r["created_at"]),
+                           contact_id=r["contact_id"], task_id=r["task_id"], rep_id=r["rep_id"],
+                           recipient=r["recipient"], message_id=r["message_id"], status=r["status"],
+                           attempts=r["attempts"], sent_at=dt(r["sent_at"]), last_error=r["last_error"])
+                for r in rows]
+
+
+def _when(value: float) -> datetime:
+    moment = dt(value)
+    assert moment is not None
+    return moment
+
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     row["reasons"] = json.loads(row["reasons"] or "[]")
@@ -203,4 +300,4 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-__all__ = ["InboundMixin", "SentTo"]
+__all__ = ["ForwardRow", "ForwardStatus", "InboundMixin", "QueuedForward", "SentTo"]

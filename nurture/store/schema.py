@@ -368,3 +368,32 @@ def m016_task_changes(db: Database) -> None:
         CREATE INDEX task_changes_rep ON task_changes(rep_id, id);
         """
     )
+
+
+@migrations()
+def m017_forwards(db: Database) -> None:
+    """Replies that came to a ``reply+`` address, forwarded to the owner rep (issue 13): the
+    forward's bytes are built when the reply is received (on the writer thread) and sent by
+    the ``forwards`` part over the relay, at most once per inbound message (``inbound_id``)."""
+    db.executescript(
+        """
+        CREATE TABLE forwards (
+            id INTEGER PRIMARY KEY,
+            inbound_id INTEGER NOT NULL UNIQUE,     -- the reply forwarded (at most once)
+            created_at REAL NOT NULL,
+            contact_id INTEGER,
+            task_id INTEGER,
+            rep_id TEXT,                            -- NULL: no rep, to the team's address
+            recipient TEXT NOT NULL,
+            mail_from TEXT NOT NULL,                -- the envelope sender
+            message_id TEXT NOT NULL,
+            data BLOB NOT NULL,                     -- the message (DKIM-signed when sent)
+            status TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | retry | sent | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            sent_at REAL,
+            last_error TEXT
+        );
+        CREATE INDEX forwards_due ON forwards(status, next_attempt_at);
+        """
+    )
