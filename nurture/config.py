@@ -112,6 +112,9 @@ class DkimSettings:
     selector: str
     domain: str
     private_key: bytes = field(repr=False)
+    #: An optional second signature with Ed25519 (RFC 8463), under its own selector.
+    ed25519_selector: str | None = None
+    ed25519_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,8 @@ _SCHEMA: dict[str, Any] = {
                  "settle": (str, int), "group_commit_ms": (int, float),
                  "scanner_networks": str},
     "sender": {"from": str, "reply_to": str, "postal_address": str},
-    "dkim": {"selector": str, "domain": str, "private_key_file": str, "private_key_env": str},
+    "dkim": {"selector": str, "domain": str, "private_key_file": str, "private_key_env": str,
+             "ed25519_selector": str, "ed25519_key_file": str, "ed25519_key_env": str},
     "reps_app": {"listen": str, "base_url": str},
     "reps": list,
     "webhooks": list,
@@ -421,7 +425,20 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         key = b.secret(("dkim",), dk, "private_key", env, resolve)
         if not (dk.get("selector") and dk.get("domain") and key):
             b.fail(("dkim",), "needs selector, domain and private_key_file or private_key_env")
-        dkim = DkimSettings(selector=dk["selector"], domain=dk["domain"], private_key=key)
+        ed_key = None
+        if dk.get("ed25519_key_env"):
+            ed_key = (env.get(dk["ed25519_key_env"]) or "").encode() or None
+            if ed_key is None:
+                b.fail(("dkim", "ed25519_key_env"), f"environment variable {dk['ed25519_key_env']} is not set")
+        elif dk.get("ed25519_key_file"):
+            ep = Path(resolve(dk["ed25519_key_file"]))
+            if not ep.exists():
+                b.fail(("dkim", "ed25519_key_file"), f"file not found: {ep}")
+            ed_key = ep.read_bytes()
+        if ed_key is not None and not dk.get("ed25519_selector"):
+            b.fail(("dkim", "ed25519_selector"), "an Ed25519 key needs its own selector")
+        dkim = DkimSettings(selector=dk["selector"], domain=dk["domain"], private_key=key,
+                            ed25519_selector=dk.get("ed25519_selector") if ed_key else None, ed25519_key=ed_key)
     reps = tuple(b.rep(i, r) for i, r in enumerate(data.get("reps") or []))
     ids = [r.id for r in reps]
     for i, rid in enumerate(ids):

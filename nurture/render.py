@@ -33,6 +33,7 @@ import css_inline
 import html2text
 from markupsafe import escape
 
+from nurture.dkim_sign import DkimSigner, load_key
 from nurture.errors import ConfigError, TemplateError
 from nurture.models import Campaign, Contact, Step
 from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
@@ -66,8 +67,6 @@ _MARK = "nrtmk{}q"
 _FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px))q")
 _MARK_RE = re.compile(r"nrtmk\d+q")
 _BLANK_LINES = re.compile(r"\n{3,}")
-_DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
-                 b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type"]
 _CACHE_LIMIT = 512
 
 
@@ -137,6 +136,7 @@ class Renderer:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], _Entry] = {}
         self.stats = {"hits": 0, "misses": 0, "uncached": 0}
+        self._dkim_signer: DkimSigner | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, signer: Signer | None = None) -> Renderer:
@@ -238,14 +238,17 @@ class Renderer:
         return self.signer.keyed_digest("message-id", data)
 
     def sign_dkim(self, message: bytes) -> bytes:
-        """``message`` with a DKIM-Signature header prepended (settings.dkim must be set)."""
-        import dkim as dkimpy  # only when configured: signing costs more than rendering
-
-        if self.dkim is None:
-            raise ConfigError("DKIM is not configured", field="dkim")
-        sig: bytes = dkimpy.sign(message, self.dkim.selector.encode(), self.dkim.domain.encode(),
-                                 self.dkim.private_key, include_headers=_DKIM_HEADERS)
-        return sig + message
+        """``message`` with its DKIM-Signature headers prepended (settings.dkim must be set):
+        RSA-SHA256, and Ed25519-SHA256 too when an Ed25519 key is configured."""
+        signer = self._dkim_signer
+        if signer is None:
+            if self.dkim is None:
+                raise ConfigError("DKIM is not configured", field="dkim")
+            keys = [load_key(self.dkim.selector, self.dkim.private_key)]
+            if self.dkim.ed25519_key is not None and self.dkim.ed25519_selector:
+                keys.append(load_key(self.dkim.ed25519_selector, self.dkim.ed25519_key))
+            signer = self._dkim_signer = DkimSigner(domain=self.dkim.domain, keys=keys)
+        return signer.sign(message)
 
     def display(self, name_or_path: str) -> str:
         """A template path as the user wrote it: relative to the working directory if inside it."""

@@ -1,16 +1,20 @@
 """The sender: claims due outbox rows, renders them, delivers them over a pool of reused SMTP
 connections under one global rate limit, and records what happened.
 
-One batch at a time is claimed (with a lease), rendered and given its Message-ID in a single
-hop to the store thread; ``pool_size`` workers each own one SMTP connection and mark every
-result before taking the next message, so at most ``pool_size`` mails are ever delivered but
-not yet marked. That bounds what a kill -9 can double, and those carry the same Message-ID.
+One batch at a time is claimed (with a lease), rendered on the sender's render thread (the
+store's writer thread only reads and writes, so click commits never wait behind templates,
+MIME or DKIM) and given its Message-ID in one hop to the store thread before any attempt;
+``pool_size`` workers each own one SMTP connection and mark every result before taking the
+next message, so at most ``pool_size`` mails are ever delivered but not yet marked. That
+bounds what a kill -9 can double, and those carry the same Message-ID. How many connections
+and how fast is learned from the relay (:mod:`nurture.relay`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -19,6 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -31,8 +36,10 @@ from nurture.liveness import LeaseHolder, is_gone, this_process
 from nurture.metrics import THROTTLE_EVENTS
 from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
-from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection
+from nurture.relay import RelayGovernor, RelayView
+from nurture.smtp_pool import ConnectRefused, SmtpConnection, is_rate_refusal
 from nurture.store import AsyncStore, Store
+from nurture.store.relay import RelayState, relay_name
 from nurture.timeutil import Rate, utcnow
 
 if TYPE_CHECKING:
@@ -59,8 +66,9 @@ class Outgoing(Protocol):
 
 
 class Build(Protocol):
-    """Renders one send. Runs on the store thread; ``message_id`` is the stored one (reuse
-    it when not None)."""
+    """Renders one send. Runs on the sender's render thread, never on the store's writer
+    thread (``link_ids`` hops there when a link is new); ``message_id`` is the stored one
+    (reuse it when not None)."""
 
     def __call__(self, send: Send, contact: Contact, *, link_ids: LinkIds, now: datetime,
                  message_id: str | None) -> Outgoing: ...
@@ -94,6 +102,9 @@ class SendSummary:
     released: int = 0
     connections: int = 0  # SMTP sessions opened
     recovered: int = 0  # rows taken back from senders that were gone
+    refused: int = 0  # connections the relay refused (no message charged)
+    throttled: int = 0  # rate refusals (421, 450/451 4.7.x) retried without charging an attempt
+    relay: RelayView | None = None  # what the sender believes about the relay now
     errors: list[str] = field(default_factory=list)
     #: At the end of a ``once`` run: rows other (live) senders still hold, by owner.
     held: list[LeaseHolder] = field(default_factory=list)
@@ -119,6 +130,8 @@ class _Job:
     data: bytes
     message_id: str
     envelope_from: str | None = None
+    claimed: float = 0.0  # monotonic time of the claim
+    throttles: int = 0  # rate refusals so far, not charged as attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +144,18 @@ class SenderOptions:
     idle: float = 1.0  # seconds between polls when nothing is due (loop mode)
     tick_every: float = 5.0  # the scheduler runs at least this often while busy (loop mode)
     shared_rate: bool = True  # also take tokens from the database's bucket (several senders)
-    slow_factor: float = 0.5
-    slow_seconds: float = 60.0
+    slow_factor: float = 0.5  # the shared bucket's slowdown (nurture.store.rate)
+    idle_quit: float = 5.0  # QUIT a pooled session idle this long: it holds one of the relay's slots
+    free_throttles: int = 10  # rate refusals of one message before they count as attempts
+    relay_window: float = 60.0  # the window a relay's "too much mail" cap is assumed to count over
+    grow_after: float = 30.0  # accepted sending before the pool tries one more connection
+    relay_pause: float = 5.0  # the first pause after a rate refusal with nothing accepted in the window
     heartbeat: float = 10.0  # seconds between renewals of this sender's heartbeat
     stale_after: timedelta = timedelta(seconds=60)  # another machine's sender without a beat is gone
 
+
+#: With ``once``, connections refused in a row (none open) before the run gives its mail back.
+UNREACHABLE_ONCE = 3
 
 #: Messages rendered per hop to the store thread.
 RENDER_CHUNK = 8
@@ -197,6 +217,14 @@ class _Run:
         self.allowance = {c: max(1, int(r.per_second * half_lease)) for c, r in (campaign_rates or {}).items()}
         self.crash: BaseException | None = None
         self.pool = [SmtpConnection(settings.smtp) for _ in range(max(1, settings.smtp.max_connections))]
+        self.relay = self._governor(None)
+        self.render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-render")
+        self.links = _LinkIds(store)
+        self.slot_retry: dict[int, float] = {}  # slot -> no connection attempt before (monotonic)
+        self.slot_backoff: dict[int, float] = {}
+        self.closing = False
+        self.stored_relay: RelayState | None = None  # the latest row seen at a claim
+        self.relay_saved = 0.0
         self.envelope_from = parseaddr(settings.sender.from_address)[1] or settings.sender.from_address
         rate = settings.smtp.rate.per_second
         # Claim no more than the rate lets out in a few seconds, so leases never run short.
@@ -207,10 +235,18 @@ class _Run:
         #: Rows delivered or claimed whose mark could not be written (disk full): released at the end.
         self.unmarked: list[int] = []
 
+    def _governor(self, state: RelayState | None) -> RelayGovernor:
+        smtp = self.settings.smtp
+        return RelayGovernor(name=relay_name(smtp.host, smtp.port), max_rate=smtp.rate.per_second,
+                             max_pool=len(self.pool), state=state, window=self.opt.relay_window,
+                             grow_after=self.opt.grow_after, pause=self.opt.relay_pause)
+
     async def run(self) -> SendSummary:
         await self._beat()
+        # What the last run learned about the relay: a restart does not start at full speed.
+        self.relay = self._governor(await self.store.call(Store.relay_state, self.relay.name))
         beats = asyncio.create_task(self._heartbeats())
-        workers = [asyncio.create_task(self._worker(c)) for c in self.pool]
+        workers = [asyncio.create_task(self._worker(i, c)) for i, c in enumerate(self.pool)]
         try:
             await self._produce()
         except Exception as e:
@@ -220,14 +256,15 @@ class _Run:
         finally:
             beats.cancel()
             leftover = [j.send.id for d in self.pending.values() for j in d]
-            while not self.queue.empty():
-                job = self.queue.get_nowait()
-                if job is not None:
-                    leftover.append(job.send.id)
+            leftover += self._drain()
+            self.closing = True
             for _ in workers:
                 self.queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             leftover += self.unmarked
+            leftover += self._drain()  # put back by a worker while stopping
+            await self._save_relay(force=True)
+            self.render_thread.shutdown(wait=False)
             if leftover:
                 try:
                     self.summary.released += await self.store.call(Store.release_sends, leftover, owner=self.owner)
@@ -244,6 +281,14 @@ class _Run:
         if self.crash is not None:
             raise self.crash
         return self.summary
+
+    def _drain(self) -> list[int]:
+        ids = []
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if job is not None:
+                ids.append(job.send.id)
+        return ids
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -300,6 +345,9 @@ class _Run:
         await self._tick()
         await self._recover()
         while not self.stop.is_set():
+            if self.once and self.relay.unreachable >= UNREACHABLE_ONCE:
+                self.summary._note(f"relay unreachable: {self.relay.last_reply}")
+                return
             if not self.once and time.monotonic() - self.last_tick >= self.opt.tick_every:
                 await self._tick()  # a long busy spell must not hold up the scheduler
             if time.monotonic() - self.last_recover >= self.opt.heartbeat:
@@ -314,6 +362,9 @@ class _Run:
                 continue
             skip = self._backlog()
             claimed, todo, contacts, now, rate_wait = await self.store.run(functools.partial(self._claim, skip=skip))
+            seen = self.stored_relay
+            if seen is not None and seen.updated_at > self.relay_saved:
+                self.relay.adopt(seen)  # another sender on this relay learned something since
             # Render in small hops so the workers' marks never wait long behind a whole batch.
             for i in range(0, len(todo), RENDER_CHUNK):
                 if self.stop.is_set():  # give the rest back now rather than at lease expiry
@@ -321,8 +372,7 @@ class _Run:
                     self.summary.released += await self.store.call(Store.release_sends, rest, owner=self.owner)
                     break
                 chunk = todo[i:i + RENDER_CHUNK]
-                render = functools.partial(self._render, todo=chunk, contacts=contacts, now=now)
-                for job in await self.store.run(render):
+                for job in await self._render(chunk, contacts, now):
                     if job.send.campaign_id in self.campaign_limiters:
                         self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
                     else:
@@ -368,9 +418,10 @@ class _Run:
         if self.opt.shared_rate:
             # The bucket in the database bounds what all sender processes together claim.
             rated = store.claim_sends_rated(owner=self.owner, now=now, lease=self.opt.lease,
-                                            limit=self.claim_limit, rate=self.settings.smtp.rate,
+                                            limit=self.claim_limit, rate=Rate(self.relay.rate, 1.0),
                                             slow_factor=self.opt.slow_factor, skip_campaigns=skip)
             sends, wait = rated.sends, rated.wait
+            self.stored_relay = store.relay_state(self.relay.name)
         else:
             sends = store.claim_sends(owner=self.owner, now=now, lease=self.opt.lease, limit=self.claim_limit,
                                       skip_campaigns=skip)
@@ -397,47 +448,72 @@ class _Run:
                 self.summary.skipped += 1
         return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now, wait
 
-    def _render(self, store: Store, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
-        """On the store thread: render sends and store their Message-IDs (one commit), so
-        every Message-ID is durable before the first attempt."""
+    async def _render(self, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
+        """Render on the render thread (CPU: templates, MIME, DKIM), then store the Message-IDs
+        and mark what cannot be rendered in one hop to the store thread, so every Message-ID
+        is durable before the first attempt and the writer thread only reads and writes."""
+        loop = asyncio.get_running_loop()
+        built = await loop.run_in_executor(self.render_thread, self._build_all, todo, contacts, now, loop)
+        return await self.store.run(lambda st: self._record(st, built, now))
+
+    def _build_all(self, todo: list[Send], contacts: dict[int, Contact], now: datetime,
+                   loop: asyncio.AbstractEventLoop) -> list[tuple[Send, Outgoing | Exception]]:
+        out: list[tuple[Send, Outgoing | Exception]] = []
+        for s in todo:
+            try:
+                msg = self.build(s, contacts[s.contact_id], now=now, message_id=s.message_id,
+                                 link_ids=self.links.for_send(s, loop))
+                msg.to_bytes()
+            except (NurtureError, KeyError, ValueError) as e:
+                out.append((s, e))
+                continue
+            out.append((s, msg))
+        return out
+
+    def _record(self, store: Store, built: list[tuple[Send, Outgoing | Exception]], now: datetime) -> list[_Job]:
         jobs: list[_Job] = []
         with store.transaction():
-            for s in todo:
-                try:
-                    msg = self.build(s, contacts[s.contact_id], now=now, message_id=s.message_id,
-                                     link_ids=_link_ids(store, s))
-                    data = msg.to_bytes()
-                except (NurtureError, KeyError, ValueError) as e:
+            for s, msg in built:
+                if isinstance(msg, Exception):
                     # A send that cannot be rendered (template error, campaign gone) is failed,
                     # not retried forever; the error says why.
-                    store.mark_failed(s.id, now=now, code=None, enhanced=None, error=f"render: {e}",
+                    store.mark_failed(s.id, now=now, code=None, enhanced=None, error=f"render: {msg}",
                                       bounce=False)
                     self.summary.failed += 1
-                    self.summary._note(f"send {s.id}: render: {e}")
-                    log.error("send %s (%s/%s) cannot be rendered: %s", s.id, s.campaign_id, s.step_id, e)
+                    self.summary._note(f"send {s.id}: render: {msg}")
+                    log.error("send %s (%s/%s) cannot be rendered: %s", s.id, s.campaign_id, s.step_id, msg)
                     continue
                 if s.message_id != msg.message_id:
                     store.set_message_id(s.id, msg.message_id)
                 recipient = msg.to if "<" not in msg.to else (parseaddr(msg.to)[1] or msg.to)
                 # The VERP return path (inbound.return_path) when the renderer made one.
                 verp = getattr(msg, "return_path", None)
-                jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id,
-                                 envelope_from=verp if isinstance(verp, str) else None))
+                jobs.append(_Job(send=s, recipient=recipient, data=msg.to_bytes(), message_id=msg.message_id,
+                                 envelope_from=verp if isinstance(verp, str) else None, claimed=time.monotonic()))
         return jobs
 
-    async def _worker(self, conn: SmtpConnection) -> None:
+    async def _worker(self, slot: int, conn: SmtpConnection) -> None:
         while True:
-            job = await self.queue.get()
-            if self.queue.qsize() < self.low_water:
-                self.wake.set()
+            if slot >= self.relay.pool:  # the relay takes fewer connections: this slot rests
+                if conn.is_open:
+                    await conn.quit()
+                if self.closing:
+                    return
+                await asyncio.sleep(0.1)
+                continue
+            job = await self._next_job(conn)
             if job is None:
                 return
             self.busy += 1
             try:
-                if not await self.limiter.acquire(self.stop):
-                    self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
+                wait = self.slot_retry.get(slot, 0.0) - time.monotonic()
+                if slot >= self.relay.pool or (wait > 0 and not conn.is_open):
+                    # Shrunk while this slot waited, or its last connection was refused just now:
+                    # an open session takes the message meanwhile.
+                    await self._requeue(job)
+                    await asyncio.sleep(min(max(wait, 0.0), 0.5) or 0.01)
                     continue
-                await self._deliver(conn, job)
+                await self._attempt(slot, conn, job)
             except Exception as e:  # a bug or a broken database: stop cleanly, then re-raise
                 if is_disk_full(e):
                     # Delivered (or not) but not marked: given back to the queue at the end, so it
@@ -453,28 +529,99 @@ class _Run:
             finally:
                 self.busy -= 1
 
-    async def _deliver(self, conn: SmtpConnection, job: _Job) -> None:
+    async def _next_job(self, conn: SmtpConnection) -> _Job | None:
+        if conn.is_open:
+            try:
+                job = await asyncio.wait_for(self.queue.get(), timeout=self.opt.idle_quit)
+            except TimeoutError:
+                await conn.quit()  # an idle session would hold one of the relay's connections
+                job = await self.queue.get()
+        else:
+            job = await self.queue.get()
+        if self.queue.qsize() < self.low_water:
+            self.wake.set()
+        return job
+
+    async def _requeue(self, job: _Job) -> None:
+        """Back to the queue without an attempt (or to the database when stopping)."""
+        if self.stop.is_set() or self.closing:
+            self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
+        else:
+            self.queue.put_nowait(job)
+
+    async def _attempt(self, slot: int, conn: SmtpConnection, job: _Job) -> None:
+        if time.monotonic() - job.claimed > self.opt.lease.total_seconds() / 2:
+            # Held back (the relay paused us) for half its lease: give it back rather than outlive it.
+            self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
+            return
+        if self.once and self.relay.unreachable >= UNREACHABLE_ONCE:
+            # --once and no connection at all: give the mail back uncharged and finish.
+            self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
+            return
+        if not conn.is_open and self.relay.connect_wait() > 0:  # every connection was refused
+            await self._sleep(self.relay.connect_wait())
+        while (wait := self.relay.wait()) > 0 and not self.stop.is_set():
+            if conn.is_open and wait > self.opt.idle_quit:
+                # A long pause: free the relay's connection slot meanwhile (and Postfix's anvil
+                # starts its next window at a new connection).
+                await conn.quit()
+            await self._sleep(min(wait, 1.0))
+        if self.stop.is_set() or not await self.relay.acquire(self.stop) or not await self.limiter.acquire(self.stop):
+            self.summary.released += await self.store.call(Store.release_sends, [job.send.id], owner=self.owner)
+            return
+        await self._deliver(slot, conn, job)
+
+    async def _deliver(self, slot: int, conn: SmtpConnection, job: _Job) -> None:
         s = job.send
         try:
             await conn.send(sender=job.envelope_from or self.envelope_from, recipient=job.recipient, data=job.data)
+        except ConnectRefused as e:
+            # About the connection, not the message: the pool shrinks, the message waits.
+            others = sum(1 for c in self.pool if c is not conn and (c.is_open or c.connecting))
+            self.relay.connection_refused(e.message, open_now=others)
+            self.summary.refused += 1
+            # This slot waits before it tries again, so the sessions settle and the pool
+            # converges on the relay's cap instead of hammering it.
+            self.slot_backoff[slot] = min(30.0, self.slot_backoff.get(slot, 0.5) * 2)
+            self.slot_retry[slot] = time.monotonic() + self.slot_backoff[slot]
+            log.info("relay refused a connection (%s); pool now %d", e.message, self.relay.pool)
+            await self._save_relay(force=True)
+            await self._requeue(job)
         except SendError as e:
-            await self._failed(job, e)
+            self.relay.connected()
+            if is_rate_refusal(e) and job.throttles < self.opt.free_throttles:
+                THROTTLE_EVENTS.inc()
+                if self.relay.rate_refused(e.message):
+                    view = self.relay.view()
+                    log.warning("relay asked to slow down (%s); rate now %.3g/s, pausing %.0fs",
+                                e.message, view.rate, view.hold)
+                self.summary.throttled += 1
+                await self._save_relay(force=True)
+                await self._requeue(dataclasses.replace(job, throttles=job.throttles + 1))
+            else:
+                await self._failed(job, e)
         else:
             at = self.now()
+            self.slot_backoff.pop(slot, None)
+            self.relay.connected()
+            self.relay.accepted()
             await self.marks.submit(lambda st: st.mark_sent(s.id, now=at))
             self.summary.sent += 1
+            await self._save_relay()
         self._report()
+
+    async def _save_relay(self, *, force: bool = False) -> None:
+        """Store the belief when it changed: at once after a refusal (``force``), else at most
+        every few seconds."""
+        if not self.relay.changed or (not force and time.time() - self.relay_saved < 5.0):
+            return
+        state = self.relay.state()
+        self.relay_saved = state.updated_at
+        await self.marks.submit(lambda st: st.save_relay_state(state))
 
     async def _failed(self, job: _Job, e: SendError) -> None:
         s = job.send
         now = self.now()
-        if e.code in THROTTLE_CODES:
-            THROTTLE_EVENTS.inc()
-            self.limiter.slow(factor=self.opt.slow_factor, seconds=self.opt.slow_seconds)
-            if self.opt.shared_rate:
-                await self.marks.submit(lambda st: st.slow_shared_rate(seconds=self.opt.slow_seconds))
-            log.warning("server asked to slow down (%s); rate cut to %.0f%% for %.0fs",
-                        e.code, self.opt.slow_factor * 100, self.opt.slow_seconds)
         attempt = s.attempts + 1
         if e.transient and attempt < self.settings.smtp.max_attempts:
             next_at = now + self.opt.backoff.delay(attempt)
@@ -496,6 +643,7 @@ class _Run:
         self.summary._note(f"send {s.id} to {job.recipient}: {e.message}")
 
     def _report(self) -> None:
+        self.summary.relay = self.relay.view()
         if self.progress is not None:
             self.progress(self.summary)
 
@@ -541,10 +689,23 @@ def _in_one_transaction(fns: list[Callable[[Store], object]], store: Store) -> l
         return [fn(store) for fn in fns]
 
 
-def _link_ids(store: Store, send: Send) -> LinkIds:
-    def link_ids(name: str, url: str, honeypot: bool) -> int:
-        return store.link_id(send.campaign_id, send.step_id, name, url, honeypot)
-    return link_ids
+class _LinkIds:
+    """Link ids for the render thread: from memory, or (first use of a link) from the store
+    thread, waited for. Links never change, so the memory cannot go stale."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.known: dict[tuple[str, str, str, str, bool], int] = {}
+
+    def for_send(self, send: Send, loop: asyncio.AbstractEventLoop) -> LinkIds:
+        def link_ids(name: str, url: str, honeypot: bool) -> int:
+            key = (send.campaign_id, send.step_id, name, url, honeypot)
+            found = self.known.get(key)
+            if found is None:
+                call = self.store.call(Store.link_id, send.campaign_id, send.step_id, name, url, honeypot)
+                found = self.known[key] = asyncio.run_coroutine_threadsafe(call, loop).result(timeout=60)
+            return found
+        return link_ids
 
 
 def renderer_build(renderer: Renderer, campaigns: Mapping[str, Campaign]) -> Build:

@@ -105,6 +105,75 @@ async def start_sink(sink: Sink, *, host: str = "127.0.0.1", port: int = 0) -> R
     return RunningSink(sink=sink, server=server, host=bound[0], port=bound[1])
 
 
+@dataclass
+class LimitedRelay(Sink):
+    """A sink that enforces a relay's limits the way Postfix does: beyond ``max_connections``
+    concurrent sessions a new one gets ``421 4.7.0`` at the greeting and is closed
+    (``smtpd_client_connection_count_limit``); beyond ``per_window`` MAIL FROMs in a window of
+    ``window`` seconds (a fixed window from its first event, as Postfix's anvil counts
+    ``smtpd_client_message_rate_limit``; refused ones count too) ``450 4.7.1``. Start it with
+    :func:`start_limited_relay`; the counters say what the client did."""
+
+    max_connections: int = 4
+    per_window: int = 50
+    window: float = 60.0
+    open_now: int = 0
+    max_open: int = 0  # most sessions open at once
+    connections: int = 0  # sessions accepted
+    refused_connections: int = 0
+    mail_commands: int = 0  # every MAIL FROM (each a transaction attempt)
+    refused_mail: int = 0
+    _window_start: float | None = None
+    _in_window: int = 0
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        now = asyncio.get_running_loop().time()
+        self.mail_commands += 1
+        if self._window_start is None or now >= self._window_start + self.window:
+            self._window_start, self._in_window = now, 0
+        self._in_window += 1
+        if self._in_window > self.per_window:
+            self.refused_mail += 1
+            return "450 4.7.1 Error: too much mail from 127.0.0.1"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
+class _LimitedSMTP(SMTP):
+    def __init__(self, relay: LimitedRelay) -> None:
+        super().__init__(relay, hostname="nurture-relay", ident="nurture limited relay", enable_SMTPUTF8=True)
+        self.relay = relay
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        relay = self.relay
+        if relay.open_now >= relay.max_connections:
+            self.refused = True
+            relay.refused_connections += 1
+            transport.write(b"421 4.7.0 nurture-relay Error: too many connections from 127.0.0.1\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        relay.open_now += 1
+        relay.connections += 1
+        relay.max_open = max(relay.max_open, relay.open_now)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
+        self.relay.open_now -= 1
+        super().connection_lost(error)
+
+
+async def start_limited_relay(relay: LimitedRelay, *, host: str = "127.0.0.1", port: int = 0) -> RunningSink:
+    """Serve ``relay`` on ``host:port`` (port 0 picks a free one) in the running loop."""
+    server = await asyncio.get_running_loop().create_server(lambda: _LimitedSMTP(relay), host=host, port=port)
+    bound = server.sockets[0].getsockname()
+    return RunningSink(sink=relay, server=server, host=bound[0], port=bound[1])
+
+
 def _header(data: bytes, name: bytes) -> str | None:
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     for line in head.splitlines():

@@ -13,8 +13,22 @@ from nurture.config import SmtpSettings
 from nurture.errors import SendError
 
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
-#: Replies that ask the client to slow down (and back off) rather than blame the message.
+#: Replies after which the session is closed and a fresh one opened for the next message.
 THROTTLE_CODES = frozenset({421, 451, 454})
+
+
+class ConnectRefused(SendError):
+    """The relay refused the session itself (421 at the greeting, no connection, EHLO or
+    STARTTLS refused): about the connection, never about a message."""
+
+
+def is_rate_refusal(e: SendError) -> bool:
+    """Whether a reply asks the client to send less (421 anywhere, 450/451 with a 4.7.x
+    enhanced code such as Postfix's "450 4.7.1 Error: too much mail") rather than blaming
+    the message or the recipient."""
+    if isinstance(e, ConnectRefused):
+        return False
+    return e.code == 421 or (e.code in (450, 451) and (e.enhanced or "").startswith("4.7."))
 
 
 def enhanced_code(message: str) -> str | None:
@@ -48,6 +62,7 @@ class SmtpConnection:
         self.settings = settings
         self._smtp: aiosmtplib.SMTP | None = None
         self.opened = 0  # sessions opened so far (for stats and tests)
+        self.connecting = False  # a session is being opened now
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -66,6 +81,7 @@ class SmtpConnection:
             return self._smtp
         self.close()
         smtp = self._client()
+        self.connecting = True
         try:
             await smtp.connect()
         except aiosmtplib.SMTPAuthenticationError as e:
@@ -74,11 +90,14 @@ class SmtpConnection:
                             enhanced=enhanced_code(e.message)) from None
         except aiosmtplib.SMTPResponseException as e:
             smtp.close()
-            raise reply_error(e.code, e.message, recipient=None, stage="connect") from None
+            raise ConnectRefused(f"connect: {e.code} {e.message}".strip(), code=e.code, transient=e.code < 500,
+                                 enhanced=enhanced_code(e.message)) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
             smtp.close()
-            raise SendError(f"connect to {self.settings.host}:{self.settings.port} failed: {e}",
-                            transient=True) from None
+            raise ConnectRefused(f"connect to {self.settings.host}:{self.settings.port} failed: {e}",
+                                 transient=True) from None
+        finally:
+            self.connecting = False
         self._smtp = smtp
         self.opened += 1
         return smtp

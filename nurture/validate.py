@@ -10,13 +10,16 @@ Problems come back as :class:`~nurture.errors.CampaignError` located in the camp
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from nurture.campaign_schema import CONTACT_FIELDS
 from nurture.campaigns import campaign_error, campaign_files, load_campaign, sample_contact
@@ -27,7 +30,7 @@ from nurture.render import MissingTemplate, Renderer, SubjectError, memory_link_
 if TYPE_CHECKING:  # pragma: no cover
     from nurture.config import Settings
 
-__all__ = ["Report", "check", "validate"]
+__all__ = ["Report", "check", "hygiene_warnings", "validate"]
 
 #: Used when a campaign has no samples: templates still get compiled and rendered.
 FALLBACK_SAMPLE = {"email": "sample@example.com", "first_name": "Sam", "last_name": "Sample",
@@ -50,6 +53,8 @@ class Report:
     #: Not errors, but likely to bite at run time (a note that works only because every
     #: sample has an attribute real contacts may lack).
     warnings: tuple[NurtureError, ...] = ()
+    #: Sending hygiene (see :func:`hygiene_warnings`): not errors, unless ``--strict``.
+    hygiene: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,6 +96,7 @@ def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
     link_names: dict[str, dict[str, frozenset[str]]] = {}
     warnings: list[NurtureError] = []
     campaigns = 0
+    loaded: list[Campaign] = []
     for f in files:
         try:
             c = load_campaign(f, root=root)
@@ -111,8 +117,61 @@ def check(paths: Iterable[str | os.PathLike[str]] | None, *, settings: Settings,
         _check_notes(c, names, errors, warnings)
         link_names[c.id] = names
         links += sum(len(v) for v in names.values())
+        loaded.append(c)
     return Report(errors=tuple(errors), campaigns=campaigns, steps=steps, links=links,
-                  samples=samples, link_names=link_names, warnings=tuple(warnings))
+                  samples=samples, link_names=link_names, warnings=tuple(warnings),
+                  hygiene=tuple(hygiene_warnings(settings, loaded)))
+
+
+def hygiene_warnings(settings: Settings, campaigns: Iterable[Campaign]) -> list[str]:
+    """What costs deliverability without being an error: no DKIM, a campaign ``sender:``
+    whose domain is not aligned with ``dkim.domain`` (DMARC, RFC 7489 §3.1: the From domain
+    and the signing domain must share their organisational domain), a tracking URL that is
+    not https (RFC 8058 one-click unsubscribe needs https) or is an IP address, no postal
+    address (required in commercial mail by CAN-SPAM and Japan's Act on Specified Electronic
+    Mail). ``nurture validate`` and the start of ``send``/``run`` print them; ``--strict``
+    fails on them."""
+    out: list[str] = []
+    dkim = settings.dkim
+    if dkim is None:
+        out.append("config: dkim: no DKIM key configured: mail goes out unsigned, and DMARC cannot pass on DKIM")
+    default_from = settings.sender.from_address
+    for c in campaigns:
+        sender = c.sender or default_from
+        domain = _domain_of(sender)
+        if dkim is not None and not _aligned(domain, dkim.domain.lower()):
+            where = (f"{c.path}:{c.where('sender')[0] or 1}: sender" if c.sender
+                     else f"config: sender.from (campaign {c.id})")
+            out.append(f"{where}: From domain {domain or '?'} is not aligned with dkim.domain {dkim.domain}:"
+                       " DMARC fails, and the mail is signed for another domain")
+    base = settings.tracking.base_url
+    parsed = urlsplit(base)
+    if parsed.scheme != "https":
+        out.append(f"config: tracking.base_url: {base} is not https: one-click unsubscribe (RFC 8058) needs https")
+    if parsed.hostname and _is_ip(parsed.hostname):
+        out.append(f"config: tracking.base_url: {base} is an IP address: links to bare IPs read as spam;"
+                   " use a host name under your domain")
+    if not settings.sender.postal_address.strip():
+        out.append("config: sender.postal_address: missing: commercial mail must carry the sender's postal address")
+    return out
+
+
+def _domain_of(address: str) -> str:
+    return (parseaddr(address)[1] or address).rpartition("@")[2].strip(" >").lower()
+
+
+def _aligned(a: str, b: str) -> bool:
+    """Relaxed alignment, approximated without the public suffix list: equal, or one a
+    subdomain of the other."""
+    return bool(a) and (a == b or a.endswith("." + b) or b.endswith("." + a))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]) -> dict[str, frozenset[str]]:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from nurture.cli import main
 from nurture.store import open_store
+from nurture.store.relay import RelayState
 
 CAMPAIGN = """\
 id: drip
@@ -124,6 +125,20 @@ def test_stats_count_sends_by_status(env):
     hello = json.loads(env("stats", "drip", "--json").stdout)["campaigns"][0]["steps"][0]
     assert {k: hello[k] for k in ("queued", "sent", "failed", "bounced")} == {
         "queued": 1, "sent": 1, "failed": 1, "bounced": 1}
+
+
+def test_stats_show_what_the_sender_learned_about_the_relay(env):
+    env("contacts", "import", str(write_csv(env.tmp / "c.csv", ["r@shop.example,R,,,,"])))
+    env("enroll", "drip", "--all")
+    store = open_store(str(env.tmp / "n.db"))
+    store.save_relay_state(RelayState(name="127.0.0.1:2525", rate=0.8333, pool=4, hold_until=None,
+                                      last_reply="MAIL FROM: 450 4.7.1 Error: too much mail from 127.0.0.1",
+                                      last_reply_at=1.0, updated_at=2.0))
+    store.close()
+    (relay,) = json.loads(env("stats", "--json").output)["relays"]
+    assert (relay["name"], relay["pool"], relay["rate"]) == ("127.0.0.1:2525", 4, 0.8333)
+    out = env("stats").output
+    assert "relay 127.0.0.1:2525: pool 4 · rate 0.833/s · last reply 'MAIL FROM: 450 4.7.1" in out
 
 
 def test_plan_shows_the_effect_of_an_edit_before_it_is_applied(env):

@@ -208,3 +208,19 @@ def test_inbound_transports(tmp_path):
 def test_inbound_transport_errors(tmp_path, text, error):
     with pytest.raises(ConfigError, match=error):
         load_settings(write(tmp_path, text), env={"P": "x"})
+
+
+def test_dkim_with_an_optional_ed25519_key(tmp_path):
+    (tmp_path / "rsa.pem").write_text("RSA PEM")
+    (tmp_path / "ed.pem").write_text("ED PEM")
+    base = "dkim:\n  selector: s1\n  domain: acme.example\n  private_key_file: rsa.pem\n"
+    s = load_settings(write(tmp_path, base), env={})
+    assert s.dkim is not None and s.dkim.ed25519_key is None and s.dkim.ed25519_selector is None
+    s = load_settings(write(tmp_path, base + "  ed25519_selector: e1\n  ed25519_key_file: ed.pem\n"), env={})
+    assert (s.dkim.ed25519_selector, s.dkim.ed25519_key, s.dkim.private_key) == ("e1", b"ED PEM", b"RSA PEM")
+    s = load_settings(write(tmp_path, base + "  ed25519_selector: e1\n  ed25519_key_env: EDK\n"), env={"EDK": "K"})
+    assert s.dkim.ed25519_key == b"K"
+    with pytest.raises(ConfigError, match="dkim.ed25519_selector: an Ed25519 key needs its own selector"):
+        load_settings(write(tmp_path, base + "  ed25519_key_file: ed.pem\n"), env={})
+    with pytest.raises(ConfigError, match="dkim.ed25519_key_file: file not found"):
+        load_settings(write(tmp_path, base + "  ed25519_selector: e1\n  ed25519_key_file: nope.pem\n"), env={})

@@ -410,6 +410,29 @@ def test_dkim_signature_verifies(tmp_path, make_settings, campaign) -> None:
                            dnsfunc=lambda name, timeout=5: record)
 
 
+def test_rendered_mail_carries_an_ed25519_signature_beside_the_rsa_one(tmp_path, make_settings, campaign) -> None:
+    import base64
+
+    import dkim
+
+    key, ed = tmp_path / "dkim.pem", tmp_path / "ed.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(ed)], check=True, capture_output=True)
+    rsa_pub = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+    ed_pub = subprocess.run(["openssl", "pkey", "-in", str(ed), "-pubout", "-outform", "DER"],
+                            check=True, capture_output=True).stdout[-32:]  # the raw key ends the SPKI
+    recs = {b"sel._domainkey.acme.example.": b"v=DKIM1; k=rsa; p=" + base64.b64encode(rsa_pub),
+            b"ed._domainkey.acme.example.": b"v=DKIM1; k=ed25519; p=" + base64.b64encode(ed_pub)}
+    s = make_settings(dkim={"selector": "sel", "domain": "acme.example", "private_key_file": str(key),
+                            "ed25519_selector": "ed", "ed25519_key_file": str(ed)})
+    msg, _ = render(Renderer.from_settings(s), campaign)
+    raw = msg.to_bytes()
+    assert raw.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256;") and raw.count(b"DKIM-Signature:") == 2
+    for idx in (0, 1):
+        assert dkim.DKIM(raw).verify(idx=idx, dnsfunc=lambda name, timeout=5: recs.get(name))
+
+
 class _Visible(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -13,7 +13,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from nurture.config import SmtpSettings
 from nurture.errors import SendError
 from nurture.sink import RunningSink, Sink, start_sink
-from nurture.smtp_pool import THROTTLE_CODES, SmtpConnection, enhanced_code, reply_error
+from nurture.smtp_pool import (
+    THROTTLE_CODES,
+    ConnectRefused,
+    SmtpConnection,
+    enhanced_code,
+    is_rate_refusal,
+    reply_error,
+)
 
 FROM = "hello@acme.example"
 DATA = b"From: hello@acme.example\r\nTo: kim@shop.example\r\nSubject: hi\r\nMessage-ID: <1@t>\r\n\r\nhello\r\n"
@@ -70,6 +77,20 @@ def test_enhanced_code_is_read_from_the_start_of_the_reply() -> None:
     assert enhanced_code("no such user 5.1.1") is None  # only at the start
     assert enhanced_code("3.1.1 not a class") is None and enhanced_code("5.1.1234 x") is None
     assert enhanced_code("") is None
+
+
+def test_rate_refusals_are_421_and_4_7_x_only() -> None:
+    def err(code: int, text: str) -> SendError:
+        return reply_error(code, text, recipient=None, stage="MAIL FROM")
+
+    assert is_rate_refusal(err(450, "4.7.1 Error: too much mail from 127.0.0.1"))
+    assert is_rate_refusal(err(451, "4.7.1 please slow down"))
+    assert is_rate_refusal(err(421, "4.7.0 too many connections"))
+    assert is_rate_refusal(err(421, "closing"))
+    assert not is_rate_refusal(err(451, "4.3.0 local error"))  # the server's own trouble
+    assert not is_rate_refusal(err(450, "4.2.1 mailbox busy"))  # about the recipient
+    assert not is_rate_refusal(err(454, "4.7.0 TLS not available"))
+    assert not is_rate_refusal(err(550, "5.7.1 rate limited"))
 
 
 def test_reply_error_4xx_is_transient_5xx_permanent() -> None:
@@ -177,7 +198,7 @@ async def test_nothing_listening_is_a_transient_connect_error() -> None:
     conn = SmtpConnection(settings(port))
     e = await refused(conn)
     assert e.transient and e.code is None and e.recipient is None
-    assert e.message.startswith(f"connect to 127.0.0.1:{port} failed")
+    assert e.message.startswith(f"connect to 127.0.0.1:{port} failed") and isinstance(e, ConnectRefused)
     assert conn.opened == 0 and not conn.is_open
 
 
@@ -195,6 +216,7 @@ async def test_a_server_that_refuses_at_the_greeting(greeting: str, transient: b
         e = await refused(conn)
         assert (e.code, e.transient, e.recipient, e.enhanced) == (int(greeting[:3]), transient, None, greeting[4:9])
         assert e.message.startswith("connect: ") and not conn.is_open
+        assert isinstance(e, ConnectRefused) and not is_rate_refusal(e)  # about the session, no message
     finally:
         server.close()
         await server.wait_closed()

@@ -185,3 +185,42 @@ def test_notes_get_defaults_and_a_sample_hiding_a_missing_default_warns(tmp_path
     (tmp_path / "campaigns" / "n.yaml").write_text(base + "defaults: {headcount: a few, plan: basic}\n")
     report = check(None, settings=s)
     assert report.errors == () and report.warnings == ()
+
+
+def test_sending_hygiene_warnings(tmp_path, make_settings) -> None:
+    from nurture.campaigns import parse_campaign
+    from nurture.validate import hygiene_warnings
+
+    key = tmp_path / "k.pem"
+    key.write_text("PEM")
+    yaml = ('id: {id}\nname: C\ntimezone: UTC\nsender: "{sender}"\nsteps:\n'
+            '  - {{id: a, wait: 0d, subject: Hi, template: x.html}}\n')
+    campaigns = [parse_campaign(yaml.format(id="c", sender="Shop News <news@other.example>"), file="campaigns/c.yaml"),
+                 parse_campaign(yaml.format(id="d", sender="Acme <hello@mail.acme.example>"), file="campaigns/d.yaml")]
+    good = make_settings(dkim={"selector": "s", "domain": "acme.example", "private_key_file": str(key)},
+                         tracking={"base_url": "https://t.acme.example"})
+    assert hygiene_warnings(good, campaigns[1:]) == []  # a subdomain is aligned (relaxed)
+    [w] = hygiene_warnings(good, campaigns)
+    assert w.startswith("campaigns/c.yaml:") and "From domain other.example is not aligned with dkim.domain" in w
+    bad = make_settings(tracking={"base_url": "http://192.0.2.7:8080"}, sender={"postal_address": ""})
+    text = "\n".join(hygiene_warnings(bad, []))
+    assert "dkim: no DKIM key configured" in text
+    assert "tracking.base_url: http://192.0.2.7:8080 is not https" in text
+    assert "is an IP address" in text and "sender.postal_address: missing" in text
+
+
+def test_validate_strict_fails_on_warnings(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from nurture.cli import main
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"campaigns_dir: {ROOT / 'campaigns'}\ntemplates_dir: {ROOT / 'templates'}\n"
+                   "tracking: {base_url: 'http://127.0.0.1:8080', secret_env: S}\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["--config", str(cfg), "validate"], env={"S": "x"})
+    assert r.exit_code == 0 and "warning: config: dkim: no DKIM key configured" in r.output
+    r = runner.invoke(main, ["--config", str(cfg), "validate", "--strict"], env={"S": "x"})
+    assert r.exit_code == 1 and "(--strict)" in r.output
+    r = runner.invoke(main, ["--config", str(cfg), "send", "--once", "--strict"], env={"S": "x"})
+    assert r.exit_code != 0 and "--strict: not sending" in r.output

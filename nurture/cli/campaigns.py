@@ -24,24 +24,36 @@ from nurture.validate import check
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (ok, problems with file, line, column, field and message, counts).")
+@click.option("--strict", is_flag=True, help="Fail on sending-hygiene warnings too.")
 @click.pass_context
 @handle_errors
-def validate(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+def validate(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, strict: bool) -> None:
     """Check campaign files and their templates; print every problem.
 
     PATHS are campaign files or folders (default: the campaigns folder from config.yaml).
     Each problem is printed as file:line:col: field: message and the exit code is 1;
     with none, a one-line summary and exit code 0. --json prints the same as one JSON
-    object on stdout, for CI, with the same exit codes.
+    object on stdout, for CI, with the same exit codes. Sending-hygiene warnings (no DKIM, a
+    sender not aligned with dkim.domain, tracking not on https, no postal address) are
+    printed too (in --json as "hygiene"), and fail the run with --strict.
     """
     report = check(list(paths) or None, settings=settings_of(ctx))
+    failed = bool(report.errors) or (strict and bool(report.hygiene))
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "problems": [_problem(e) for e in report.errors],
+        click.echo(json.dumps({"ok": not failed, "problems": [_problem(e) for e in report.errors],
+                               "hygiene": list(report.hygiene),
                                "campaigns": report.campaigns, "steps": report.steps, "links": report.links,
                                "samples": report.samples}, indent=2, ensure_ascii=False))
-        sys.exit(0 if report.ok else 1)
+        sys.exit(1 if failed else 0)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if not report.errors:  # sending hygiene once the campaigns themselves are sound
+        for w in report.hygiene:
+            click.echo(f"warning: {w}", err=True)
+        if strict and report.hygiene:
+            n = len(report.hygiene)
+            click.echo(f"{n} sending-hygiene warning{'s' if n != 1 else ''} (--strict)", err=True)
+            sys.exit(1)
     if report.errors:
         for err in report.errors:
             click.echo(str(err), err=True)

@@ -3,7 +3,9 @@ commands are in :mod:`nurture.cli.people`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -338,6 +340,8 @@ def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    for r in report["relays"]:
+        console.print(_relay_line(r), markup=False)
     if not report["campaigns"]:
         console.print("no campaigns applied yet (nurture enroll applies one)")
         return
@@ -351,6 +355,16 @@ _COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed", "bou
 #: Figures of Store.inbound_counts shown by stats, by their column name.
 _INBOUND = {"bounced_later": "async_bounces", "complaints": "complaints", "replies": "replies",
             "out_of_office": "out_of_office"}
+
+
+def _relay_line(r: dict[str, Any]) -> str:
+    """What the senders learned about a relay (pool, rate, pause, last throttle reply)."""
+    text = f"relay {r['name']}: pool {r['pool']} · rate {r['rate']:.3g}/s"
+    if r["hold_until"] is not None and r["hold_until"] > time.time():
+        text += f" · paused {r['hold_until'] - time.time():.0f}s more"
+    if r["last_reply"]:
+        text += f" · last reply {r['last_reply']!r}"
+    return text
 
 
 def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
@@ -376,7 +390,7 @@ def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
         rate = sum(x["complaints"] for x in steps) / sent if sent else 0.0
         out.append({"id": cid, "version": stored.version, "enrollments": states.get(cid, {}), "steps": steps,
                     "complaint_rate": round(rate, 5)})
-    return {"campaigns": out}
+    return {"campaigns": out, "relays": [dataclasses.asdict(r) for r in store.relay_states()]}
 
 
 __all__ = ["contacts_group", "enroll", "plan", "simulate", "stats"]

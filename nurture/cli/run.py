@@ -35,14 +35,18 @@ async def _run(settings: Settings) -> None:
 
 
 @main.command("run")
+@click.option("--strict", is_flag=True, help="Do not start when there are sending-hygiene warnings.")
 @click.pass_context
 @handle_errors
-def run_command(ctx: click.Context) -> None:
+def run_command(ctx: click.Context, strict: bool) -> None:
     """Run the main job: scheduler, sender, tracker, reps' app, follow-up and webhooks.
 
     Everything in one process on the database from config.yaml. SIGTERM or Ctrl-C
     drains in-flight sends and flushes recorded clicks before exiting. To split the
     parts across processes or machines, use `nurture send` and `nurture serve`.
     """
+    from nurture.cli.send import preflight
+
     settings = production_settings(ctx, "run")
+    preflight(settings, strict=strict)
     asyncio.run(_run(settings))

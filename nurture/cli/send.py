@@ -11,18 +11,39 @@ from rich.text import Text
 
 from nurture.cli.app import console, handle_errors, main, production_settings, stop_on_signals
 from nurture.config import Settings
+from nurture.errors import ConfigError
 from nurture.sender import SendSummary
 
 _LABELS = (("sent", "sent (250 from the server)"), ("retried", "retried later (4xx, timeouts, dropped)"),
            ("failed", "failed (permanent)"), ("bounced", "bounced (address suppressed)"),
            ("blocked", "blocked by policy (5.7.x)"), ("suppressed", "suppressed at claim time"),
            ("skipped", "skipped (enrollment exited)"), ("released", "given back to the queue on stop"),
-           ("recovered", "taken back from senders that were gone"))
+           ("recovered", "taken back from senders that were gone"),
+
+           ("throttled", "slowed down by the relay (not charged)"),
+           ("refused", "connections refused by the relay (not charged)"))
 
 
 def _line(s: SendSummary) -> Text:
-    parts = [f"{k} {getattr(s, k)}" for k in ("sent", "retried", "failed", "bounced", "blocked", "suppressed")]
-    return Text("sending… " + " · ".join(parts))
+    parts = [f"{k} {getattr(s, k)}" for k in ("sent", "retried", "failed", "bounced", "blocked", "suppressed",
+                                             "throttled", "refused")]
+    text = "sending… " + " · ".join(parts)
+    if s.relay is not None:  # what the sender believes about the relay now
+        text += "\nrelay: " + s.relay.describe()
+    return Text(text)
+
+
+def preflight(settings: Settings, *, strict: bool) -> None:
+    """Print the sending-hygiene warnings (nurture.validate.hygiene_warnings); with
+    ``strict``, refuse to start when there are any."""
+    from nurture.campaigns import load_campaigns
+    from nurture.validate import hygiene_warnings
+
+    warnings = hygiene_warnings(settings, load_campaigns(settings.campaigns_dir))
+    for w in warnings:
+        console.print(f"[yellow]warning[/yellow] {w}", markup=True, highlight=False)
+    if strict and warnings:
+        raise ConfigError(f"{len(warnings)} sending-hygiene warning(s) and --strict: not sending")
 
 
 def summary_table(summary: SendSummary, counts: dict[str, int]) -> Table:
@@ -34,6 +55,8 @@ def summary_table(summary: SendSummary, counts: dict[str, int]) -> Table:
     waiting = counts.get("queued", 0) + counts.get("retry", 0)
     table.add_row("still waiting in the outbox", str(waiting))
     table.add_row("held by other running senders", str(sum(h.rows for h in summary.held)))
+    if summary.relay is not None:
+        table.caption = "relay: " + summary.relay.describe()
     return table
 
 
@@ -66,9 +89,10 @@ async def _send(settings: Settings, *, once: bool, live: Live | None) -> tuple[S
 
 @main.command("send")
 @click.option("--once", is_flag=True, help="Queue and send what is due now, print a summary, exit.")
+@click.option("--strict", is_flag=True, help="Do not send when there are sending-hygiene warnings.")
 @click.pass_context
 @handle_errors
-def send_command(ctx: click.Context, once: bool) -> None:
+def send_command(ctx: click.Context, once: bool, strict: bool) -> None:
     """Queue due campaign steps and deliver them over SMTP.
 
     Runs the scheduler, then sends every due message through the SMTP server in
@@ -77,6 +101,7 @@ def send_command(ctx: click.Context, once: bool) -> None:
     SIGTERM stops it cleanly: sends in flight finish, nothing is sent twice.
     """
     settings = production_settings(ctx, "send")
+    preflight(settings, strict=strict)
     with Live(_line(SendSummary()), console=console, refresh_per_second=8, transient=True) as live:
         summary, counts = asyncio.run(_send(settings, once=once, live=live))
     console.print(summary_table(summary, counts))

@@ -26,13 +26,14 @@ from nurture.store.metrics import MetricsMixin
 from nurture.store.outbox import OutboxMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
+from nurture.store.relay import RelayMixin
 from nurture.store.reports import ReportsMixin
 from nurture.store.tasks import TasksMixin
 from nurture.store.tracking import TrackingMixin
 
 
 class Store(RateMixin, OutboxMixin, TrackingMixin, PeopleMixin, ContactsMixin, EnrollmentsMixin, TasksMixin,
-            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, MetricsMixin, StoreBase):
+            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, MetricsMixin, RelayMixin, StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions.
 
     Every mixin is a :class:`StoreBase` (typed ``conn``, ``query``, ``transaction`` …), and a

@@ -397,3 +397,22 @@ def m017_forwards(db: Database) -> None:
         CREATE INDEX forwards_due ON forwards(status, next_attempt_at);
         """
     )
+
+
+@migrations()
+def m018_relay_state(db: Database) -> None:
+    """What the sender learned about its relay (issue 14): the rate and connection count it
+    accepted, a pause it asked for, its last throttle reply; kept across restarts."""
+    db.executescript(
+        """
+        CREATE TABLE relay_state (
+            name TEXT PRIMARY KEY,                  -- host:port
+            rate REAL NOT NULL,                     -- messages per second allowed now
+            pool INTEGER NOT NULL,                  -- connections allowed now
+            hold_until REAL,                        -- no transaction before this
+            last_reply TEXT,
+            last_reply_at REAL,
+            updated_at REAL NOT NULL
+        );
+        """
+    )
