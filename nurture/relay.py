@@ -101,6 +101,7 @@ class RelayGovernor:
         self._accepted: collections.deque[float] = collections.deque()
         self._streak = 0  # rate episodes since the last accepted message
         self._window_from = self.hold_until  # the relay's current window began no earlier
+        self.window_cap = 0  # messages the relay took in a window before it refused (0: unknown)
         self._grow_after = grow_after
         self._grow_at = now + grow_after
         self._grew_at: float | None = None
@@ -181,6 +182,8 @@ class RelayGovernor:
             self._accepted.popleft()
         self._streak += 1
         in_window = len(self._accepted)
+        if in_window and self._streak == 1:
+            self.window_cap = in_window
         if self._streak == 1:  # later refusals with nothing accepted say the window is full, not the rate
             sustained = in_window / self.window  # what the relay demonstrably took
             self.rate = max(self.floor, min(self.rate, max(self.rate * self.beta, sustained)))
@@ -244,7 +247,12 @@ class RelayGovernor:
         """The belief to store (clears :attr:`changed`)."""
         self.changed = False
         wall, now = self._wall(), self._clock()
-        hold = wall + (self.hold_until - now) if self.hold_until > now else None
+        until = self.hold_until
+        current = [t for t in self._accepted if t >= self._window_from and t > now - self.window]
+        if self.window_cap and len(current) >= self.window_cap:
+            # The window is as full as the relay allows: a restart must wait for it too.
+            until = max(until, current[0] + self.window * (1 + 1 / 30))
+        hold = wall + (until - now) if until > now else None
         return RelayState(name=self.name, rate=self.rate, pool=self.pool, hold_until=hold,
                           last_reply=self.last_reply, last_reply_at=self.last_reply_at, updated_at=wall)
 

@@ -613,7 +613,7 @@ class _Run:
     async def _save_relay(self, *, force: bool = False) -> None:
         """Store the belief when it changed: at once after a refusal (``force``), else at most
         every few seconds."""
-        if not self.relay.changed or (not force and time.time() - self.relay_saved < 5.0):
+        if not force and (not self.relay.changed or time.time() - self.relay_saved < 5.0):
             return
         state = self.relay.state()
         self.relay_saved = state.updated_at

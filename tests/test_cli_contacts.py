@@ -135,7 +135,7 @@ def test_stats_show_what_the_sender_learned_about_the_relay(env):
                                       last_reply="MAIL FROM: 450 4.7.1 Error: too much mail from 127.0.0.1",
                                       last_reply_at=1.0, updated_at=2.0))
     store.close()
-    (relay,) = json.loads(env("stats", "--json").output)["relays"]
+    (relay,) = json.loads(env("stats", "--json").stdout)["relays"]
     assert (relay["name"], relay["pool"], relay["rate"]) == ("127.0.0.1:2525", 4, 0.8333)
     out = env("stats").output
     assert "relay 127.0.0.1:2525: pool 4 · rate 0.833/s · last reply 'MAIL FROM: 450 4.7.1" in out

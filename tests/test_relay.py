@@ -148,3 +148,20 @@ def test_a_lower_rate_stored_by_another_sender_is_adopted(clock: Clock) -> None:
                        last_reply_at=clock.t + 1e9, updated_at=clock.t + 1e9)
     g.adopt(other)
     assert g.rate == 2.0 and g.pool == 8 and g.wait() == pytest.approx(30) and g.last_reply == "450 4.7.1"
+
+
+def test_a_full_window_is_stored_as_a_pause_so_a_restart_waits_for_it(clock: Clock) -> None:
+    g = governor(clock)
+    send(g, clock, 50, every=0.05)
+    g.rate_refused("450 4.7.1")  # the relay takes 50 a window
+    clock.t = g.hold_until
+    start = clock.t
+    send(g, clock, 50, every=0.05)  # the next window filled to the same 50, no refusal yet
+    state = g.state()
+    assert state.hold_until == pytest.approx(start + 62 + 1e9)
+    again = governor(clock, state=state)
+    assert again.wait() == pytest.approx(start + 62 - clock.t)
+    send(g, clock, 0, every=0)
+    fresh = governor(clock)
+    send(fresh, clock, 50, every=0.05)
+    assert fresh.state().hold_until is None  # no cap learned yet: nothing to predict
