@@ -223,8 +223,13 @@ class Renderer:
             reply_to = mailbox(_display_name(reply_to or from_address), routed)
         if reply_to:
             headers.append(("Reply-To", reply_to))
+        domain = _domain(from_address)
         headers += [("List-Unsubscribe", f"<{unsub}>"),
                     ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                    # RFC 2919: one list per campaign; Gmail's Postmaster Tools group complaints
+                    # by Feedback-ID (campaign:step:sender id, the last field identifying the sender).
+                    ("List-Id", f"{_list_phrase(campaign.name)} <{_list_label(campaign.id)}.{domain}>"),
+                    ("Feedback-ID", f"{_fid(campaign.id)}:{_fid(step.id)}:{_fid(domain)}"),
                     ("X-Nurture-Campaign", campaign.id), ("X-Nurture-Step", step.id)]
         raw = build_message(headers=headers, text=text, html=html, seed=mid)
         if self.dkim is not None:
@@ -384,6 +389,26 @@ def memory_link_ids() -> LinkIds:
 def _display_name(from_address: str) -> str:
     name, addr = parseaddr(from_address)
     return name or addr or from_address
+
+
+def _domain(from_address: str) -> str:
+    addr = parseaddr(from_address)[1] or from_address
+    return addr.rpartition("@")[2].strip(" >").lower() or "nurture.invalid"
+
+
+def _list_label(text: str) -> str:
+    """A dot-atom label (RFC 2919 §2) from a campaign id."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-").lower() or "campaign"
+
+
+def _list_phrase(name: str) -> str:
+    """The List-Id description as a quoted string (or plain UTF-8 text, encoded on output)."""
+    name = name.replace("\\", "").replace('"', "'")
+    return f'"{name}"' if name.isascii() else name
+
+
+def _fid(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
 
 
 def _step_index(campaign: Campaign, step: Step) -> int:

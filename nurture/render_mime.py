@@ -56,13 +56,28 @@ def address(value: str) -> str:
     else:
         name, addr = parseaddr(value)
         addr = addr or value
-    return formataddr((name, addr), charset="utf-8")
+    return _mailbox(name, addr)
 
 
 def mailbox(name: str, addr: str) -> str:
     """A To header value for a contact; the name is encoded when needed."""
     name = clean(name).replace('"', "'")
-    return formataddr((name, clean(addr)), charset="utf-8") if name and name != addr else clean(addr)
+    return _mailbox(name, clean(addr)) if name and name != addr else clean(addr)
+
+
+def _mailbox(name: str, addr: str) -> str:
+    """``name <addr>``; a non-ASCII name as RFC 2047 encoded words of at most 75 characters
+    each (RFC 2047 §2), folded onto continuation lines, never one over-long word."""
+    if not name or name.isascii():
+        return formataddr((name, addr))
+    words = Header(name, charset="utf-8", maxlinelen=76, header_name="From").encode(linesep="\r\n")
+    return _then(words, f"<{addr}>")
+
+
+def _then(words: str, tail: str) -> str:
+    """``words tail``, the tail on its own folded line when the last line would pass 78."""
+    last = words.rpartition("\r\n")[2]
+    return f"{words}\r\n {tail}" if len(last) + 1 + len(tail) > 72 else f"{words} {tail}"
 
 
 def header_line(name: str, value: str) -> str:
@@ -90,7 +105,8 @@ def build_message(*, headers: Sequence[tuple[str, str]], text: str, html: str, s
     """
     # "=_" never appears in quoted-printable output, so the boundary cannot collide.
     boundary = "=_nurture_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
-    head = "".join(f"{k}: {address(v)}\r\n" if k in _ADDRESS else header_line(k, v)
+    head = "".join(f"{k}: {address(v)}\r\n" if k in _ADDRESS else
+                   f"{k}: {phrase_id(v)}\r\n" if k in _PHRASE_ID else header_line(k, v)
                    for k, v in headers)
     head += ("MIME-Version: 1.0\r\n"
              f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')
@@ -106,3 +122,15 @@ def build_message(*, headers: Sequence[tuple[str, str]], text: str, html: str, s
 
 
 _ADDRESS = frozenset({"From", "Reply-To"})
+#: ``phrase <id>`` headers (RFC 2919 List-Id): only the phrase may be encoded.
+_PHRASE_ID = frozenset({"List-Id"})
+
+
+def phrase_id(value: str) -> str:
+    """``"Name" <id>`` with a non-ASCII name as encoded words (the id stays as it is)."""
+    value = clean(value)
+    phrase, sep, rest = value.rpartition(" <")
+    if not sep or phrase.isascii():
+        return value
+    words = Header(phrase, charset="utf-8", maxlinelen=76, header_name="List-Id").encode(linesep="\r\n")
+    return _then(words, f"<{rest}")

@@ -111,6 +111,13 @@ def parse(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
+def test_list_id_and_feedback_id_name_the_campaign_and_step(renderer, campaign) -> None:
+    msg, _ = render(renderer, campaign, step_id="service-page")
+    m = parse(msg.to_bytes())
+    assert m["List-Id"] == f'"{campaign.name}" <ec-payments.acme.example>'
+    assert m["Feedback-ID"] == "ec-payments:service-page:acme.example"
+
+
 def test_mime_structure_and_headers(renderer, campaign, settings, signer) -> None:
     msg, _ = render(renderer, campaign)
     raw = msg.to_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
+import re
 from email.message import EmailMessage
 
 import pytest
@@ -154,3 +155,22 @@ def test_message_ids_cannot_be_computed_without_the_key() -> None:
 def test_short_bodies(text: str) -> None:
     parts = list(parse(build(text=text, html="<p></p>")).iter_parts())
     assert parts[0].get_content().replace("\r\n", "\n") == text and parts[1].get_content() == "<p></p>"
+
+
+def test_a_long_japanese_display_name_becomes_short_encoded_words_on_folded_lines() -> None:
+    from email.header import decode_header, make_header
+
+    name = "株式会社アクメ・ペイメンツ 営業部 サポートチーム"
+    to = mailbox("山田 太郎 株式会社ショップジャパン 購買部", "taro@shop.example")
+    raw = build_message(headers=[("From", f"{name} <hello@acme.example>"), ("To", to), ("Subject", "hi"),
+                                 ("List-Id", f"{name} <ec-payments-ja.acme.example>")],
+                        text="x", html="y", seed="s")
+    head = raw.split(b"\r\n\r\n")[0].decode("ascii")
+    assert max(len(line) for line in head.split("\r\n")) <= 78
+    words = re.findall(r"=\?utf-8\?b\?[^?]*\?=", head)
+    assert len(words) >= 6 and max(len(w) for w in words) <= 75  # RFC 2047 §2
+    unfolded = re.sub(r"\r\n[ \t]", " ", head)
+    fields = dict(line.split(": ", 1) for line in unfolded.split("\r\n"))
+    assert str(make_header(decode_header(fields["From"]))) == f"{name} <hello@acme.example>"
+    assert str(make_header(decode_header(fields["List-Id"]))) == f"{name} <ec-payments-ja.acme.example>"
+    assert fields["List-Id"].endswith(" <ec-payments-ja.acme.example>")  # the id itself is never encoded
