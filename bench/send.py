@@ -35,6 +35,8 @@ from nurture.store import open_async_store, open_store  # noqa: E402
 from nurture.store.contacts import ContactRow  # noqa: E402
 
 CAMPAIGN = "industry-news"
+#: --sign-inline: DKIM on the render thread instead of in a signing process (for comparison).
+INLINE_SIGNING = "--sign-inline" in sys.argv
 #: A Tuesday 10:00 in London: inside the campaign's send window.
 QUEUED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -97,11 +99,15 @@ def queue_sends(db: str, n: int, campaigns: dict) -> None:
 
 async def nurture_run(db: str, settings, campaigns: dict) -> tuple[float, int]:
     astore = open_async_store(db)
-    build = renderer_build(Renderer.from_settings(settings), campaigns)
+    processes = 1 if settings.dkim and not INLINE_SIGNING else 0  # as nurture.parts
+    renderer = Renderer.from_settings(settings, sign_processes=processes)
+    build = renderer_build(renderer, campaigns)
+    renderer.start_signing()
     t0, c0 = time.perf_counter(), time.process_time()
     summary = await run_sender(store=astore, settings=settings, build=build, stop=asyncio.Event(), once=True,
                                options=SenderOptions(batch=128))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    renderer.close()
     await astore.aclose()
     assert summary.sent > 0 and not summary.retried and not summary.failed, summary
     return elapsed, summary.sent, cpu
@@ -195,6 +201,7 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=8, help="SMTP connections")
     p.add_argument("--delay-n", type=int, default=800, help="messages in the 50 ms mode")
     p.add_argument("--dkim", action="store_true", help="also run the fast-sink mode with DKIM signing")
+    p.add_argument("--sign-inline", action="store_true", help="with --dkim: sign on the render thread")
     args = p.parse_args()
     campaigns = {c.id: c for c in load_campaigns(ROOT / "campaigns")}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,11 @@ Part = Callable[[Context], Awaitable[None]]
 async def sender(ctx: Context) -> None:
     """The scheduler and the sender: queue due steps, deliver them over SMTP."""
     campaigns = ctx.campaigns
-    build = renderer_build(Renderer.from_settings(ctx.settings), campaigns)
+    # DKIM's RSA holds the GIL: with a second core, sign in a process of its own.
+    signers = 1 if ctx.settings.dkim is not None and (os.cpu_count() or 1) > 1 else 0
+    renderer = Renderer.from_settings(ctx.settings, sign_processes=signers)
+    await asyncio.to_thread(renderer.start_signing)
+    build = renderer_build(renderer, campaigns)
 
     def tick(store: Store, now: datetime) -> object:
         return scheduler_tick(store, campaigns, now=now)
@@ -126,6 +131,7 @@ async def sender(ctx: Context) -> None:
         store=ctx.store, settings=ctx.settings, build=build, now=ctx.now, stop=ctx.stop,
         once=ctx.options.once, progress=ctx.sender_progress, tick=tick, options=ctx.options.sender,
         campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None})
+    renderer.close()
     if ctx.sender_done is not None:
         ctx.sender_done(summary)
 

@@ -124,6 +124,14 @@ class SendSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Built:
+    """A rendered message and its bytes, made on the render thread."""
+
+    msg: Outgoing
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
     send: Send
     recipient: str
@@ -457,38 +465,46 @@ class _Run:
         return await self.store.run(lambda st: self._record(st, built, now))
 
     def _build_all(self, todo: list[Send], contacts: dict[int, Contact], now: datetime,
-                   loop: asyncio.AbstractEventLoop) -> list[tuple[Send, Outgoing | Exception]]:
-        out: list[tuple[Send, Outgoing | Exception]] = []
+                   loop: asyncio.AbstractEventLoop) -> list[tuple[Send, Built | Exception]]:
+        made: list[tuple[Send, Outgoing | Exception]] = []
         for s in todo:
             try:
-                msg = self.build(s, contacts[s.contact_id], now=now, message_id=s.message_id,
-                                 link_ids=self.links.for_send(s, loop))
-                msg.to_bytes()
+                made.append((s, self.build(s, contacts[s.contact_id], now=now, message_id=s.message_id,
+                                           link_ids=self.links.for_send(s, loop))))
+            except (NurtureError, KeyError, ValueError) as e:
+                made.append((s, e))
+        # Only now the bytes: a signing process works on the whole chunk while it renders.
+        out: list[tuple[Send, Built | Exception]] = []
+        for s, msg in made:
+            if isinstance(msg, Exception):
+                out.append((s, msg))
+                continue
+            try:
+                out.append((s, Built(msg, msg.to_bytes())))
             except (NurtureError, KeyError, ValueError) as e:
                 out.append((s, e))
-                continue
-            out.append((s, msg))
         return out
 
-    def _record(self, store: Store, built: list[tuple[Send, Outgoing | Exception]], now: datetime) -> list[_Job]:
+    def _record(self, store: Store, built: list[tuple[Send, Built | Exception]], now: datetime) -> list[_Job]:
         jobs: list[_Job] = []
         with store.transaction():
-            for s, msg in built:
-                if isinstance(msg, Exception):
+            for s, made in built:
+                if isinstance(made, Exception):
                     # A send that cannot be rendered (template error, campaign gone) is failed,
                     # not retried forever; the error says why.
-                    store.mark_failed(s.id, now=now, code=None, enhanced=None, error=f"render: {msg}",
+                    store.mark_failed(s.id, now=now, code=None, enhanced=None, error=f"render: {made}",
                                       bounce=False)
                     self.summary.failed += 1
-                    self.summary._note(f"send {s.id}: render: {msg}")
-                    log.error("send %s (%s/%s) cannot be rendered: %s", s.id, s.campaign_id, s.step_id, msg)
+                    self.summary._note(f"send {s.id}: render: {made}")
+                    log.error("send %s (%s/%s) cannot be rendered: %s", s.id, s.campaign_id, s.step_id, made)
                     continue
+                msg, data = made.msg, made.data
                 if s.message_id != msg.message_id:
                     store.set_message_id(s.id, msg.message_id)
                 recipient = msg.to if "<" not in msg.to else (parseaddr(msg.to)[1] or msg.to)
                 # The VERP return path (inbound.return_path) when the renderer made one.
                 verp = getattr(msg, "return_path", None)
-                jobs.append(_Job(send=s, recipient=recipient, data=msg.to_bytes(), message_id=msg.message_id,
+                jobs.append(_Job(send=s, recipient=recipient, data=data, message_id=msg.message_id,
                                  envelope_from=verp if isinstance(verp, str) else None, claimed=time.monotonic()))
         return jobs
 

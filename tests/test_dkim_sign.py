@@ -153,3 +153,14 @@ def test_signing_costs_well_under_a_millisecond_of_cpu(keys: dict[str, bytes]) -
         s.sign(msg)
     per = (time.process_time() - t0) / 200
     assert per < 0.003, per  # generous for a shared machine; bench/send.py --dkim measures it
+
+
+def test_a_signing_process_gives_the_same_bytes(keys: dict[str, bytes]) -> None:
+    from nurture.dkim_sign import SigningPool
+
+    pool = SigningPool(domain="acme.example", keys=[("rsa1", keys["rsa"]), ("ed1", keys["ed"])])
+    try:
+        futures = [pool.submit(message()) for _ in range(3)]
+        assert {f.result(timeout=60) for f in futures} == {signer(keys).sign(message())}
+    finally:
+        pool.close()
