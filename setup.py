@@ -5,7 +5,9 @@ config.yaml are edited in one place, the repository's top-level ``campaigns/``,
 ``templates/`` and ``config.yaml``. A built wheel carries a copy of them as package data
 under ``nurture/examples/``, which ``nurture init`` and ``nurture demo`` use once nurture
 is installed; an editable install reads the checkout's own folders instead
-(``nurture.project.examples_root``). Everything else is configured in pyproject.toml.
+(``nurture.project.examples_root``). The user guides, ``docs/*.md`` and README.md, go
+the same way to ``nurture/docs/`` for ``nurture docs`` (``nurture.guides.docs_root``).
+Everything else is configured in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ("campaigns", "templates", "config.yaml")
+GUIDES = (*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md")
 
 
 class BuildWithExamples(build_py):
@@ -34,6 +37,10 @@ class BuildWithExamples(build_py):
                 shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
             else:
                 shutil.copy2(src, dst)
+        docs = Path(self.build_lib) / "nurture" / "docs"
+        docs.mkdir(parents=True, exist_ok=True)
+        for src in GUIDES:
+            shutil.copy2(src, docs / src.name)
 
 
 setup(cmdclass={"build_py": BuildWithExamples})

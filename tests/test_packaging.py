@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: What a build needs from the checkout (setup.py copies the examples into the package).
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "config.yaml", "nurture", "campaigns",
-           "templates")
+           "templates", "docs")
 
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -83,3 +83,19 @@ def test_installed_demo_runs_in_an_empty_folder(installed: Path, tmp_path: Path)
     assert "call-now task(s) waiting for reps" in " ".join(proc.stdout.split()), proc.stdout
     assert (tmp_path / "nurture-demo" / "nurture.db").is_file()
     assert list((tmp_path / "nurture-demo" / "mail").glob("*.eml"))
+
+
+@pytest.mark.slow
+def test_installed_docs_command_reads_the_shipped_guides(installed: Path, tmp_path: Path) -> None:
+    nurture = str(installed / "bin" / "nurture")
+    guide = _run([nurture, "docs", "campaigns"], cwd=tmp_path, env=_env()).stdout
+    lines = guide.splitlines()
+    assert "Writing a campaign" in lines[0] and len(lines) > 100
+    assert max(len(line) for line in lines) <= 80  # COLUMNS is 120: a guide is set at 80
+    assert "see nurture docs inbound" in " ".join(guide.split()) and ".md)" not in guide
+    path = Path(_run([nurture, "docs", "campaigns", "--path"], cwd=tmp_path, env=_env()).stdout.strip())
+    assert path.is_relative_to(installed) and path.name == "campaigns.md"
+    listing = _run([nurture, "docs"], cwd=tmp_path, env=_env()).stdout
+    assert {"campaigns", "templates", "config", "readme"} <= {line.split()[0] for line in listing.splitlines()[1:-1]}
+    assert "Configuration reference" in _run([nurture, "docs", "config"], cwd=tmp_path, env=_env()).stdout
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ import importlib
 from nurture.cli.app import main
 
 for _module in ("init", "campaigns", "contacts", "people", "send", "run", "tracking", "reps", "demo", "db",
-                "inbound"):
+                "inbound", "docs"):
     try:
         importlib.import_module(f"nurture.cli.{_module}")
     except ModuleNotFoundError as e:  # an area not built yet

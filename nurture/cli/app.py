@@ -30,7 +30,7 @@ err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)  # one l
 
 
 #: Commands that need no project: they write none of its data, or make their own workspace.
-NO_PROJECT_COMMANDS = frozenset({"init", "demo", "validate", "preview", "schema", "simulate", "db"})
+NO_PROJECT_COMMANDS = frozenset({"init", "demo", "docs", "validate", "preview", "schema", "simulate", "db"})
 
 
 class State:
@@ -71,6 +71,7 @@ def main(ctx: click.Context, config: str | None, log_format: str) -> None:
 
     Marketers write campaigns in campaigns/*.yaml and templates/; nurture sends them,
     tracks clicks, and turns real interest into "call now" tasks for reps.
+    Guides: `nurture docs` lists them, `nurture docs campaigns` is the place to start.
     """
     from nurture.logs import configure
 

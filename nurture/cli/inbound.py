@@ -40,7 +40,7 @@ def inbound_group() -> None:
 
     `nurture inbound [FILE]` reads one RFC 5322 message from FILE or stdin (for an MTA pipe
     transport), prints what it decided and exits 0; `nurture inbound list` shows recent ones.
-    See docs/inbound.md.
+    Guide: `nurture docs inbound`.
     """
 
 

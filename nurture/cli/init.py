@@ -54,6 +54,8 @@ def init_command(directory: Path, example: str, force: bool) -> None:
     console.print(f"  nurture contacts import {SAMPLE_CONTACTS}", markup=False, soft_wrap=True)
     console.print(f"[dim]then `nurture enroll {escape(result.example)} --all` and `nurture run` (with an SMTP "
                   "sink such as `python -m aiosmtpd -n -l 127.0.0.1:1025` running)[/dim]", soft_wrap=True)
+    console.print("[dim]guides: `nurture docs` lists them; `nurture docs campaigns` explains every key[/dim]",
+                  soft_wrap=True)
 
 
 def _quote(path: str) -> str:
