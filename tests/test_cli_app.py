@@ -94,3 +94,18 @@ def test_config_other_than_the_default_is_named_on_stderr_only(config: Path, tmp
     monkeypatch.chdir(config.parent)  # ./config.yaml is the default: nothing to say
     result = invoke("reps", "list", "--json")
     assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_commands_that_read_the_campaigns_say_there_is_no_project(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"NURTURE_CONFIG": None, "NURTURE_DATABASE": None}
+    for command in (["validate"], ["validate", "--json"], ["preview", "ec-payments", "case-study"],
+                    ["simulate", "ec-payments"]):
+        result = invoke(*command, env=env)
+        assert result.exit_code == 1, (command, result.output)
+        assert f"no config.yaml in {tmp_path} and no project here: `nurture init` starts one" in result.stderr
+        assert "known: none" not in result.output
+    assert list(tmp_path.iterdir()) == [], "nothing was created"
+    (tmp_path / "c.yaml").write_text((ROOT / "campaigns" / "ec-payments.yaml").read_text())
+    named = invoke("validate", "c.yaml", env=env)  # files named on the command line need no project
+    assert "no project here" not in named.output and "c.yaml" in named.output

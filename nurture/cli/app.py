@@ -51,11 +51,15 @@ class State:
             for warning in settings.warnings:
                 err_console.print(f"[yellow]warning[/yellow] {_escape(warning)}")
             if self.command not in NO_PROJECT_COMMANDS and outside_project(settings):
-                raise ConfigError(
-                    f"no {DEFAULT_CONFIG} in {Path.cwd()} and no project here: `nurture init` starts one, "
-                    f"or point at yours with --config FILE (or NURTURE_CONFIG); nothing was created")
+                raise no_project_error()
             self._settings = settings
         return self._settings
+
+
+def no_project_error() -> ConfigError:
+    """What a command says when it runs where there is no config file and no project."""
+    return ConfigError(f"no {DEFAULT_CONFIG} in {Path.cwd()} and no project here: `nurture init` starts one, "
+                       "or point at yours with --config FILE (or NURTURE_CONFIG); nothing was created")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,6 +88,16 @@ def settings_of(ctx: click.Context) -> Settings:
     if state is None:  # a command invoked outside the `nurture` group
         raise RuntimeError("nurture commands run inside the nurture group")
     return state.settings
+
+
+def project_settings(ctx: click.Context) -> Settings:
+    """The settings, for a command that needs no database but reads the project's campaigns
+    (``preview``, ``simulate``, ``validate`` without PATHS): outside a project it says so
+    instead of "no campaign ... (known: none)"."""
+    settings = settings_of(ctx)
+    if outside_project(settings):
+        raise no_project_error()
+    return settings
 
 
 def production_settings(ctx: click.Context, command: str) -> Settings:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nurture.campaigns import campaign_json_schema, find_campaign, find_sample, sample_contact
-from nurture.cli.app import console, handle_errors, main, settings_of
+from nurture.cli.app import console, handle_errors, main, project_settings, settings_of
 from nurture.config import Settings
 from nurture.errors import LocatedError, NotFound, NurtureError, TemplateError
 from nurture.models import Campaign, Contact
@@ -37,7 +37,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, strict:
     sender not aligned with dkim.domain, tracking not on https, no postal address) are
     printed too (in --json as "hygiene"), and fail the run with --strict.
     """
-    report = check(list(paths) or None, settings=settings_of(ctx))
+    report = check(list(paths) or None, settings=settings_of(ctx) if paths else project_settings(ctx))
     failed = bool(report.errors) or (strict and bool(report.hygiene))
     if as_json:
         click.echo(json.dumps({"ok": not failed, "problems": [_problem(e) for e in report.errors],
@@ -91,7 +91,7 @@ def preview(ctx: click.Context, campaign_id: str, step_id: str, contact_key: str
     the subject, headers, links and paths. Uses send id 0 and link ids kept in memory, so
     the tracked links in a preview do not work on the tracker.
     """
-    settings = settings_of(ctx)
+    settings = project_settings(ctx)
     campaign = find_campaign(settings.campaigns_dir, campaign_id, root=Path.cwd())
     try:
         step = campaign.step(step_id)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from nurture.cli.app import console, err_console, handle_errors, main, settings_of
+from nurture.cli.app import console, err_console, handle_errors, main, project_settings, settings_of
 from nurture.config import Settings
 from nurture.errors import NotFound
 from nurture.models import Campaign, Contact
@@ -264,7 +264,7 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
     from nurture.scheduler import parse_click
     from nurture.scheduler import simulate as run_simulation
 
-    settings = settings_of(ctx)
+    settings = project_settings(ctx)
     campaign = _campaign(settings, campaign_id)
     try:
         parsed = [parse_click(c) for c in clicks]
