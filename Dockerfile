@@ -14,7 +14,9 @@ COPY pyproject.toml setup.py MANIFEST.in README.md config.yaml ./
 COPY nurture ./nurture
 COPY campaigns ./campaigns
 COPY templates ./templates
-# A real (non-editable) install: the wheel carries the examples and the base layout.
+COPY docs ./docs
+# A real (non-editable) install: the wheel carries the examples, the base layout and the
+# guides (`nurture docs`).
 RUN pip install ".[postgres]" \
  && rm -rf /build \
  && useradd --system --uid 10001 --user-group --home-dir /srv/nurture --create-home nurture

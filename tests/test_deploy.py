@@ -124,3 +124,13 @@ def test_compose_mounts_the_project_read_only_and_keeps_the_reps_app_local():
     assert all(v.endswith(":ro") for v in mounts.values())
     assert app["environment"]["NURTURE_CONFIG"] == "/srv/nurture/config.yaml"
     assert "8080:8080" in app["ports"] and "127.0.0.1:8081:8081" in app["ports"]
+
+
+def test_the_image_builds_from_every_source_the_wheel_needs():
+    from test_packaging import SOURCES  # what a wheel build reads from the checkout
+
+    copied = {src.rstrip("/") for a in args_of("COPY") for src in a.split()[:-1]}
+    assert set(SOURCES) <= copied, f"the Dockerfile does not COPY {sorted(set(SOURCES) - copied)}"
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert not ignored & set(SOURCES), "the build context leaves out a source the wheel needs"
+    assert "docs/img" in ignored  # the guides go in, their screenshots need not
