@@ -37,6 +37,8 @@ class BuildWithExamples(build_py):
                 shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
             else:
                 shutil.copy2(src, dst)
+        if not (ROOT / "docs" / "campaigns.md").is_file():
+            raise RuntimeError("docs/*.md is missing: the wheel ships the guides for `nurture docs`")
         docs = Path(self.build_lib) / "nurture" / "docs"
         docs.mkdir(parents=True, exist_ok=True)
         for src in GUIDES:
