@@ -70,3 +70,11 @@ def test_the_pager_gets_the_page_and_less_its_options(tmp_path: Path) -> None:
 def test_without_a_pager_to_run_it_prints() -> None:
     result = invoke("docs", "sending", "--pager", env={"PAGER": "no-such-pager-here"})
     assert result.exit_code == 0 and "nurture send" in result.stdout
+
+
+def test_a_broken_config_does_not_keep_you_from_the_guide_that_explains_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("smtp: {port: nope}\nno_such_key: 1\n")
+    result = invoke("docs", "config")
+    assert result.exit_code == 0, result.output
+    assert "Configuration reference" in result.stdout and result.stderr == ""
