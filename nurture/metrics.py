@@ -70,7 +70,7 @@ class _FiguresCollector(Collector):
         yield GaugeMetricFamily("nurture_outbox_due", "Mails queued or waiting for a retry that are due now",
                                 value=f.outbox_due)
         yield GaugeMetricFamily("nurture_send_rate_slowed",
-                                "1 while the shared send rate is cut after a server asked to slow down",
+                                "1 while a relay's throttle reply (within the last minute) cuts the send rate",
                                 value=1 if f.rate_slowed else 0)
         clicks = GaugeMetricFamily("nurture_clicks", "Recorded clicks and opens by verdict",
                                    labels=["kind", "verdict"])

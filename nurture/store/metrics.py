@@ -62,7 +62,11 @@ class MetricsMixin(StoreBase):
         clock = self.dialect.clock  # the bucket keeps the database's time
         row = self.query_one(
             f"SELECT COUNT(*) AS n FROM rate_state WHERE slow_until IS NOT NULL AND slow_until > {clock}")
-        slowed = bool(row and row["n"])
+        # Or a relay asked the sender to slow down (421 / 450 4.7.x) within the last minute, or
+        # to wait until a time still to come: the learned rate is cut (issue 14).
+        held = self.query_one("SELECT COUNT(*) AS n FROM relay_state WHERE hold_until > ? OR last_reply_at > ?",
+                              (t, t - 60))
+        slowed = bool(row and row["n"]) or bool(held and held["n"])
         inbound = None
         if self._has_table("inbound"):
             inbound = {r["kind"]: int(r["n"]) for r in self.query(
