@@ -36,7 +36,7 @@ class MetricsMixin(StoreBase):
 
     def metrics_figures(self, *, now: datetime) -> Figures:
         """The figures at ``now`` (for the overdue tasks, the due outbox and the rate slowdown)."""
-        t = ts(now)
+        t = now.timestamp()
         sends = {r["status"]: int(r["n"]) for r in self.query(
             "SELECT status, COUNT(*) AS n FROM sends GROUP BY status")}
         # ``attempts`` counts finished attempts: a sent or failed row's last one was not a retry.
