@@ -35,8 +35,8 @@ DEVELOPMENT_SECRET = b"nurture-development-secret-change-me"
 TLS_MODES = ("none", "starttls", "tls")
 #: The client-address headers a trusted proxy may set (``tracking.proxy_header``).
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
-WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "contact.hot", "contact.unsubscribed",
-                  "contact.replied", "contact.bounced", "contact.complained")
+WEBHOOK_EVENTS = ("task.created", "task.overdue", "task.done", "task.attempt", "contact.hot",
+                  "contact.unsubscribed", "contact.replied", "contact.bounced", "contact.complained")
 
 
 @dataclass(frozen=True, slots=True)
