@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from nurture.cadence import DEFAULT_ATTEMPTS, DEFAULT_RETRY, check_retry
 from nurture.errors import CampaignError
+from nurture.i18n import DEFAULT_LOCALE, FOOTER_KEYS, LOCALE_TAG, locale_for, unsubscribe_problem
 from nurture.models import (
     OUTCOMES,
     PRIORITIES,
@@ -42,9 +43,9 @@ L = TypeVar("L", bound=str)
 
 #: Allowed keys per mapping, in the order the docs list them; required ones in ``_REQUIRED``.
 TOP_KEYS = ("id", "name", "sender", "reply_to", "timezone", "send_window", "rate", "defaults",
-            "steps", "follow_up", "scoring", "exit", "out_of_office", "samples")
+            "steps", "follow_up", "scoring", "exit", "out_of_office", "locale", "footer", "samples")
 WINDOW_KEYS = ("days", "hours")
-STEP_KEYS = ("id", "subject", "template", "text_template", "wait", "unless", "only_if")
+STEP_KEYS = ("id", "subject", "preheader", "template", "text_template", "wait", "unless", "only_if")
 CONDITION_KEYS = ("clicked", "step")
 #: ``when: {replied: true, step: webinar}`` in follow-up and scoring rules (not in step conditions).
 REPLY_CONDITION_KEYS = ("replied", "step")
@@ -207,6 +208,7 @@ class _Checker:
         exits = self.exits(top)
         ooo_pause = self.out_of_office(top)
         samples = self.samples(top)
+        locale, footer = self.locale(top)
         if self.errors:
             return None
         return Campaign(
@@ -214,7 +216,25 @@ class _Checker:
             steps=tuple(steps), send_window=window, sender=sender, reply_to=reply_to, rate=rate,
             follow_up=tuple(follow_up), exits=tuple(exits), scoring=scoring,
             out_of_office_pause=ooo_pause, samples=tuple(samples), defaults=defaults,
+            locale=locale, footer=footer,
         )
+
+    def locale(self, top: dict[str, Any]) -> tuple[str, Mapping[str, str]]:
+        """``locale:`` (a tag whose language the catalogue has) and the ``footer:`` overrides."""
+        tag = self.text(top, "locale", (), LOCALE_TAG, 'is not a language tag such as "en", "ja" or "en-GB"')
+        footer: dict[str, str] = {}
+        if top.get("footer") is not None:
+            f = self.mapping(top["footer"], ("footer",), FOOTER_KEYS)
+            for key in FOOTER_KEYS if f is not None else ():
+                value = self.text(f or {}, key, ("footer",))
+                problem = unsubscribe_problem(value) if key == "unsubscribe" and value else None
+                if problem:
+                    self.error(("footer", key), problem)
+                elif value is not None:
+                    footer[key] = value
+        if tag is not None:
+            self.convert(("locale",), lambda t: locale_for(t, footer=footer), tag)
+        return tag or DEFAULT_LOCALE, MappingProxyType(footer)
 
     def window(self, top: dict[str, Any]) -> Window:
         if top.get("send_window") is None:
@@ -290,6 +310,7 @@ class _Checker:
             elif sid is not None:
                 seen[sid] = i
             subject = self.text(s, "subject", path)
+            preheader = self.text(s, "preheader", path)
             template = self.text(s, "template", path, TEMPLATE_PATH, _TEMPLATE_WHAT)
             text_template = self.text(s, "text_template", path, TEMPLATE_PATH, _TEMPLATE_WHAT)
             wait = timedelta(0)
@@ -303,7 +324,7 @@ class _Checker:
             only_if = self.condition(s, "only_if", path, earlier, step_condition=True, first=i == 0)
             out.append(Step(id=sid or f"#{i}", subject=subject or "", template=template or "",
                             wait=wait, text_template=text_template, unless=unless, only_if=only_if,
-                            line=self.src.where(path)[0]))
+                            line=self.src.where(path)[0], preheader=preheader))
         return out
 
     def duration(self, value: Any, path: YPath, *, positive: bool = False) -> timedelta | None:

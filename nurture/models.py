@@ -79,6 +79,8 @@ class Step:
     unless: Condition | None = None
     only_if: Condition | None = None
     line: int | None = None
+    #: The inbox preview text (a template like the subject), or None.
+    preheader: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,10 @@ class Campaign:
     content_hash: str = ""
     #: Template variables a contact lacks fall back to these (``defaults:`` in the YAML).
     defaults: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    #: ``locale:``: a BCP 47 tag (``en``, ``ja``) choosing ``<html lang>``, the footer's words
+    #: and the name order (nurture.i18n); ``footer:`` overrides the catalogue's texts.
+    locale: str = "en"
+    footer: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     #: The YAML text as loaded (stored with each campaign version).
     source: str = field(default="", repr=False, compare=False)
     #: ``"steps[1].template"`` → (line, column) in the YAML, for precise error messages.

@@ -36,6 +36,7 @@ from markupsafe import escape
 
 from nurture.dkim_sign import DkimSigner, SigningPool, load_key
 from nurture.errors import ConfigError, TemplateError
+from nurture.i18n import Locale, locale_for, person_name, unsubscribe_html
 from nurture.models import Campaign, Contact, Step
 from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
 from nurture.render_links import (
@@ -45,6 +46,7 @@ from nurture.render_links import (
     add_traps,
     is_web_url,
     origin_of,
+    preheader_html,
     slot_anchors,
     slug_for,
 )
@@ -65,7 +67,7 @@ __all__ = [
 LinkIds = Callable[[str, str, bool], int]
 
 _MARK = "nrtmk{}q"
-_FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px))q")
+_FILL_RE = re.compile(r"nrt(?:mk(\d+)|lk(\d+)|(hp)|(px)|(ph))q")
 _MARK_RE = re.compile(r"nrtmk\d+q")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _CACHE_LIMIT = 512
@@ -166,27 +168,39 @@ class Renderer:
         index = _step_index(campaign, step)
         unsub = f"{self.base_url}/u/{self.signer.sign('unsubscribe', send_id)}"
         cvars, top = template_vars(campaign, contact)
+        loc = _locale(campaign.locale, tuple(campaign.footer.items()))
         from_address = clean(campaign.sender or self.sender.from_address)
         sender = {"from_address": from_address, "name": _display_name(from_address),
                   "reply_to": campaign.reply_to or self.sender.reply_to or "",
                   "postal_address": self.sender.postal_address}
-        base = {"campaign": Namespace("campaign", {"id": campaign.id, "name": campaign.name}),
+        base = {"campaign": Namespace("campaign", {"id": campaign.id, "name": campaign.name, "locale": loc.tag}),
                 "sender": Namespace("sender", sender)}
         subject = clean(self.templates.subject(campaign, step, index, {
             **top, **base, "contact": Namespace("contact", cvars),
-            "step": Namespace("step", {"id": step.id, "subject": step.subject}),
+            "step": Namespace("step", {"id": step.id, "subject": step.subject, "preheader": ""}),
             "unsubscribe_url": unsub}))
-        base["step"] = Namespace("step", {"id": step.id, "subject": subject})
+        preheader = ""
+        if step.preheader:
+            preheader = " ".join(self.templates.line(campaign, step, step.preheader, f"steps[{index}].preheader", {
+                **top, **base, "contact": Namespace("contact", cvars),
+                "step": Namespace("step", {"id": step.id, "subject": subject, "preheader": ""}),
+                "unsubscribe_url": unsub}).split())
+        base["step"] = Namespace("step", {"id": step.id, "subject": subject, "preheader": preheader})
 
         template = self.templates.get(step.template)
         real_ctx = {**top, **base, "contact": Namespace("contact", cvars), "unsubscribe_url": unsub}
+        real_ctx["footer"] = self._footer(campaign, step, loc, real_ctx, unsub)
         values: dict[int, str] = {}
         marked_top = {k: self._mark(k, v, values) for k, v in top.items()}
         marked_contact = Namespace("contact", {k: self._mark(f"contact.{k}", v, values) for k, v in cvars.items()})
-        marked_step = Namespace("step", {"id": step.id, "subject": self._mark("step.subject", subject, values)})
+        marked_step = Namespace("step", {"id": step.id, "subject": self._mark("step.subject", subject, values),
+                                         "preheader": self._mark("step.preheader", preheader, values)})
+        marked_unsub = self._mark("unsubscribe_url", unsub, values)
         mctx = {**marked_top, **base, "step": marked_step, "contact": marked_contact,
-                "unsubscribe_url": self._mark("unsubscribe_url", unsub, values)}
+                "unsubscribe_url": marked_unsub}
         escaped = {i: str(escape(v)) for i, v in values.items()}
+        mctx["footer"] = self._marked_footer(campaign, step, loc, mctx, marked_unsub, real_ctx["footer"],
+                                             values, escaped)
 
         real: str | None = None
         marked = _try_render(template, mctx)
@@ -209,17 +223,21 @@ class Renderer:
         links, slot_urls, honeypot, pixel = self._links(entry, escaped, unsub, send_id, link_ids)
         plain = {i: " ".join(v.split()) for i, v in values.items()}
         html = _fill(entry.html, escaped, [str(escape(u)) for u in slot_urls],
-                     str(escape(honeypot)), str(escape(pixel)))
+                     str(escape(honeypot)), str(escape(pixel)), preheader_html(str(escape(preheader))))
         if step.text_template:
             text = self._text_template(step.text_template, {
                 **top, **base, "contact": Namespace("contact", cvars), "unsubscribe_url": unsub},
                 links, unsub, send_id, link_ids)
         else:
+            # The preview line leads the text part too: clients that show the text part (and
+            # readers of it) see the same summary the HTML's hidden preheader gives.
             text = _fill(entry.text, plain, slot_urls, "", "")
+            if preheader:
+                text = f"{preheader}\n\n{text}"
 
         mid = message_id or message_id_for(send_id, campaign.id, from_address, keyed=self._message_id_key)
         to = clean(contact.email)
-        to_display = mailbox(contact.name, to)
+        to_display = mailbox(str(cvars.get("name") or contact.name), to)
         headers: list[tuple[str, str]] = [
             ("From", from_address), ("To", to_display), ("Subject", subject),
             ("Date", format_datetime(now)), ("Message-ID", mid),
@@ -250,6 +268,30 @@ class Renderer:
                                from_address=from_address, links=tuple(links),
                                headers=tuple(headers), unsubscribe_url=unsub, raw=raw, return_path=verp,
                                signed=signed)
+
+    def _footer(self, campaign: Campaign, step: Step, loc: Locale, ctx: Mapping[str, Any],
+                unsub: str) -> Namespace:
+        """``footer.why`` / ``.unsubscribe`` (HTML, the link in it) / ``.unsubscribe_text``: the
+        locale's footer texts (or the campaign's ``footer:``), rendered like the subject."""
+        why = self.templates.line(campaign, step, loc.footer["why"], "footer.why", ctx)
+        line = self.templates.line(campaign, step, loc.footer["unsubscribe"], "footer.unsubscribe", ctx)
+        line = " ".join(line.split())
+        return Namespace("footer", {"why": " ".join(why.split()), "unsubscribe": unsubscribe_html(line, unsub),
+                                    "unsubscribe_text": line.replace("[", "").replace("]", "")})
+
+    def _marked_footer(self, campaign: Campaign, step: Step, loc: Locale, mctx: Mapping[str, Any], marked_unsub: str,
+                       real: Namespace, values: Mapping[int, str], escaped: Mapping[int, str]) -> Namespace:
+        """The footer with placeholders, when filling them in gives the real footer; else the
+        real one (correct, only cached per contact)."""
+        try:
+            marked = self._footer(campaign, step, loc, mctx, marked_unsub)
+        except TemplateError:
+            return real
+        for key, value in marked.items():
+            filled = _fill_marks(str(value), escaped if key == "unsubscribe" else values)
+            if filled != str(real[key]):
+                return real
+        return marked
 
     def _signing_pool(self) -> SigningPool:
         with self._lock:
@@ -399,6 +441,9 @@ def template_vars(campaign: Campaign, contact: Contact) -> tuple[dict[str, Any],
     campaign's ``defaults`` filling what the contact lacks (missing or empty)."""
     defaults: Mapping[str, Any] = getattr(campaign, "defaults", None) or {}
     cvars = contact.as_template_vars()
+    if campaign.locale != "en" and (contact.first_name or contact.last_name):
+        order = _locale(campaign.locale, ()).name_order
+        cvars["name"] = person_name(contact.first_name, contact.last_name, order=order)
     top = dict(contact.attributes)
     for key, value in defaults.items():
         if cvars.get(key) in (None, ""):
@@ -418,6 +463,14 @@ def memory_link_ids() -> LinkIds:
         return ids.setdefault((name, url, honeypot), len(ids) + 1)
 
     return link_ids
+
+
+@functools.lru_cache(maxsize=256)
+def _locale(tag: str, footer: tuple[tuple[str, str], ...]) -> Locale:
+    try:
+        return locale_for(tag, footer=dict(footer))
+    except ValueError as e:  # campaigns are checked when loaded; one built by hand may not be
+        raise TemplateError(str(e)) from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -466,12 +519,15 @@ def _fill_marks(text: str, values: Mapping[int, str]) -> str:
     return _MARK_RE.sub(lambda m: values.get(int(m.group(0)[5:-1]), ""), text)
 
 
-def _fill(text: str, values: Mapping[int, str], slots: list[str], honeypot: str, pixel: str) -> str:
+def _fill(text: str, values: Mapping[int, str], slots: list[str], honeypot: str, pixel: str,
+          preheader: str = "") -> str:
     def one(m: re.Match[str]) -> str:
         if m.group(1):
             return values.get(int(m.group(1)), "")
         if m.group(2):
             return slots[int(m.group(2))]
+        if m.group(5):
+            return preheader
         return honeypot if m.group(3) else pixel
 
     return _FILL_RE.sub(one, text)

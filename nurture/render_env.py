@@ -122,11 +122,15 @@ class Templates:
 
     def subject(self, campaign: Campaign, step: Step, index: int, ctx: Mapping[str, Any]) -> str:
         """The rendered subject line; errors point at ``steps[index].subject`` in the campaign file."""
-        field_path = f"steps[{index}].subject"
+        return self.line(campaign, step, step.subject, f"steps[{index}].subject", ctx)
+
+    def line(self, campaign: Campaign, step: Step, source: str, field_path: str, ctx: Mapping[str, Any]) -> str:
+        """A one-line template of the campaign file (subject, preheader, footer text) rendered
+        unescaped; errors are :class:`SubjectError` pointing at ``field_path`` in the file."""
         try:
-            tpl = self._subjects.get(step.subject)
+            tpl = self._subjects.get(source)
             if tpl is None:
-                tpl = self._subjects[step.subject] = self.env.from_string(step.subject)
+                tpl = self._subjects[source] = self.env.from_string(source)
             return bounded_render(lambda: tpl.generate(ctx))
         except Exception as e:
             line, col = _where(campaign, step, field_path)

@@ -21,6 +21,10 @@ TEXT_URL_RE = re.compile(r"""https?://[^\s<>"'()\[\]]+[^\s<>"'()\[\].,;:!?]""")
 LINK_SLOT = "nrtlk{}q"
 HONEYPOT_SLOT = "nrthpq"
 PIXEL_SLOT = "nrtpxq"
+PREHEADER_SLOT = "nrtphq"
+#: After the preheader: zero-width joiners and no-break spaces, so the inbox preview ends
+#: with the preheader instead of running on into the mail's first words (the brand line).
+_PREVIEW_FILLER = "&#847;&zwnj;&nbsp;" * 60
 HONEYPOT_NAME = "honeypot"
 
 
@@ -84,6 +88,15 @@ def honeypot_html() -> str:
     )
 
 
+def preheader_html(text: str) -> str:
+    """The inbox preview text (``text`` already HTML-escaped), hidden in the mail itself; ""
+    for none. Mail clients take the list preview from the first text of the HTML body."""
+    if not text:
+        return ""
+    return ('<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;'
+            f'opacity:0;overflow:hidden;mso-hide:all">{text}{_PREVIEW_FILLER}</div>')
+
+
 def pixel_html() -> str:
     return (f'<img src="{PIXEL_SLOT}" width="1" height="1" alt="" '
             'style="display:block;width:1px;height:1px;border:0">')
@@ -94,9 +107,11 @@ _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
 def add_traps(html: str, *, pixel: bool) -> str:
-    """Put the honeypot right after ``<body>`` and the open pixel before ``</body>``."""
+    """Put the preheader slot and the honeypot right after ``<body>`` (the preheader must be
+    the body's first text) and the open pixel before ``</body>``."""
     m = _BODY_OPEN.search(html)
-    html = html[: m.end()] + honeypot_html() + html[m.end():] if m else honeypot_html() + html
+    top = PREHEADER_SLOT + honeypot_html()
+    html = html[: m.end()] + top + html[m.end():] if m else top + html
     if pixel:
         closes = list(_BODY_CLOSE.finditer(html))
         if closes:

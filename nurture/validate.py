@@ -178,6 +178,8 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
     """Render each step for each sample; the link names of every step that rendered."""
     names: dict[str, frozenset[str]] = {}
     samples = list(c.samples) or [FALLBACK_SAMPLE]
+    campaign_wide: set[str] = set()  # footer texts: one report, not one per step
+    plain_c = replace(c, footer={}, locale=c.locale if not c.footer else "en")
     for i, step in enumerate(c.steps):
         reported: set[str] = set()
         step_links: set[str] = set()
@@ -191,13 +193,14 @@ def _check_templates(c: Campaign, renderer: Renderer, errors: list[NurtureError]
                     msg = renderer.render(campaign=c, step=step, contact=contact, send_id=0,
                                           link_ids=memory_link_ids(), now=_NOW)
                 except SubjectError as e:
-                    if str(e) not in reported:
-                        reported.add(str(e))
+                    seen = campaign_wide if e.field.startswith("footer.") else reported
+                    if str(e) not in seen:
+                        seen.add(str(e))
                         errors.append(CampaignError(e.message + (who if e.variable else ""), file=c.path,
                                                     line=e.line, column=e.column, field=e.field))
-                    # Still check the body, with a plain subject: all problems in one run.
-                    msg = renderer.render(campaign=c, step=replace(step, subject=step.id), contact=contact,
-                                          send_id=0, link_ids=memory_link_ids(), now=_NOW)
+                    # Still check the body, with plain one-line texts: all problems in one run.
+                    msg = renderer.render(campaign=plain_c, step=replace(step, subject=step.id, preheader=None),
+                                          contact=contact, send_id=0, link_ids=memory_link_ids(), now=_NOW)
             except MissingTemplate as e:
                 body_failed = True
                 errors.append(campaign_error(c, e.message if e.line is None else str(e),
