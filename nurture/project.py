@@ -38,7 +38,7 @@ def write_secret(path: Path, secret: bytes) -> Path:
 
 
 #: The examples ``nurture init --example`` knows: one campaign file and a templates folder each.
-EXAMPLES = ("ec-payments", "industry-news")
+EXAMPLES = ("ec-payments", "ec-payments-ja", "industry-news")
 DEFAULT_EXAMPLE = "ec-payments"
 #: Where ``init`` puts the project's signing secret (relative to the project folder).
 SECRET_FILE = ".nurture/secret"

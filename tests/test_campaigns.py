@@ -148,8 +148,9 @@ def test_the_issue_example_message(tmp_path: Path):
 
 def test_shipped_campaigns_load():
     campaigns = load_campaigns(ROOT / "campaigns", root=ROOT)
-    assert [c.id for c in campaigns] == ["ec-payments", "industry-news"]
-    assert [c.path for c in campaigns] == ["campaigns/ec-payments.yaml", "campaigns/industry-news.yaml"]
+    assert [c.id for c in campaigns] == ["ec-payments", "ec-payments-ja", "industry-news"]
+    assert [c.path for c in campaigns] == ["campaigns/ec-payments.yaml", "campaigns/ec-payments-ja.yaml",
+                                           "campaigns/industry-news.yaml"]
 
 
 def test_ec_payments_is_the_seed_scenario():
@@ -339,7 +340,7 @@ def test_find_campaign_names_the_known_ids():
     with pytest.raises(NotFound) as info:
         find_campaign(ROOT / "campaigns", "ec-paymnts", root=ROOT)
     assert str(info.value) == ('no campaign "ec-paymnts" in campaigns (did you mean "ec-payments"? '
-                               "known: ec-payments, industry-news)")
+                               "known: ec-payments-ja, ec-payments, industry-news)")
     with pytest.raises(NotFound):
         load_campaigns(ROOT / "no-such-folder")
 
@@ -464,3 +465,55 @@ def test_follow_up_cadence_keys():
     fields = [err.field for err in e.value.errors]
     assert fields == ["follow_up[0].attempts", "follow_up[0].retry[0]", "follow_up[0].unreachable.step"], fields
     assert len(list(validator().iter_errors(doc))) >= 2
+
+
+# -- preheader, locale and footer ------------------------------------------------------------
+
+def test_the_japanese_example_is_ec_payments_in_japanese():
+    en = load_campaign(ROOT / "campaigns" / "ec-payments.yaml", root=ROOT)
+    ja = load_campaign(ROOT / "campaigns" / "ec-payments-ja.yaml", root=ROOT)
+    assert (en.locale, ja.locale) == ("en", "ja") and ja.footer == {}
+    assert [s.id for s in ja.steps] == [s.id for s in en.steps]
+    assert [s.template for s in ja.steps] == [f"ec-payments-ja/{s.template.split('/')[1]}" for s in en.steps]
+    assert [s.wait for s in ja.steps] == [s.wait for s in en.steps] and ja.steps[1].unless == en.steps[1].unless
+    assert all(s.preheader for s in ja.steps + en.steps)
+    assert [r.when for r in ja.follow_up] == [r.when for r in en.follow_up]
+    assert all(not str(s.get("last_name", "")).isascii() for s in ja.samples if "last_name" in s)
+
+
+def test_preheader_locale_and_footer_are_read():
+    doc = minimal()
+    doc["steps"][0]["preheader"] = "Hi {{ contact.first_name }}"
+    doc.update(locale="ja-JP", footer={"unsubscribe": "配信停止は[こちら]から"})
+    c = parse_campaign(yaml.safe_dump(doc, allow_unicode=True), file="x.yaml", expected_id="x")
+    assert (c.steps[0].preheader, c.locale, dict(c.footer)) == (
+        "Hi {{ contact.first_name }}", "ja-JP", {"unsubscribe": "配信停止は[こちら]から"})
+    assert parse_campaign(yaml.safe_dump(minimal()), file="x.yaml", expected_id="x").locale == "en"
+    assert not list(validator().iter_errors(doc))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"locale": "de"}, 'locale: "de" is not a language nurture has texts for (known: en, ja); '
+                       "give footer: why and unsubscribe in that language"),
+    ({"locale": "Japanese"}, 'locale: "Japanese" is not a language tag such as "en", "ja" or "en-GB"'),
+    ({"footer": {"unsubscribe": "Unsubscribe here"}},
+     'footer.unsubscribe: must mark the link text with [brackets] once, e.g. "Not relevant any more? [Unsubscribe]'),
+    ({"footer": {"unsubscribe": "[a] or [b]"}}, "(found 2)"),
+    ({"footer": {"whyy": "x"}}, 'footer.whyy: unknown key "whyy" (did you mean "why"?)'),
+    ({"footer": {"why": ""}}, "footer.why: must not be empty"),
+])
+def test_locale_and_footer_mistakes(change: dict, message: str):
+    doc = {**minimal(), **change}
+    with pytest.raises(CampaignErrors) as info:
+        parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
+    assert any(message in str(e) for e in info.value.errors), [str(e) for e in info.value.errors]
+    if change != {"locale": "de"}:  # the schema checks the tag's shape, not the catalogue
+        assert list(validator().iter_errors(doc)), change
+
+
+def test_another_language_with_its_own_footer_is_a_campaign():
+    doc = {**minimal(), "locale": "de", "footer": {"why": "Sie erhalten diese Mail, weil ...",
+                                                   "unsubscribe": "Nicht mehr relevant? [Abmelden] mit einem Klick."}}
+    c = parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
+    assert c.locale == "de" and c.footer["unsubscribe"].startswith("Nicht")
+    assert not list(validator().iter_errors(doc))

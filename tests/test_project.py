@@ -88,7 +88,7 @@ def test_industry_news_example(tmp_path: Path) -> None:
     assert "campaigns/industry-news.yaml" in result.written and "templates/industry-news/issue_1.html" in result.written
     assert not (tmp_path / "campaigns" / "ec-payments.yaml").exists()
     assert check(None, settings=load_settings(tmp_path / "config.yaml", env={})).errors == ()
-    with pytest.raises(NurtureError, match=r'no example "nope" \(known: ec-payments, industry-news\)'):
+    with pytest.raises(NurtureError, match=r'no example "nope" \(known: ec-payments, ec-payments-ja, industry-news\)'):
         project_files(example="nope", secret=None)
 
 
