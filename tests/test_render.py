@@ -554,3 +554,163 @@ def test_which_templates_only_print_values(tmp_path, source, pure) -> None:
     (tmp_path / "ok.html").write_text("{{ contact.company }}")
     (tmp_path / "other.html").write_text("{% if contact.vip %}VIP{% endif %}")
     assert Templates(tmp_path).prints_values_only("t.html") is pure
+
+
+# -- preheaders ------------------------------------------------------------------------------
+
+class _BodyText(HTMLParser):
+    """The text of <body> in order, each piece with whether a display:none block hides it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[tuple[str, bool]] = []
+        self._in_body = False
+        self._hidden: list[bool] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body":
+            self._in_body = True
+        elif tag == "div":
+            self._hidden.append("display:none" in (dict(attrs).get("style") or "").replace(" ", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self._hidden:
+            self._hidden.pop()
+
+    def handle_data(self, data):
+        if self._in_body and data.strip(" \r\n\u034f\u200c\xa0"):
+            self.pieces.append((data.strip(" \r\n\u034f\u200c\xa0"), any(self._hidden)))
+
+
+def body_text(html: str) -> list[tuple[str, bool]]:
+    p = _BodyText()
+    p.feed(html)
+    return p.pieces
+
+
+def test_preheader_is_the_first_text_of_the_html_body_and_of_the_text_part(renderer, campaign) -> None:
+    msg, _ = render(renderer, campaign, step_id="case-study")
+    m = parse(msg.to_bytes())
+    html = m.get_body(("html",)).get_content()
+    text = m.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    preheader = "More payment methods, one page, and results within 90 days."
+    pieces = body_text(html)
+    assert pieces[0] == (preheader, True), pieces[:2]  # what inbox lists show, hidden in the mail
+    assert pieces[1] == ("Acme Payments", False)  # the brand line follows, visible
+    assert "&#847;&zwnj;&nbsp;" * 20 in html  # the filler that ends the preview there
+    assert text.split("\n")[:2] == [preheader, ""] and text.count(preheader) == 1
+    assert [p for p, hidden in pieces if hidden] == [preheader]
+
+
+def test_preheader_is_a_template_escaped_in_the_html(tmp_path, now) -> None:
+    c, r = _campaign(tmp_path, {"mail.html": "<html><body><p>Body {{ step.preheader }}</p>"
+                                             '<a href="{{ unsubscribe_url }}">u</a></body></html>'})
+    step = replace(c.steps[0], preheader="Deals for\n{{ contact.company }} <b>")
+    msg = r.render(campaign=c, step=step, contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    m = parse(msg.to_bytes())
+    html = m.get_body(("html",)).get_content()
+    assert body_text(html)[0] == ("Deals for Shop & Co <b>", True)
+    assert "Deals for Shop &amp; Co &lt;b&gt;" in html and "<b>" not in html
+    assert m.get_body(("plain",)).get_content().startswith("Deals for Shop & Co <b>\r\n\r\n")
+    assert "<p>Body Deals for Shop &amp; Co &lt;b&gt;</p>" in html  # step.preheader in templates
+    plain = r.render(campaign=c, step=c.steps[0], contact=_contact(), send_id=1, link_ids=memory_link_ids(), now=now)
+    assert 'mso-hide:all">' not in plain.html  # no preheader block (the honeypot's ends differently)
+    assert body_text(plain.html)[0] == ("Body", False) and plain.text.startswith("Body")
+
+
+def test_a_preheader_error_points_at_the_campaign_field(tmp_path, now, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c, r = _campaign(tmp_path, {"mail.html": '<html><body><a href="{{ unsubscribe_url }}">u</a></body></html>'})
+    step = replace(c.steps[0], preheader="{{ contact.frist_name }}")
+    with pytest.raises(SubjectError) as info:
+        r.render(campaign=replace(c, steps=(step,)), step=step, contact=_contact(), send_id=1,
+                 link_ids=memory_link_ids(), now=now)
+    assert info.value.field == "steps[0].preheader" and info.value.variable == "contact.frist_name"
+    assert str(info.value) == "campaigns/t.yaml:7: steps[0].preheader: 'contact.frist_name' is undefined"
+
+
+# -- localised mail --------------------------------------------------------------------------
+
+@pytest.fixture
+def ja_campaign() -> Campaign:
+    return load_campaign(ROOT / "campaigns" / "ec-payments-ja.yaml", root=ROOT)
+
+
+def _decoded(value: str) -> str:
+    """A header decoded by RFC 2047 §6.2 (Python's address parser keeps a space between
+    adjacent encoded words that real clients drop)."""
+    from email.header import decode_header, make_header
+
+    return str(make_header(decode_header(value)))
+
+
+def test_english_mail_keeps_its_footer(renderer, campaign) -> None:
+    msg, _ = render(renderer, campaign, step_id="case-study")
+    assert '<html lang="en">' in msg.html
+    assert re.search(r'Not relevant any more\? <a href="[^"]+/u/[^"]+"[^>]*>Unsubscribe</a> with one click\.', msg.html)
+    assert "asked us about checkout payments for e-commerce merchants." in msg.html
+    assert parse(msg.to_bytes())["To"].addresses[0].display_name == "Yui Sato"
+
+
+def test_japanese_mail_lang_footer_and_name_order(renderer, ja_campaign) -> None:
+    msg, _ = render(renderer, ja_campaign, step_id="case-study")
+    raw = msg.to_bytes()
+    m = parse(raw)
+    html = m.get_body(("html",)).get_content()
+    text = m.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert '<html lang="ja">' in html
+    unsub = re.escape(msg.unsubscribe_url)
+    assert re.search(rf'今後このようなご案内が不要な場合は、<a href="{unsub}"[^>]*>こちら</a>'
+                     "からワンクリックで配信を停止できます。", html)
+    assert ("本メールは、株式会社くも茶房にてEC事業者向けオンライン決済サービスについて"
+            "お問い合わせいただいた方にお送りしております。") in html
+    assert "Unsubscribe" not in html and "Not relevant" not in text and "asked us" not in text
+    assert "株式会社くも茶房\n佐藤 結衣 様" in text  # family name first, 様 from the template
+    assert _decoded(raw.split(b"\r\nTo: ")[1].split(b"\r\nSubject:")[0].decode()) == \
+        "佐藤 結衣 <yui.sato@kumo-tea.example>"
+    assert text.startswith("決済手段の拡充と画面の一体化で、導入から90日で成果が出ました。\n")
+    assert m["Subject"] == "【導入事例】喫茶ロースターズが決済画面での離脱を23%削減した方法"
+    nameless, _ = render(renderer, ja_campaign, step_id="service-page", sample=2)
+    assert "有限会社オービットトイズ<br>ご担当者様" in nameless.html
+    assert nameless.subject.startswith("【有限会社オービットトイズ様】")
+    assert parse(nameless.to_bytes())["To"] == "info@orbit-toys.example"
+
+
+def test_the_japanese_from_name_is_folded_into_short_encoded_words(renderer, ja_campaign) -> None:
+    msg, _ = render(renderer, ja_campaign, step_id="webinar")
+    head = msg.to_bytes().split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines = head.split("\r\n")
+    assert max(len(line) for line in lines) <= 78
+    assert max(len(w) for w in re.findall(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head)) <= 75
+    from_value = head.split("\r\nFrom: ", 1)[1] if not head.startswith("From: ") else head[6:]
+    from_value = re.split(r"\r\n(?=\S)", from_value, maxsplit=1)[0]
+    assert "\r\n " in from_value  # folded onto a continuation line
+    assert _decoded(from_value) == "アクメ・ペイメンツ株式会社 EC決済チーム <hello@acme.example>"
+
+
+def test_footer_overrides_render_per_contact_through_the_cache(renderer, ja_campaign, settings, now) -> None:
+    c = replace(ja_campaign, footer={"why": "{{ contact.company or '貴社' }}様へのご案内です。",
+                                     "unsubscribe": "配信停止は[こちら]（{{ campaign.id }}）"})
+    step = c.step("case-study")
+    first, second = (renderer.render(campaign=c, step=step, contact=sample_contact(s, contact_id=i), send_id=i,
+                                     link_ids=memory_link_ids(), now=now) for i, s in enumerate(c.samples[:2], 1))
+    assert "株式会社くも茶房様へのご案内です。" in first.html
+    assert "花織テキスタイル株式会社様へのご案内です。" in second.html
+    assert "くも茶房" not in second.html
+    link = re.escape(second.unsubscribe_url)
+    assert re.search(rf'配信停止は<a href="{link}"[^>]*>こちら</a>（ec-payments-ja）', second.html)
+    assert "お問い合わせいただいた方" not in first.html  # the catalogue's words are replaced
+    assert renderer.stats["hits"] >= 1  # the second contact filled the first one's cached shape
+    cold = Renderer.from_settings(settings)
+    again = cold.render(campaign=c, step=step, contact=sample_contact(c.samples[1], contact_id=2), send_id=2,
+                        link_ids=memory_link_ids(), now=now)
+    assert again.to_bytes() == second.to_bytes()
+
+
+def test_a_footer_whose_shape_depends_on_the_contact_still_renders_right(renderer, ja_campaign, now) -> None:
+    c = replace(ja_campaign, footer={"why": "{{ contact.company | upper }}", "unsubscribe": "[x]"})
+    step = c.step("case-study")
+    for i, company in enumerate(["abc", "xyz"], 1):
+        msg = renderer.render(campaign=c, step=step, contact=Contact(id=i, email="a@b.example", company=company),
+                              send_id=i, link_ids=memory_link_ids(), now=now)
+        assert company.upper() in msg.html and "NRTMK" not in msg.html.upper().replace(company.upper(), "")
