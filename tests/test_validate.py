@@ -224,3 +224,32 @@ def test_validate_strict_fails_on_warnings(tmp_path) -> None:
     assert r.exit_code == 1 and "(--strict)" in r.output
     r = runner.invoke(main, ["--config", str(cfg), "send", "--once", "--strict"], env={"S": "x"})
     assert r.exit_code != 0 and "--strict: not sending" in r.output
+
+
+def test_the_japanese_campaign_is_ok_with_the_english_ones_links(make_settings, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    report = check([ROOT / "campaigns" / "ec-payments-ja.yaml", ROOT / "campaigns" / "ec-payments.yaml"],
+                   settings=make_settings())
+    assert report.errors == () and report.warnings == ()
+    assert report.link_names["ec-payments-ja"] == report.link_names["ec-payments"]
+
+
+def test_preheader_and_footer_problems_point_at_their_keys(tmp_path, make_settings, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "campaigns").mkdir()
+    shutil.copytree(CORPUS / "templates", tmp_path / "templates")
+    shutil.copy(ROOT / "templates" / "base.html", tmp_path / "templates" / "base.html")
+    (tmp_path / "templates" / "mail.html").write_text(
+        '{% extends "base.html" %}{% block content %}<a href="https://x.example/p" data-link="p">p</a>{% endblock %}')
+    (tmp_path / "campaigns" / "a.yaml").write_text(
+        "id: a\nname: A\ntimezone: UTC\nlocale: ja\nfooter:\n  why: \"{{ contact.budget }}\"\nsteps:\n"
+        "  - id: s\n    subject: Hi\n    preheader: \"{{ contact.frist_name }}\"\n    template: mail.html\n"
+        "  - id: t\n    wait: 1d\n    subject: Again\n    template: mail.html\n"
+        "follow_up:\n  - when: {clicked: p}\n")
+    s = make_settings(campaigns_dir=str(tmp_path / "campaigns"), templates_dir=str(tmp_path / "templates"))
+    report = check(None, settings=s)
+    assert [str(e) for e in report.errors] == [
+        "campaigns/a.yaml:10:16: steps[0].preheader: 'contact.frist_name' is undefined",
+        "campaigns/a.yaml:6:8: footer.why: 'contact.budget' is undefined",  # once, not once per step
+    ]
+    assert report.link_names["a"] == {"s": {"p"}, "t": {"p"}}  # the bodies were still checked
