@@ -99,3 +99,14 @@ def test_installed_docs_command_reads_the_shipped_guides(installed: Path, tmp_pa
     assert {"campaigns", "templates", "config", "readme"} <= {line.split()[0] for line in listing.splitlines()[1:-1]}
     assert "Configuration reference" in _run([nurture, "docs", "config"], cwd=tmp_path, env=_env()).stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_installed_japanese_example_renders_with_the_catalogue(installed: Path, tmp_path: Path) -> None:
+    nurture = str(installed / "bin" / "nurture")
+    _run([nurture, "init", "proj", "--example", "ec-payments-ja"], cwd=tmp_path, env=_env())
+    project = tmp_path / "proj"
+    assert "ok: 1 campaign" in _run([nurture, "validate"], cwd=project, env=_env()).stdout
+    _run([nurture, "preview", "ec-payments-ja", "case-study"], cwd=project, env=_env())
+    html = (project / "preview" / "ec-payments-ja-case-study.html").read_text(encoding="utf-8")
+    assert '<html lang="ja">' in html and "ワンクリックで配信を停止できます" in html and "佐藤 結衣 様" in html

@@ -92,6 +92,14 @@ def test_industry_news_example(tmp_path: Path) -> None:
         project_files(example="nope", secret=None)
 
 
+def test_japanese_example(tmp_path: Path) -> None:
+    result = init_project(folder=tmp_path, example="ec-payments-ja", secret=b"x")
+    assert {"campaigns/ec-payments-ja.yaml", "templates/base.html", "templates/ec-payments-ja/case_study.html",
+            "templates/ec-payments-ja/service.html", "templates/ec-payments-ja/webinar.html"} <= set(result.written)
+    assert not (tmp_path / "templates" / "ec-payments").exists()
+    assert check(None, settings=load_settings(tmp_path / "config.yaml", env={})).errors == ()
+
+
 def test_the_shipped_config_names_every_key() -> None:
     """config.yaml (which init copies) shows every key, set or commented out with its default."""
     text = (ROOT / "config.yaml").read_text()
