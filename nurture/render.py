@@ -99,6 +99,8 @@ class RenderedMessage:
     return_path: str | None = None
     #: The DKIM-signed bytes, when a signing process makes them (``raw`` is then unsigned).
     signed: Future[bytes] | None = field(default=None, repr=False, compare=False)
+    #: The rendered preheader (inbox preview text), "" without one.
+    preheader: str = ""
 
     def to_bytes(self) -> bytes:
         """The message as sent: CRLF line ends, every line shorter than 998 octets."""
@@ -267,7 +269,7 @@ class Renderer:
         return RenderedMessage(subject=subject, html=html, text=text, message_id=mid, to=to,
                                from_address=from_address, links=tuple(links),
                                headers=tuple(headers), unsubscribe_url=unsub, raw=raw, return_path=verp,
-                               signed=signed)
+                               signed=signed, preheader=preheader)
 
     def _footer(self, campaign: Campaign, step: Step, loc: Locale, ctx: Mapping[str, Any],
                 unsub: str) -> Namespace:

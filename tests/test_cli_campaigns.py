@@ -110,6 +110,7 @@ def test_preview_writes_a_real_message(config, tmp_path, monkeypatch) -> None:
     assert m["To"].addresses[0].addr_spec == "oliver.jones@maple-thread.example"
     assert "https://t.acme.example/c/" in html.read_text()
     assert "Maple & Thread: one checkout, every payment method" in result.stdout
+    assert "inbox preview: Cards, wallets, PayPay and konbini in one form" in " ".join(result.stdout.split())
     assert "send id 0" in result.stdout and "link ids in memory" in result.stdout
     assert "List-Unsubscribe-Post" in result.stdout and "pricing" in result.stdout
     # send id 0: the unsubscribe token says so

@@ -108,6 +108,8 @@ def preview(ctx: click.Context, campaign_id: str, step_id: str, contact_key: str
     html.write_text(msg.html, encoding="utf-8")
 
     console.print(f"[bold]{escape(msg.subject)}[/bold]")
+    if msg.preheader:
+        console.print(f"[dim]inbox preview:[/dim] {escape(msg.preheader)}")
     console.print(f"preview of {escape(campaign.id)} / {escape(step.id)} for {escape(contact.email)}: "
                   "send id 0, link ids in memory (tracked links in a preview do not resolve)")
     if settings.tracking.development_secret:
