@@ -444,7 +444,7 @@ def template_vars(campaign: Campaign, contact: Contact) -> tuple[dict[str, Any],
     defaults: Mapping[str, Any] = getattr(campaign, "defaults", None) or {}
     cvars = contact.as_template_vars()
     if campaign.locale != "en" and (contact.first_name or contact.last_name):
-        order = _locale(campaign.locale, ()).name_order
+        order = _locale(campaign.locale, tuple(campaign.footer.items())).name_order
         cvars["name"] = person_name(contact.first_name, contact.last_name, order=order)
     top = dict(contact.attributes)
     for key, value in defaults.items():

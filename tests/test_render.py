@@ -707,6 +707,16 @@ def test_footer_overrides_render_per_contact_through_the_cache(renderer, ja_camp
     assert again.to_bytes() == second.to_bytes()
 
 
+def test_a_language_of_ones_own_with_its_footer(renderer, campaign, now) -> None:
+    c = replace(campaign, locale="de", footer={"why": "Sie erhalten diese Mail von {{ sender.name }}.",
+                                               "unsubscribe": "Nicht mehr relevant? [Abmelden] mit einem Klick."})
+    msg, _ = render(renderer, c, step_id="case-study")
+    assert '<html lang="de">' in msg.html and "Sie erhalten diese Mail von Acme Payments." in msg.html
+    assert re.search(r'Nicht mehr relevant\? <a href="[^"]+/u/[^"]+"[^>]*>Abmelden</a> mit einem Klick\.', msg.html)
+    assert f"Nicht mehr relevant? [Abmelden]({msg.unsubscribe_url}) mit einem Klick." in msg.text
+    assert parse(msg.to_bytes())["To"].addresses[0].display_name == "Yui Sato"
+
+
 def test_a_footer_whose_shape_depends_on_the_contact_still_renders_right(renderer, ja_campaign, now) -> None:
     c = replace(ja_campaign, footer={"why": "{{ contact.company | upper }}", "unsubscribe": "[x]"})
     step = c.step("case-study")
