@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.store.base import StoreBase, ts
+from nurture.store.base import StoreBase
 
 
 @dataclass(frozen=True, slots=True)
