@@ -181,6 +181,16 @@ class SendGridSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailgunSettings:
+    """``inbound.mailgun``: Mailgun's signed webhooks (``POST /inbound/mailgun``)."""
+
+    #: The HTTP webhook signing key (HMAC-SHA256 over timestamp + token).
+    signing_key: bytes = field(repr=False)
+    #: Largest distance between the signature's timestamp and now; a token is accepted once.
+    tolerance_seconds: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class InboundSettings:
     """What comes back (``inbound:``): VERP addresses, limits, and how replies are handled."""
 
@@ -202,6 +212,7 @@ class InboundSettings:
     imap: ImapSettings | None = None
     ses: SesSettings | None = None
     sendgrid: SendGridSettings | None = None
+    mailgun: MailgunSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +293,7 @@ _SCHEMA: dict[str, Any] = {
                  "timeout": (int, float)},
         "ses": {"topic_arns": list, "confirm_subscriptions": bool},
         "sendgrid": {"public_key": str, "public_key_env": str, "tolerance": (str, int, float)},
+        "mailgun": {"signing_key_env": str, "signing_key_file": str, "tolerance": (str, int, float)},
     },
     "metrics": {"token_env": str, "token_file": str, "cache": str},
 }
@@ -473,7 +485,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
 
 def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: Mapping[str, str],
                 resolve: Any) -> InboundSettings:
-    """``inbound`` with the section's transports: SMTP listener, IMAP reader, SES and SendGrid webhooks."""
+    """``inbound`` with the section's transports: SMTP listener, IMAP reader, SES, SendGrid and Mailgun webhooks."""
     smtp_d = b.section(d, "smtp") if "smtp" in d else {}
     listen = smtp_d.get("listen")
     if listen is not None:
@@ -535,7 +547,17 @@ def _transports(b: _Builder, inbound: InboundSettings, d: dict[str, Any], env: M
         der = b.convert(("inbound", "sendgrid", "public_key"), _public_key_der, str(text))
         tolerance = b.convert(("inbound", "sendgrid", "tolerance"), parse_duration, sg.get("tolerance", "5m"))
         sendgrid = SendGridSettings(public_key=der, tolerance_seconds=tolerance.total_seconds())
-    return replace(inbound, smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid)
+    mailgun = None
+    if "mailgun" in d:
+        mg = b.section(d, "mailgun")
+        signing_key = b.secret(("inbound", "mailgun"), mg, "signing_key", env, resolve)
+        if not signing_key or not signing_key.strip():
+            b.fail(("inbound", "mailgun"), "Mailgun's webhooks need signing_key_env or signing_key_file")
+        tolerance = b.convert(("inbound", "mailgun", "tolerance"), parse_duration, mg.get("tolerance", "15m"))
+        if tolerance.total_seconds() <= 0:
+            b.fail(("inbound", "mailgun", "tolerance"), "must be longer than 0 (Mailgun's delays vary: 15m is safe)")
+        mailgun = MailgunSettings(signing_key=signing_key.strip(), tolerance_seconds=tolerance.total_seconds())
+    return replace(inbound, smtp=smtp, imap=imap, ses=ses, sendgrid=sendgrid, mailgun=mailgun)
 
 
 def _public_key_der(text: str) -> bytes:

@@ -195,6 +195,21 @@ def test_inbound_transports(tmp_path):
         load_settings(p, env={"SG_KEY": base64.b64encode(der).decode()})
 
 
+def test_mailgun_signing_key_from_the_environment_or_a_file(tmp_path):
+    p = write(tmp_path, "inbound:\n  mailgun: {signing_key_env: MG_KEY}\n")
+    s = load_settings(p, env={"MG_KEY": " key-0123456789abcdef\n"})
+    assert s.inbound.mailgun is not None and s.inbound.mailgun.signing_key == b"key-0123456789abcdef"
+    assert s.inbound.mailgun.tolerance_seconds == 900 and "0123456789" not in repr(s.inbound.mailgun)
+    key = tmp_path / "mailgun-key"
+    key.write_text("key-from-file\n")
+    key.chmod(0o600)
+    p = write(tmp_path, "inbound:\n  mailgun: {signing_key_file: mailgun-key, tolerance: 5m}\n")
+    s = load_settings(p, env={})
+    assert s.inbound.mailgun is not None and s.inbound.mailgun.signing_key == b"key-from-file"
+    assert s.inbound.mailgun.tolerance_seconds == 300 and s.warnings == ()
+    assert load_settings(write(tmp_path, "inbound: {}\n"), env={}).inbound.mailgun is None
+
+
 @pytest.mark.parametrize("text, error", [
     ('inbound:\n  smtp: {listen: "0.0.0.0:25"}\n', "needs domains"),
     ('inbound:\n  smtp: {listen: "0.0.0.0:25", domains: ["a@b.example"]}\n', "is not a domain"),
@@ -204,6 +219,11 @@ def test_inbound_transports(tmp_path):
     ("inbound:\n  ses: {topic_arns: []}\n", "need topic_arns"),
     ("inbound:\n  ses: {topic_arns: [my-topic]}\n", "not an SNS topic ARN"),
     ("inbound:\n  sendgrid: {public_key: 'not base64!'}\n", "inbound.sendgrid.public_key"),
+    ("inbound:\n  mailgun: {}\n", "need signing_key_env or signing_key_file"),
+    ("inbound:\n  mailgun: {signing_key_env: NOT_SET}\n", "NOT_SET is not set"),
+    ("inbound:\n  mailgun: {signing_key_env: P, signing_key_file: k}\n", "not both"),
+    ("inbound:\n  mailgun: {signing_key_env: P, tolerance: 0}\n", "longer than 0"),
+    ("inbound:\n  mailgun: {signing_key_env: P, key: x}\n", "unknown key"),
 ])
 def test_inbound_transport_errors(tmp_path, text, error):
     with pytest.raises(ConfigError, match=error):

@@ -1,9 +1,12 @@
-"""SNS and SendGrid signatures with keys and certificates the tests make; SES and SendGrid events."""
+"""SNS, SendGrid and Mailgun signatures with keys and certificates the tests make; their events."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,13 +17,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from nurture.inbound.providers import (
+    MailgunWebhook,
     SignatureError,
     SnsVerifier,
     check_sns_url,
+    mailgun_events,
+    mailgun_signature,
     sendgrid_events,
     sendgrid_public_key,
     ses_events,
     sns_string_to_sign,
+    verify_mailgun,
     verify_sendgrid,
 )
 
@@ -314,3 +321,135 @@ def test_sendgrid_garbage_gives_no_events_and_ids_are_stable_without_sg_event_id
     body = b'[{"email": "a@shop.example", "event": "bounce"}]'
     [one], [two] = sendgrid_events(body, now=NOW), sendgrid_events(body, now=NOW)
     assert one.event_id == two.event_id and one.event_id.startswith("sha:") and one.at == NOW
+
+
+# -- Mailgun -------------------------------------------------------------------------------------
+
+class MailgunSigner:
+    """Plays Mailgun: an HTTP webhook signing key, and signed webhook bodies (as its docs show them)."""
+
+    def __init__(self) -> None:
+        self.key = secrets.token_hex(16).encode()
+
+    def body(self, event: dict[str, object], *, at: datetime = NOW, token: str | None = None,
+             key: bytes | None = None) -> bytes:
+        ts, token = str(int(at.timestamp())), token or secrets.token_hex(25)
+        # Computed here the way Mailgun's docs describe, not with the code under test.
+        sig = hmac.new(key or self.key, (ts + token).encode(), hashlib.sha256).hexdigest()
+        return json.dumps({"signature": {"timestamp": ts, "token": token, "signature": sig},
+                           "event-data": event}).encode()
+
+
+def mailgun_event(event: str = "failed", recipient: str = "gone@shop.example", **extra: object) -> dict[str, object]:
+    """An event-data object shaped like the examples of Mailgun's "Webhook Payloads"."""
+    doc: dict[str, object] = {
+        "event": event, "id": "G9Bn5sl1TC6nu79C8C0bwg", "timestamp": 1795514390.375624,
+        "log-level": "error", "recipient": recipient, "recipient-domain": recipient.partition("@")[2],
+        "envelope": {"sender": "bounces+abc@bounce.acme.example", "transport": "smtp", "targets": recipient},
+        "message": {"headers": {"to": recipient, "message-id": "send-1.ec-payments@acme.example",
+                                "from": "Acme Payments <hello@acme.example>", "subject": "Case study"},
+                    "attachments": [], "size": 111},
+        "flags": {"is-routed": False, "is-authenticated": True, "is-system-test": False, "is-test-mode": False},
+    }
+    if event == "failed":
+        doc.update({"severity": "permanent", "reason": "bounce",
+                    "delivery-status": {"attempt-no": 1, "code": 550, "session-seconds": 0.4,
+                                        "message": "5.1.1 The email account that you tried to reach does not exist",
+                                        "description": ""}})
+    doc.update(extra)
+    return doc
+
+
+def test_a_signed_mailgun_webhook_verifies() -> None:
+    mg = MailgunSigner()
+    hook = verify_mailgun(signing_key=mg.key, body=mg.body(mailgun_event(), token="t" * 50), now=NOW, tolerance=900)
+    assert hook.token == "t" * 50 and hook.timestamp == int(NOW.timestamp())
+    assert hook.event["recipient"] == "gone@shop.example"
+    assert mailgun_signature(signing_key=b"key", timestamp="1", token="abc") == hmac.new(
+        b"key", b"1abc", hashlib.sha256).hexdigest()
+
+
+def test_a_subaccount_webhook_verifies_by_its_parent_signature() -> None:
+    parent, sub = MailgunSigner(), MailgunSigner()
+    doc = json.loads(sub.body(mailgun_event()))
+    s = doc["signature"]
+    s["parent-signature"] = mailgun_signature(signing_key=parent.key, timestamp=s["timestamp"], token=s["token"])
+    hook = verify_mailgun(signing_key=parent.key, body=json.dumps(doc).encode(), now=NOW, tolerance=900)
+    assert hook.event["event"] == "failed"
+
+
+@pytest.mark.parametrize("case", ["unsigned", "no-signature", "other-key", "old", "future", "timestamp-changed",
+                                  "token-changed", "signature-changed", "odd-token", "not-json", "array",
+                                  "numeric-token"])
+def test_a_bad_mailgun_signature_is_refused(case: str) -> None:
+    mg = MailgunSigner()
+    body = mg.body(mailgun_event())
+    doc = json.loads(body)
+    if case == "unsigned":
+        del doc["signature"]
+    elif case == "no-signature":
+        del doc["signature"]["signature"]
+    elif case == "other-key":
+        doc = json.loads(mg.body(mailgun_event(), key=b"someone else's key"))
+    elif case == "old":
+        doc = json.loads(mg.body(mailgun_event(), at=NOW - timedelta(minutes=16)))
+    elif case == "future":
+        doc = json.loads(mg.body(mailgun_event(), at=NOW + timedelta(minutes=16)))
+    elif case == "timestamp-changed":
+        doc["signature"]["timestamp"] = str(int(doc["signature"]["timestamp"]) + 1)
+    elif case == "token-changed":
+        doc["signature"]["token"] = secrets.token_hex(25)
+    elif case == "signature-changed":
+        doc["signature"]["signature"] = "0" * 64
+    elif case == "odd-token":
+        doc = json.loads(mg.body(mailgun_event(), token="x' OR 1=1 --"))
+    elif case == "array":
+        doc = [doc]
+    elif case == "numeric-token":
+        doc["signature"]["token"] = 12345678901234567890
+    raw = b"token=abc&timestamp=1&signature=00" if case == "not-json" else json.dumps(doc).encode()
+    with pytest.raises(SignatureError):
+        verify_mailgun(signing_key=mg.key, body=raw, now=NOW, tolerance=900)
+
+
+def test_a_numeric_mailgun_timestamp_verifies_too() -> None:
+    mg = MailgunSigner()
+    doc = json.loads(mg.body(mailgun_event()))
+    doc["signature"]["timestamp"] = int(doc["signature"]["timestamp"])
+    verify_mailgun(signing_key=mg.key, body=json.dumps(doc).encode(), now=NOW, tolerance=900)
+
+
+def _mailgun(event: dict[str, object]) -> list:
+    return mailgun_events(MailgunWebhook(token="t" * 50, timestamp=0, event=event), now=NOW)
+
+
+def test_mailgun_events_map_to_provider_events() -> None:
+    [hard] = _mailgun(mailgun_event())
+    assert (hard.provider, hard.kind, hard.recipient, hard.status) == ("mailgun", "hard_bounce", "gone@shop.example",
+                                                                       "5.1.1")
+    assert hard.message_id == "send-1.ec-payments@acme.example"
+    assert hard.event_id == "G9Bn5sl1TC6nu79C8C0bwg:1795514390.375624"
+    assert hard.at == datetime.fromtimestamp(1795514390.375624, UTC)
+    temporary = mailgun_event(severity="temporary", reason="generic",
+                              **{"delivery-status": {"code": 452, "message": "4.2.2 Mailbox full"}})
+    assert [(e.kind, e.status) for e in _mailgun(temporary)] == [("soft_bounce", "4.2.2")]
+    gave_up = mailgun_event(severity="permanent", reason="generic", **{"delivery-status": {"code": 421}})
+    assert [(e.kind, e.status) for e in _mailgun(gave_up)] == [("soft_bounce", "421")]
+    suppressed = mailgun_event(reason="suppress-bounce", **{"delivery-status": {
+        "code": 605, "description": "Not delivering to previously bounced address"}})
+    assert [(e.kind, e.status) for e in _mailgun(suppressed)] == [("hard_bounce", None)]
+    assert [e.kind for e in _mailgun(mailgun_event(reason="suppress-complaint"))] == ["complaint"]
+    assert [e.kind for e in _mailgun(mailgun_event(reason="suppress-unsubscribe"))] == ["unknown"]
+    assert [e.kind for e in _mailgun(mailgun_event("complained", "angry@shop.example"))] == ["complaint"]
+    assert [e.kind for e in _mailgun(mailgun_event("delivered", "ok@shop.example"))] == ["delivered"]
+    assert [e.kind for e in _mailgun(mailgun_event("rejected"))] == ["unknown"]
+    for skipped in ("accepted", "opened", "clicked", "unsubscribed", "stored"):
+        assert _mailgun(mailgun_event(skipped)) == [], skipped
+
+
+def test_mailgun_garbage_gives_no_events_and_ids_are_stable_without_an_id() -> None:
+    assert _mailgun({}) == [] and _mailgun({"event": "failed"}) == [] and _mailgun({"recipient": "a@b.example"}) == []
+    bare = {"event": "failed", "severity": "permanent", "recipient": "a@shop.example"}
+    [one], [two] = _mailgun(bare), _mailgun(bare)
+    assert one.event_id == two.event_id and one.event_id.startswith("sha:") and one.at == NOW
+    assert one.kind == "hard_bounce" and one.message_id is None and one.status is None

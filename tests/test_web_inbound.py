@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import NOW
 from support import Clock, add_contact, add_send
 from test_inbound_providers import (
     SENDGRID_BODY,
     TOPIC,
+    MailgunSigner,
     SendGridSigner,
     SnsSigner,
+    mailgun_event,
     notification,
     ses_bounce,
 )
 
 from nurture.signing import Signer
-from nurture.store import open_async_store
+from nurture.store import Store, open_async_store
 from nurture.web import inbound as web_inbound
 from nurture.web.tracker import create_tracker_app
 
@@ -33,8 +37,10 @@ SENT_TO = ("gone@shop.example", "full@shop.example", "slow@shop.example", "angry
 
 
 class Live:
-    def __init__(self, url: str, sns: SnsSigner, sendgrid: SendGridSigner, fetched: list[str], store) -> None:
+    def __init__(self, url: str, sns: SnsSigner, sendgrid: SendGridSigner, fetched: list[str], store,
+                 mailgun: MailgunSigner) -> None:
         self.url, self.sns, self.sendgrid, self.fetched, self.store = url, sns, sendgrid, fetched, store
+        self.mailgun = mailgun
 
     async def records(self) -> list[dict]:
         """The inbound table, oldest first."""
@@ -52,10 +58,11 @@ def seed(s) -> None:
 
 @pytest.fixture
 async def live(make_settings, now):
-    sns, sendgrid = SnsSigner(), SendGridSigner()
+    sns, sendgrid, mailgun = SnsSigner(), SendGridSigner(), MailgunSigner()
     settings = make_settings(inbound={
         "ses": {"topic_arns": [TOPIC]},
-        "sendgrid": {"public_key": base64.b64encode(sendgrid.public_der).decode(), "tolerance": "5m"}})
+        "sendgrid": {"public_key": base64.b64encode(sendgrid.public_der).decode(), "tolerance": "5m"},
+        "mailgun": {"signing_key_env": "MAILGUN_KEY"}}, env={"MAILGUN_KEY": mailgun.key.decode()})
     fetched: list[str] = []
 
     async def fetch(url: str) -> bytes:
@@ -73,7 +80,7 @@ async def live(make_settings, now):
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     try:
-        yield Live(f"http://{host}:{port}", sns, sendgrid, fetched, store)
+        yield Live(f"http://{host}:{port}", sns, sendgrid, fetched, store, mailgun)
     finally:
         await runner.cleanup()
         await store.aclose()
@@ -187,9 +194,103 @@ async def test_without_configuration_there_are_no_routes(make_settings, now):
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     try:
-        for path in ("/inbound/ses", "/inbound/sendgrid"):
+        for path in ("/inbound/ses", "/inbound/sendgrid", "/inbound/mailgun"):
             status, _ = await post(f"http://{host}:{port}{path}", b"[]")
             assert status == 404
     finally:
         await runner.cleanup()
         await store.aclose()
+
+
+# -- Mailgun -------------------------------------------------------------------------------------
+
+async def mailgun(live, body: bytes) -> int:
+    status, _ = await post(f"{live.url}/inbound/mailgun", body, {"Content-Type": "application/json"})
+    return status
+
+
+async def test_signed_mailgun_events_are_applied(live):
+    assert await mailgun(live, live.mailgun.body(mailgun_event())) == 200
+    assert await mailgun(live, live.mailgun.body(mailgun_event("complained", "angry@shop.example", id="c1"))) == 200
+    assert await mailgun(live, live.mailgun.body(mailgun_event("opened", "ok@shop.example", id="o1"))) == 200
+    temporary = mailgun_event(recipient="full@shop.example", id="t1", severity="temporary", reason="generic",
+                              **{"delivery-status": {"code": 452, "message": "4.2.2 Mailbox full"}})
+    assert await mailgun(live, live.mailgun.body(temporary)) == 200
+    assert [(r["source"], r["kind"], r["recipient"], r["status"]) for r in await live.records()] == [
+        ("mailgun", "hard_bounce", "gone@shop.example", "5.1.1"),
+        ("mailgun", "complaint", "angry@shop.example", None),
+        ("mailgun", "soft_bounce", "full@shop.example", "4.2.2")]  # the open is not ours to count
+    assert await live.suppressed("gone@shop.example") and await live.suppressed("angry@shop.example")
+    assert not await live.suppressed("full@shop.example") and not await live.suppressed("ok@shop.example")
+
+
+async def test_a_mailgun_retry_with_a_new_signature_is_applied_once(live):
+    for _ in range(2):  # the same event, signed afresh
+        assert await mailgun(live, live.mailgun.body(mailgun_event())) == 200
+    [record] = await live.records()
+    assert record["kind"] == "hard_bounce"
+
+
+@pytest.mark.parametrize("case", ["unsigned", "other-key", "stale", "token-changed", "not-json"])
+async def test_a_bad_mailgun_request_is_403_and_changes_nothing(live, case):
+    body = live.mailgun.body(mailgun_event())
+    doc = json.loads(body)
+    if case == "unsigned":
+        del doc["signature"]
+    elif case == "other-key":
+        doc = json.loads(MailgunSigner().body(mailgun_event()))
+    elif case == "stale":
+        doc = json.loads(live.mailgun.body(mailgun_event(), at=NOW - timedelta(hours=1)))
+    elif case == "token-changed":
+        doc["signature"]["token"] = "f" * 50
+    raw = b"token=x&signature=y" if case == "not-json" else json.dumps(doc).encode()
+    assert await mailgun(live, raw) == 403
+    assert await live.records() == [] and not await live.suppressed("gone@shop.example")
+
+
+async def test_a_replayed_mailgun_token_is_refused_with_its_event_or_another(live):
+    # Mailgun signs only timestamp + token: a captured request's signature fits any event-data.
+    first = live.mailgun.body(mailgun_event("delivered", "ok@shop.example", id="d1"))
+    assert await mailgun(live, first) == 200
+    assert await mailgun(live, first) == 403  # replayed as it was
+    forged = json.loads(first)
+    forged["event-data"] = mailgun_event(recipient="gone@shop.example", id="forged")
+    assert await mailgun(live, json.dumps(forged).encode()) == 403  # replayed with a bounce for someone else
+    assert [(r["kind"], r["recipient"]) for r in await live.records()] == [("delivered", "ok@shop.example")]
+    assert not await live.suppressed("gone@shop.example")
+
+
+async def test_a_mailgun_token_is_refused_after_a_restart_too(live, make_settings, now):
+    body = live.mailgun.body(mailgun_event("delivered", "ok@shop.example", id="d1"))
+    assert await mailgun(live, body) == 200
+    forged = json.loads(body)
+    forged["event-data"] = mailgun_event(id="forged")
+    # Another tracker on the same database (or this one restarted) knows the token.
+    settings = make_settings(inbound={"mailgun": {"signing_key_env": "K"}}, env={"K": live.mailgun.key.decode()})
+    store = open_async_store(settings.database)
+    app = create_tracker_app(settings=settings, store=store, signer=Signer.from_settings(settings.tracking),
+                             now=Clock(now), campaigns={})
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        status, _ = await post(f"http://{host}:{port}/inbound/mailgun", json.dumps(forged).encode())
+        assert status == 403
+    finally:
+        await runner.cleanup()
+        await store.aclose()
+    assert not await live.suppressed("gone@shop.example") and len(await live.records()) == 1
+
+
+async def test_mailgun_tokens_are_forgotten_once_their_timestamps_are_refused_anyway(live):
+    td = timedelta
+
+    def claim(s: Store, token: str, at) -> bool:
+        with s.transaction():
+            return s.claim_webhook_token(provider="mailgun", token=token, now=at, keep=td(minutes=30))
+
+    assert await live.store.run(lambda s: claim(s, "a" * 50, NOW))
+    assert not await live.store.run(lambda s: claim(s, "a" * 50, NOW + td(minutes=29)))
+    assert await live.store.run(lambda s: claim(s, "b" * 50, NOW + td(minutes=31)))  # prunes a
+    assert await live.store.run(lambda s: s.query("SELECT token FROM webhook_tokens")) == [{"token": "b" * 50}]

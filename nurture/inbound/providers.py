@@ -1,4 +1,4 @@
-"""Provider event webhooks: Amazon SES through SNS, and SendGrid's signed Event Webhook.
+"""Provider event webhooks: Amazon SES through SNS, SendGrid's signed Event Webhook, Mailgun's webhooks.
 
 Verification comes first and is all-or-nothing: a request whose signature does not verify
 raises :class:`SignatureError` and nothing in it is looked at further. Then the provider's
@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -310,6 +311,110 @@ def sendgrid_events(body: bytes, *, now: datetime) -> list[ProviderEvent]:
             status=status if isinstance(status, str) else None,
             at=_when(item.get("timestamp"), now), raw=item))
     return out
+
+
+# -- Mailgun -------------------------------------------------------------------------------------
+
+#: Mailgun's engagement and bookkeeping events: nurture tracks opens, clicks and unsubscribes itself.
+_MAILGUN_SKIPPED = frozenset({"accepted", "opened", "clicked", "unsubscribed", "stored"})
+_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,200}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailgunWebhook:
+    """A Mailgun webhook POST whose signature verified: the token (accept it once) and the event."""
+
+    token: str
+    timestamp: int
+    event: Mapping[str, object]
+
+
+def mailgun_signature(*, signing_key: bytes, timestamp: str, token: str) -> str:
+    """The hex HMAC-SHA256 of ``timestamp + token`` under ``signing_key`` (what Mailgun sends)."""
+    return hmac.new(signing_key, (timestamp + token).encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def verify_mailgun(*, signing_key: bytes, body: bytes, now: datetime, tolerance: float) -> MailgunWebhook:
+    """The webhook in ``body`` when its ``signature`` is Mailgun's (or its ``parent-signature``)
+    and its timestamp is within ``tolerance`` seconds of ``now``; SignatureError otherwise.
+    Whether the token was used before is the caller's check (it needs the database)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise SignatureError("the body is not JSON") from None
+    sig = _dict(doc.get("signature")) if isinstance(doc, dict) else {}
+    timestamp, token = sig.get("timestamp"), sig.get("token")
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        timestamp = str(timestamp)
+    if not isinstance(timestamp, str) or not isinstance(token, str) or not sig.get("signature"):
+        raise SignatureError("the request is not signed")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureError("the signature timestamp is not a number")
+    if not _TOKEN.fullmatch(token):
+        raise SignatureError("the signature token is not one of Mailgun's")
+    expected = mailgun_signature(signing_key=signing_key, timestamp=timestamp, token=token)
+    offered = [v.strip().lower() for v in (sig.get("signature"), sig.get("parent-signature")) if isinstance(v, str)]
+    if not any(hmac.compare_digest(expected.encode(), v.encode()) for v in offered):
+        raise SignatureError("the Mailgun signature does not verify")
+    if abs(now.timestamp() - int(timestamp)) > tolerance:
+        raise SignatureError("the signature timestamp is too old or in the future")
+    return MailgunWebhook(token=token, timestamp=int(timestamp), event=_dict(doc.get("event-data")))
+
+
+def mailgun_events(hook: MailgunWebhook, *, now: datetime) -> list[ProviderEvent]:
+    """The event of a (verified) Mailgun webhook: none for engagement events; ``failed`` is a
+    hard bounce when permanent (a soft one when temporary, or when Mailgun gave up on a 4xx),
+    a complaint when Mailgun suppressed a complainer, unknown for an address Mailgun keeps
+    unsubscribed (nurture keeps its own); ``complained`` a complaint, ``delivered`` delivered,
+    anything else unknown."""
+    item = hook.event
+    event, recipient = item.get("event"), item.get("recipient")
+    if not isinstance(event, str) or event in _MAILGUN_SKIPPED or not isinstance(recipient, str):
+        return []
+    delivery = _dict(item.get("delivery-status"))
+    status = _mailgun_status(delivery)
+    kind: Kind
+    if event == "failed":
+        reason = str(item.get("reason") or "")
+        if reason == "suppress-complaint":
+            kind = "complaint"
+        elif reason == "suppress-unsubscribe":
+            kind = "unknown"
+        elif item.get("severity") == "permanent" and not (status or "").startswith("4"):
+            kind = "hard_bounce"
+        else:
+            kind = "soft_bounce"
+    elif event == "complained":
+        kind = "complaint"
+    elif event == "delivered":
+        kind = "delivered"
+    else:
+        kind = "unknown"
+    # Mailgun's event id is unique within a day only: with the event's own time it is unique,
+    # and the same in a retry.
+    event_id, at = item.get("id"), item.get("timestamp")
+    if isinstance(event_id, str) and event_id and isinstance(at, int | float) and not isinstance(at, bool):
+        key = f"{event_id}:{at}"
+    else:
+        key = "sha:" + _digest(json.dumps(item, sort_keys=True, default=str))
+    headers = _dict(_dict(item.get("message")).get("headers"))
+    message_id = headers.get("message-id")
+    return [ProviderEvent(
+        provider="mailgun", event_id=key, kind=kind, recipient=recipient,
+        message_id=message_id if isinstance(message_id, str) and message_id else None,
+        status=status, at=_when(at, now), raw=item)]
+
+
+def _mailgun_status(delivery: Mapping[str, object]) -> str | None:
+    """The enhanced status code (``5.1.1``) of a delivery-status, else the SMTP code, else None."""
+    for name in ("enhanced-code", "message", "description"):
+        value = delivery.get(name)
+        m = _ENHANCED.search(value) if isinstance(value, str) else None
+        if m:
+            return m.group(1)
+    code = delivery.get("code")
+    return str(code) if isinstance(code, int) and not isinstance(code, bool) and 200 <= code < 600 else None
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -270,6 +270,17 @@ class InboundMixin(StoreBase):
             (status, ts(now) if status == "sent" else None, (error or "")[:1000] or None,
              ts(next_at or now), forward_id))
 
+    # -- webhook signatures seen -----------------------------------------------------------------
+
+    def claim_webhook_token(self, *, provider: str, token: str, now: datetime, keep: timedelta) -> bool:
+        """Record ``token`` of ``provider`` as used; False when it was used before (a replay).
+        Tokens older than ``keep`` are forgotten (their timestamps are refused anyway)."""
+        self.conn.execute("DELETE FROM webhook_tokens WHERE seen_at < ?", (ts(now - keep),))
+        row = self.query_one(
+            """INSERT OR IGNORE INTO webhook_tokens (provider, token, seen_at) VALUES (?, ?, ?)
+               RETURNING token""", (provider[:40], token[:200], ts(now)))
+        return row is not None
+
     def list_forwards(self, *, inbound_id: int | None = None, limit: int = 50) -> list[ForwardRow]:
         """Forwards newest first (or the one of ``inbound_id``), without their bytes."""
         sql = """SELECT id, inbound_id, created_at, contact_id, task_id, rep_id, recipient, message_id, status,

@@ -416,3 +416,21 @@ def m018_relay_state(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m019_webhook_tokens(db: Database) -> None:
+    """Webhook signatures seen (issue 13): Mailgun signs only a timestamp and a token, not the
+    event, so each token is accepted once; kept in the database so a restart or another
+    tracker sharing it refuses a replay too. Rows older than the tolerance are pruned."""
+    db.executescript(
+        """
+        CREATE TABLE webhook_tokens (
+            provider TEXT NOT NULL,
+            token TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (provider, token)
+        );
+        CREATE INDEX webhook_tokens_seen ON webhook_tokens(seen_at);
+        """
+    )

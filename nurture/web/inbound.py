@@ -1,6 +1,7 @@
-"""Provider event webhooks on the public tracker: ``POST /inbound/ses`` and ``POST /inbound/sendgrid``.
+"""Provider event webhooks on the public tracker: ``POST /inbound/ses``, ``/inbound/sendgrid``, ``/inbound/mailgun``.
 
-Each route exists only when its provider is configured (``inbound.ses``, ``inbound.sendgrid``).
+Each route exists only when its provider is configured (``inbound.ses``, ``inbound.sendgrid``,
+``inbound.mailgun``).
 A request is verified before anything else (:mod:`nurture.inbound.providers`); one that does
 not verify gets 403 and changes nothing. A verified one is parsed into provider events, which
 ``receive_event`` applies on the store thread (each at most once: providers retry, the store
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -25,12 +27,15 @@ from nurture.inbound.providers import (
     SignatureError,
     SnsVerifier,
     check_sns_url,
+    mailgun_events,
     sendgrid_events,
     sendgrid_public_key,
     ses_events,
+    verify_mailgun,
     verify_sendgrid,
 )
 from nurture.models import Campaign
+from nurture.store import Store
 from nurture.web import keys
 from nurture.web.keys import CAMPAIGNS, FETCH, SENDGRID_KEY, SNS
 
@@ -48,7 +53,7 @@ def add_inbound_routes(app: web.Application, *, settings: Settings, campaigns: M
     ``fetch(url)`` GETs SNS signing certificates and subscription URLs (default: aiohttp with
     verified TLS)."""
     cfg = settings.inbound
-    if cfg.ses is None and cfg.sendgrid is None:
+    if cfg.ses is None and cfg.sendgrid is None and cfg.mailgun is None:
         return
     app[CAMPAIGNS] = campaigns
     if cfg.ses is not None:
@@ -61,6 +66,8 @@ def add_inbound_routes(app: web.Application, *, settings: Settings, campaigns: M
         except ValueError as e:
             raise ConfigError(f"the SendGrid verification key: {e}", field="inbound.sendgrid.public_key") from None
         app.router.add_post("/inbound/sendgrid", sendgrid_webhook)
+    if cfg.mailgun is not None:
+        app.router.add_post("/inbound/mailgun", mailgun_webhook)
 
 
 async def https_get(url: str) -> bytes:
@@ -128,6 +135,40 @@ async def sendgrid_webhook(request: web.Request) -> web.StreamResponse:
         log.warning("refused a SendGrid request from %s: %s", request.remote, e)
         return _forbidden()
     await _apply(app, sendgrid_events(body, now=now))
+    return web.Response(text="ok\n")
+
+
+async def mailgun_webhook(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[keys.SETTINGS]
+    mailgun = settings.inbound.mailgun
+    assert mailgun is not None
+    body = await _body(request)
+    if body is None:
+        return web.Response(status=413, text="too large\n")
+    now = app[keys.CLOCK]()
+    try:
+        hook = verify_mailgun(signing_key=mailgun.signing_key, body=body, now=now,
+                              tolerance=mailgun.tolerance_seconds)
+    except SignatureError as e:
+        log.warning("refused a Mailgun request from %s: %s", request.remote, e)
+        return _forbidden()
+    events, campaigns = mailgun_events(hook, now=now), app[CAMPAIGNS]
+    # A token is good for one request: past the tolerance either way its timestamp is refused.
+    keep = timedelta(seconds=2 * mailgun.tolerance_seconds)
+    receive_event = inbound.receive_event
+
+    def apply(s: Store) -> bool:
+        with s.transaction():
+            if not s.claim_webhook_token(provider="mailgun", token=hook.token, now=now, keep=keep):
+                return False
+            for e in events:
+                receive_event(s, e, settings=settings, campaigns=campaigns, now=now)
+            return True
+
+    if not await app[keys.STORE].run(apply):
+        log.warning("refused a Mailgun request from %s: its token was used before (a replay)", request.remote)
+        return _forbidden()
     return web.Response(text="ok\n")
 
 

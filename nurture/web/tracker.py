@@ -2,7 +2,7 @@
 
 ``GET|HEAD /c/<token>`` → 302 to the link's stored URL, after the click is committed;
 ``GET /u/<token>`` → a confirm page, ``POST /u/<token>`` → unsubscribed (RFC 8058 one-click);
-``/o/<token>.gif`` → open pixel; ``/healthz``; ``POST /inbound/ses`` and ``/inbound/sendgrid``
+``/o/<token>.gif`` → open pixel; ``/healthz``; ``POST /inbound/ses``, ``/inbound/sendgrid`` and ``/inbound/mailgun``
 when those providers are configured (:mod:`nurture.web.inbound`). Everything else is a 404 page. A bad token
 is a 404, never a redirect. Suspected scanners get exactly the same answers as people.
 """
@@ -82,7 +82,7 @@ def create_tracker_app(*, settings: Settings, store: AsyncStore[Store], signer: 
     """The public app over the async ``store``; the click ledger
     starts and (on shutdown, flushing every queued click) stops with the app.
     ``on_commit()`` is called after each commit of clicks (``nurture run`` wakes its settle
-    loop with it). With ``inbound.ses`` / ``inbound.sendgrid`` configured it also takes the
+    loop with it). With ``inbound.ses`` / ``inbound.sendgrid`` / ``inbound.mailgun`` configured it also takes the
     providers' event webhooks (``nurture/web/inbound.py``; ``fetch`` GETs SNS certificates)."""
     app = web.Application(client_max_size=64 * 1024)
     app[keys.SETTINGS] = settings
