@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 import click
 from rich.markup import escape
@@ -120,15 +121,22 @@ KINDS = ("hard_bounce", "soft_bounce", "complaint", "auto_reply", "unsubscribe",
 @click.pass_context
 @handle_errors
 def list_command(ctx: click.Context, kind: str | None, unmatched: bool, limit: int, as_json: bool) -> None:
-    """Recent inbound messages and events, newest first: kind, what was done, and why."""
+    """Recent inbound messages and events, newest first: kind, what was done, whether a reply
+    was forwarded to its rep (to whom, how it went), and why."""
     from nurture.store import open_store
 
     settings = settings_of(ctx)
     store = open_store(settings.database)
     try:
         rows = store.list_inbound(kind=kind, unmatched=unmatched, limit=limit)
+        forwards = {f.inbound_id: f for f in store.list_forwards(inbound_ids=[r["id"] for r in rows], limit=limit)}
     finally:
         store.close()
+    for r in rows:
+        f = forwards.get(r["id"])
+        r["forward"] = None if f is None else {
+            "id": f.id, "to": f.recipient, "rep": f.rep_id, "status": f.status, "attempts": f.attempts,
+            "sent_at": f.sent_at, "error": f.last_error}
     if as_json:
         click.echo(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
         return
@@ -136,7 +144,7 @@ def list_command(ctx: click.Context, kind: str | None, unmatched: bool, limit: i
         console.print("nothing received yet" if not (kind or unmatched) else "none")
         return
     table = Table(header_style="bold")
-    for col in ("id", "received", "source", "kind", "from / about", "send", "done", "why"):
+    for col in ("id", "received", "source", "kind", "from / about", "send", "done", "forwarded", "why"):
         table.add_column(col)
     for r in rows:
         who = r["recipient"] or r["sender"] or ""
@@ -144,8 +152,24 @@ def list_command(ctx: click.Context, kind: str | None, unmatched: bool, limit: i
                                                                                     else "")
         table.add_row(str(r["id"]), r["received_at"].strftime("%Y-%m-%d %H:%M"), escape(r["source"]),
                       r["kind"] + (" (ooo)" if r["out_of_office"] else ""), escape(who),
-                      str(r["send_id"] or "–"), escape(r["action"]), escape(why))
+                      str(r["send_id"] or "–"), escape(r["action"]), _forwarded(r["forward"]), escape(why))
     console.print(table)
+
+
+def _forwarded(f: dict[str, object] | None) -> str:
+    """Whether a reply was forwarded, to whom, and how it went (a table cell)."""
+    if f is None:
+        return "–"
+    to = escape(f"{f['to']}" + (f" ({f['rep']})" if f["rep"] else ""))
+    status = str(f["status"])
+    if status == "sent" and isinstance(f["sent_at"], datetime):
+        return f"{to}: [green]sent[/green] {f['sent_at']:%Y-%m-%d %H:%M}"
+    if status == "failed":
+        return f"{to}: [red]failed[/red]" + (f" ({escape(str(f['error']))})" if f["error"] else "")
+    if status == "retry":
+        return f"{to}: [yellow]retry[/yellow] after {f['attempts']} attempt(s)" + (
+            f" ({escape(str(f['error']))})" if f["error"] else "")
+    return f"{to}: {status}"
 
 
 __all__ = ["inbound_group"]

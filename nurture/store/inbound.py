@@ -281,14 +281,21 @@ class InboundMixin(StoreBase):
                RETURNING token""", (provider[:40], token[:200], ts(now)))
         return row is not None
 
-    def list_forwards(self, *, inbound_id: int | None = None, limit: int = 50) -> list[ForwardRow]:
-        """Forwards newest first (or the one of ``inbound_id``), without their bytes."""
+    def list_forwards(self, *, inbound_id: int | None = None, inbound_ids: Sequence[int] | None = None,
+                      limit: int = 50) -> list[ForwardRow]:
+        """Forwards newest first (or those of ``inbound_id`` / ``inbound_ids``), without their bytes."""
         sql = """SELECT id, inbound_id, created_at, contact_id, task_id, rep_id, recipient, message_id, status,
                         attempts, sent_at, last_error FROM forwards"""
         params: list[Any] = []
         if inbound_id is not None:
             sql += " WHERE inbound_id = ?"
             params.append(inbound_id)
+        elif inbound_ids is not None:
+            ids = [int(i) for i in inbound_ids][:10_000]
+            if not ids:
+                return []
+            sql += f" WHERE inbound_id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
         rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
         return [ForwardRow(id=r["id"], inbound_id=r["inbound_id"], created_at=_when(r["created_at"]),
                            contact_id=r["contact_id"], task_id=r["task_id"], rep_id=r["rep_id"],
