@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -110,14 +111,29 @@ async def test_reply_domain_routes_reply_to_through_a_reply_token(smtp_sink, inb
 
 # -- bounces ------------------------------------------------------------------------------------------
 
-async def test_a_postfix_dsn_after_acceptance_bounces_the_contact_and_nothing_more_is_sent(
-        smtp_sink, inbound_settings, db_path, campaign, now, store):
+#: The real MTAs' reports for an unknown user and a delay, with the fixture send id each names
+#: (tests/corpus/inbound/make_fixtures.sh and make_exim_fixtures.sh made them).
+UNKNOWN_USER = {"postfix": ("postfix-550-user-unknown.eml", 101), "exim": ("exim-550-user-unknown.eml", 111)}
+DELAYED = {"postfix": ("postfix-delayed.eml", 103), "exim": ("exim-delayed.eml", 113)}
+
+
+def fixture_verp(send_id: int) -> str:
+    """The VERP address a fixture's test mail had (the fixture key ring of mta_helper.py)."""
+    from nurture.inbound import return_path
+
+    return return_path(Signer({"k1": b"inbound-fixture-secret"}, current="k1"), send_id, address="bounces@bounce.test")
+
+
+@pytest.mark.parametrize("mta", sorted(UNKNOWN_USER))
+async def test_a_real_mtas_dsn_after_acceptance_bounces_the_contact_and_nothing_more_is_sent(
+        smtp_sink, inbound_settings, db_path, campaign, now, store, mta):
     settings = inbound_settings(smtp_sink.port)
     sent = await send_first_step(db_path, settings, campaign, now, smtp_sink)
     send_id, mid = sent["gone@shop.example"]
-    dsn = fixture("postfix-550-user-unknown.eml", **{
-        "bounces+aebgwmlf4jbrrrebylnr6pqciqia@bounce.test": verp(settings, send_id),
-        "<101.fixture@acme.test>": mid, "gone@shop.test": "gone@shop.example"})
+    name, fixture_id = UNKNOWN_USER[mta]
+    dsn = fixture(name, **{
+        fixture_verp(fixture_id): verp(settings, send_id),
+        f"<{fixture_id}.fixture@acme.test>": mid, "gone@shop.test": "gone@shop.example"})
     result = receive(store, dsn, settings=settings, campaigns={campaign.id: campaign}, now=now + timedelta(minutes=5),
                      source="pipe")
     assert (result.kind, result.status, result.matched_by, result.send_id) == ("hard_bounce", "5.1.1", "verp", send_id)
@@ -148,16 +164,20 @@ async def test_the_same_dsn_twice_is_applied_once(smtp_sink, inbound_settings, d
     assert len(store.list_inbound()) == 1
 
 
+@pytest.mark.parametrize("mta", sorted(DELAYED))
 async def test_delay_warnings_are_soft_until_they_repeat_over_days(smtp_sink, inbound_settings, db_path, campaign,
-                                                                   now, store):
+                                                                   now, store, mta):
     settings = inbound_settings(smtp_sink.port, soft_bounce_limit=3, soft_bounce_span="3d")
     sent = await send_first_step(db_path, settings, campaign, now, smtp_sink)
     send_id, mid = sent["aya@shop.example"]
+    name, fixture_id = DELAYED[mta]
+    data = (CORPUS / name).read_bytes()
+    [mid_field] = re.findall(rb"^Message-I[Dd]: <", data, re.M)[:1]  # the report's own Message-ID field
 
     def warning(n: int) -> bytes:
-        return fixture("postfix-delayed.eml", **{
-            "bounces+aebgwmlh377uptw2cp2w7wetjyua@bounce.test": verp(settings, send_id),
-            "Message-Id: <": f"Message-Id: <{n}.", "later@slow.test": "aya@shop.example"})
+        return fixture(name, **{
+            fixture_verp(fixture_id): verp(settings, send_id),
+            mid_field.decode(): f"{mid_field.decode()}{n}.", "later@slow.test": "aya@shop.example"})
 
     results = [receive(store, warning(n), settings=settings, campaigns={}, now=now + timedelta(days=d), source="pipe")
                for n, d in ((1, 0), (2, 1), (3, 2))]

@@ -27,6 +27,8 @@ EXPECTED = {
     "postfix-local-unknown-user.eml": ("hard_bounce", "nobody-here@mta.test", "5.1.1", None, ""),
     "postfix-552-mailbox-full.eml": ("soft_bounce", "full@shop.test", "5.2.2", None, ""),
     "postfix-delayed.eml": ("soft_bounce", "later@slow.test", "4.4.1", None, ""),
+    "exim-550-user-unknown.eml": ("hard_bounce", "gone@shop.test", "5.1.1", None, ""),
+    "exim-delayed.eml": ("soft_bounce", "later@slow.test", "4.4.1", None, ""),
     "qmail-failure-notice.eml": ("hard_bounce", "old@shop.example", "5.1.1", None, ""),
     "arf-abuse.eml": ("complaint", "victim@example.com", None, None, ""),
     "autoreply-ticket.eml": ("auto_reply", None, None, None, "Thank you for contacting us."),
@@ -59,11 +61,23 @@ def test_fixture(name: str):
 
 
 @pytest.mark.parametrize("name", ["postfix-550-user-unknown.eml", "postfix-delayed.eml", "arf-abuse.eml",
-                                  "qmail-failure-notice.eml"])
+                                  "qmail-failure-notice.eml", "exim-550-user-unknown.eml", "exim-delayed.eml"])
 def test_reports_name_the_original_message_and_the_verp_address(name: str):
     c = classify(load(name))
     assert any(m.endswith(".fixture@acme.test>") for m in c.message_ids)
     assert any(v.startswith("bounces+") for v in c.verp_recipients)
+
+
+def test_exims_generic_status_gives_way_to_the_remote_servers_code():
+    hard, delayed = classify(load("exim-550-user-unknown.eml")), classify(load("exim-delayed.eml"))
+    assert "Status: 5.0.0" in hard.reasons and "5.1.1 from the Diagnostic-Code (the Status is generic)" in hard.reasons
+    assert "Action: delayed" in delayed.reasons and "Status: 4.0.0" in delayed.reasons
+    # A generic status whose diagnostic says nothing more, or says another class, stays as it is.
+    msg = load("exim-550-user-unknown.eml")
+    text = msg.as_bytes().replace(b"smtp; 550 5.1.1", b"smtp; 550").replace(b"550 5.1.1 <", b"550 <")
+    assert classify(email.message_from_bytes(text, policy=email.policy.default)).status == "5.0.0"
+    text = msg.as_bytes().replace(b"smtp; 550 5.1.1", b"smtp; 550 4.4.1")
+    assert classify(email.message_from_bytes(text, policy=email.policy.default)).status == "5.0.0"
 
 
 def test_replies_refer_to_what_they_answer():

@@ -99,13 +99,24 @@ def send_id_of(settings, mail) -> int:
     return parsed[1]
 
 
-async def test_a_dsn_bounces_the_contact_and_nothing_more_goes_to_it(running):
+#: (fixture, the VERP address and Message-ID of the test mail it reports on): Debian's Postfix and Exim.
+UNKNOWN_USER = {
+    "postfix": ("postfix-550-user-unknown.eml", b"bounces+aebgwmlf4jbrrrebylnr6pqciqia@bounce.test",
+                b"<101.fixture@acme.test>"),
+    "exim": ("exim-550-user-unknown.eml", b"bounces+aebgwmlpbiyicfjnwg5ti7qqmm7a@bounce.test",
+             b"<111.fixture@acme.test>"),
+}
+
+
+@pytest.mark.parametrize("mta", sorted(UNKNOWN_USER))
+async def test_a_dsn_bounces_the_contact_and_nothing_more_goes_to_it(running, mta):
     settings, store, clock, urls, sink = running
     mail = mail_to(sink, "gone@shop.example")
-    dsn = (CORPUS / "postfix-550-user-unknown.eml").read_bytes()
-    dsn = dsn.replace(b"bounces+aebgwmlf4jbrrrebylnr6pqciqia@bounce.test", mail.mail_from.encode()).replace(
-        b"<101.fixture@acme.test>", mail.message["Message-ID"].encode()).replace(b"gone@shop.test",
-                                                                                 b"gone@shop.example")
+    name, fixture_verp, fixture_mid = UNKNOWN_USER[mta]
+    dsn = (CORPUS / name).read_bytes()
+    assert fixture_verp in dsn and fixture_mid in dsn
+    dsn = dsn.replace(fixture_verp, mail.mail_from.encode()).replace(
+        fixture_mid, mail.message["Message-ID"].encode()).replace(b"gone@shop.test", b"gone@shop.example")
     await deliver(urls, dsn, to=mail.mail_from)
     contact = await wait_for(lambda: _contact_if(store, "gone@shop.example", status="bounced"))
     assert await store.call(Store.is_suppressed, "gone@shop.example")

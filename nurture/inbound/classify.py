@@ -143,6 +143,11 @@ def _dsn(msg: EmailMessage, common: Classification) -> Classification:
     reasons.append(f"Action: {action or '(none)'}")
     if status:
         reasons.append(f"Status: {status}")
+    # Exim reports every remote refusal as 5.0.0 / 4.0.0; the remote's own code is in the diagnostic.
+    detail = _STATUS.search(diagnostic or "") if status and status.endswith(".0.0") else None
+    if status and detail and detail.group(1) == status[0] and not detail.group(0).endswith(".0.0"):
+        status = ".".join(detail.groups())
+        reasons.append(f"{status} from the Diagnostic-Code (the Status is generic)")
     if diagnostic:
         reasons.append(f"Diagnostic-Code: {_clip(diagnostic)}")
     ids = tuple(dict.fromkeys([*_original_ids(msg), *common.message_ids]))

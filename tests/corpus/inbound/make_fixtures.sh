@@ -3,6 +3,7 @@
 #
 # Run as root on a throwaway Debian machine or container, from the repository root:
 #     sh tests/corpus/inbound/make_fixtures.sh postfix
+# (Exim's reports: make_exim_fixtures.sh beside this script; the two MTAs conflict as packages.)
 # It installs the MTA from Debian if missing, runs it from a throwaway configuration and queue
 # (an installed MTA's own configuration is not touched; loopback only, no port 25 listener),
 # submits test mails whose envelope sender is a VERP address (tests' key ring, see

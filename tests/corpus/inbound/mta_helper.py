@@ -20,7 +20,7 @@ from nurture.signing import Signer
 
 #: The key ring the tests use (tests/test_inbound_*.py): fixtures carry tokens it verifies.
 TEST_KEYS = {"k1": b"inbound-fixture-secret"}
-SEND_IDS = (101, 102, 103, 104)
+SEND_IDS = (101, 102, 103, 104, 111, 113)  # 11x: the Exim fixtures
 
 
 class Shop:
