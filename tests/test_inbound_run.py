@@ -70,7 +70,12 @@ async def running(make_settings, smtp_sink, now):
         async def first_step_sent():
             if job.done():
                 job.result()
-            return len(smtp_sink.sink.messages) == len(PEOPLE) and {"reps", "inbound_smtp"} <= set(urls)
+            # The sink has a mail before the sender records it as sent (attempts, sent_at): a report
+            # arriving in between would match no send. Wait for the record too.
+            recorded = await store.run(lambda s: s.query_one(
+                "SELECT count(*) AS n FROM sends WHERE status = 'sent' AND attempts > 0"))
+            return (len(smtp_sink.sink.messages) == len(PEOPLE) and recorded is not None
+                    and recorded["n"] == len(PEOPLE) and {"reps", "inbound_smtp"} <= set(urls))
 
         await wait_for(first_step_sent)
         yield settings, store, clock, urls, smtp_sink.sink
