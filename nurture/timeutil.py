@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nurture.calendars import BusinessCalendar
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -140,39 +142,87 @@ def zone(name: str) -> ZoneInfo:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """Days of the week plus daily hours, in some local time zone."""
+    """Days of the week plus daily hours, in some local time zone. A ``calendar`` (public
+    holidays and closures, :mod:`nurture.calendars`) closes whole local days as well."""
 
     days: frozenset[int] = frozenset(range(7))
     hours: Hours | None = None
 
-    def is_open(self, moment: datetime, tz: ZoneInfo) -> bool:
-        local = moment.astimezone(tz)
-        if self.hours is None:
-            return local.weekday() in self.days
-        day = local.weekday()
-        if self.hours.start > self.hours.end and local.time() < self.hours.end:
-            day = (day - 1) % 7  # early morning belongs to yesterday's overnight shift
-        return day in self.days and self.hours.contains(local.time())
+    def _day_of(self, local: datetime) -> date:
+        if self.hours is not None and self.hours.start > self.hours.end and local.time() < self.hours.end:
+            return local.date() - timedelta(days=1)  # early morning belongs to yesterday's overnight shift
+        return local.date()
 
-    def next_open(self, moment: datetime, tz: ZoneInfo) -> datetime:
-        """The first instant at or after ``moment`` that lies inside the window (UTC).
+    def is_open(self, moment: datetime, tz: ZoneInfo, calendar: BusinessCalendar | None = None) -> bool:
+        local = moment.astimezone(tz)
+        day = self._day_of(local)
+        if day.weekday() not in self.days or (calendar and calendar.is_closed(day)):
+            return False
+        return self.hours is None or self.hours.contains(local.time())
+
+    def next_open(self, moment: datetime, tz: ZoneInfo, calendar: BusinessCalendar | None = None) -> datetime:
+        """The first instant at or after ``moment`` that lies inside the window (UTC), on a
+        day the ``calendar`` leaves open.
 
         Works in local wall-clock time, so a 09:00 window stays 09:00 across DST changes.
         """
         if not self.days:
             raise ValueError("a send window needs at least one day")
-        if self.is_open(moment, tz):
+        if self.is_open(moment, tz, calendar):
             return moment.astimezone(UTC)
         local = moment.astimezone(tz)
         start = self.hours.start if self.hours else time(0, 0)
-        for offset in range(0, 8):
-            day = (local + timedelta(days=offset)).date()
+        # A week covers every weekday; closures and holidays can push further (two years at most).
+        for offset in range(0, 800 if calendar else 8):
+            day = local.date() + timedelta(days=offset)
+            if day.weekday() not in self.days or (calendar and calendar.is_closed(day)):
+                continue
             candidate = datetime.combine(day, start, tzinfo=tz)
             # Resolve nonexistent/ambiguous local times through a UTC round trip.
             candidate = candidate.astimezone(UTC).astimezone(tz)
-            if candidate >= local and candidate.weekday() in self.days:
+            if candidate >= local:
                 return candidate.astimezone(UTC)
-        raise ValueError("send window never opens")  # pragma: no cover - days is non-empty
+        raise ValueError("send window never opens")
+
+    def day_end(self, moment: datetime, tz: ZoneInfo) -> datetime:
+        """When the open stretch that contains ``moment`` closes (UTC); ``moment`` must be open."""
+        local = moment.astimezone(tz)
+        day = self._day_of(local)
+        if self.hours is None:
+            end = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=tz)
+        else:
+            end_day = day + timedelta(days=1) if self.hours.start > self.hours.end else day
+            end = datetime.combine(end_day, self.hours.end, tzinfo=tz)
+        return end.astimezone(UTC)
+
+    def add_open(self, moment: datetime, duration: timedelta, tz: ZoneInfo,
+                 calendar: BusinessCalendar | None = None) -> datetime:
+        """``moment`` plus ``duration`` of open time (UTC): an SLA clock that runs only in
+        working hours on working days. Whole days (``2d``) count working days: the same
+        local time of day that many working days later."""
+        whole, rest = divmod(duration, timedelta(days=1))
+        at = self.next_open(moment, tz, calendar)
+        if whole:
+            local = at.astimezone(tz)
+            day = self._day_of(local)
+            for _ in range(whole):
+                day += timedelta(days=1)
+                for _guard in range(800):
+                    if day.weekday() in self.days and not (calendar and calendar.is_closed(day)):
+                        break
+                    day += timedelta(days=1)
+            shifted = datetime.combine(day + (local.date() - self._day_of(local)), local.time(), tzinfo=tz)
+            at = self.next_open(shifted.astimezone(UTC), tz, calendar)
+        left = rest
+        for _ in range(2000):
+            if left <= timedelta(0):
+                return at
+            end = self.day_end(at, tz)
+            if at + left <= end:
+                return at + left
+            left -= end - at
+            at = self.next_open(end, tz, calendar)
+        raise ValueError("working time never adds up")  # pragma: no cover - bounded by the guard
 
 
 def utcnow() -> datetime:
