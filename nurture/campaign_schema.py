@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from nurture.cadence import DEFAULT_ATTEMPTS, DEFAULT_RETRY, check_retry
+from nurture.calendars import NONE_WORDS, Closure, check_country, parse_closure
 from nurture.errors import CampaignError
 from nurture.i18n import DEFAULT_LOCALE, FOOTER_KEYS, LOCALE_TAG, locale_for, unsubscribe_problem
 from nurture.models import (
@@ -42,8 +43,9 @@ T = TypeVar("T")
 L = TypeVar("L", bound=str)
 
 #: Allowed keys per mapping, in the order the docs list them; required ones in ``_REQUIRED``.
-TOP_KEYS = ("id", "name", "sender", "reply_to", "timezone", "send_window", "rate", "defaults",
-            "steps", "follow_up", "scoring", "exit", "out_of_office", "locale", "footer", "samples")
+TOP_KEYS = ("id", "name", "sender", "reply_to", "timezone", "send_window", "rate", "calendar", "closures",
+            "pace", "defaults", "steps", "follow_up", "scoring", "exit", "out_of_office", "locale", "footer",
+            "samples")
 WINDOW_KEYS = ("days", "hours")
 STEP_KEYS = ("id", "subject", "preheader", "template", "text_template", "wait", "unless", "only_if")
 CONDITION_KEYS = ("clicked", "step")
@@ -57,6 +59,8 @@ UNREACHABLE_KEYS = ("step", "enroll")
 SCORING_KEYS = ("rules", "half_life", "hot_threshold")
 SCORE_RULE_KEYS = ("when", "points")
 EXIT_KINDS = ("unsubscribed", "bounced", "replied")
+#: ``pace: reps``: hold call-raising steps while the reps are full (the only pacing so far).
+PACES = ("reps",)
 #: Sample keys that fill :class:`Contact` fields; any other key becomes an attribute.
 CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "industry", "phone",
                   "timezone", "owner", "territory")
@@ -200,6 +204,10 @@ class _Checker:
             self.convert(("timezone",), zone, tz)
         window = self.window(top)
         rate = self.rate(top)
+        calendar, closures = self.calendar(top)
+        pace = self.text(top, "pace", ())
+        if pace is not None and pace not in PACES:
+            self.error(("pace",), f'"{pace}" is not a pace (use {", ".join(PACES)})')
         defaults = self.defaults(top)
         steps = self.steps(top)
         step_ids = [s.id for s in steps]
@@ -217,6 +225,7 @@ class _Checker:
             follow_up=tuple(follow_up), exits=tuple(exits), scoring=scoring,
             out_of_office_pause=ooo_pause, samples=tuple(samples), defaults=defaults,
             locale=locale, footer=footer,
+            calendar=calendar, closures=closures, pace=pace,
         )
 
     def locale(self, top: dict[str, Any]) -> tuple[str, Mapping[str, str]]:
@@ -264,6 +273,22 @@ class _Checker:
         if raw_hours is not None:
             hours = self.convert((*path, "hours"), parse_hours, raw_hours)
         return Window(days=days, hours=hours)
+
+    def calendar(self, top: dict[str, Any]) -> tuple[str | None, tuple[Closure, ...]]:
+        code = self.text(top, "calendar", ())
+        if code is not None and code.strip().lower() not in NONE_WORDS:
+            code = self.convert(("calendar",), check_country, code)
+        elif code is not None:
+            code = "none"
+        raw = top.get("closures")
+        closures: list[Closure] = []
+        if raw is not None and not isinstance(raw, list):
+            self.error(("closures",), "must be a list of dates or ranges such as [2026-12-29..2027-01-03]")
+        for i, item in enumerate(raw or []):
+            c = self.convert(("closures", i), parse_closure, item)
+            if c is not None:
+                closures.append(c)
+        return code, tuple(closures)
 
     def rate(self, top: dict[str, Any]) -> Rate | None:
         value = top.get("rate")

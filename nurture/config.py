@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from nurture.calendars import NONE_WORDS, Closure, calendar_for, check_country, parse_closures
 from nurture.config_checks import check_values
 from nurture.errors import ConfigError
 from nurture.models import Rep
@@ -250,6 +251,8 @@ class Settings:
     territories: Mapping[str, str] = field(default_factory=dict)
     inbound: InboundSettings = InboundSettings()
     metrics: MetricsSettings = MetricsSettings()
+    #: ``closures:``: company closures (no task due, no nurture mail), inclusive date ranges.
+    closures: tuple[Closure, ...] = ()
     #: The config file read; None when there was none (the defaults, no ./config.yaml).
     source: str | None = None
     #: Problems worth telling the operator that do not stop a command (a secret file that
@@ -296,9 +299,11 @@ _SCHEMA: dict[str, Any] = {
         "mailgun": {"signing_key_env": str, "signing_key_file": str, "tolerance": (str, int, float)},
     },
     "metrics": {"token_env": str, "token_file": str, "cache": str},
+    "closures": list,
 }
 _REP_KEYS = {"id": str, "name": str, "email": str, "timezone": str, "hours": str,
-             "days": list, "territory": (str, list), "capacity": int}
+             "days": list, "territory": (str, list), "capacity": int,
+             "calendar": str}
 _WEBHOOK_KEYS = {"url": str, "events": list, "secret_env": str, "secret_file": str}
 
 #: Every key config.yaml accepts (dotted), for docs and the docs test.
@@ -451,7 +456,8 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
             b.fail(("dkim", "ed25519_selector"), "an Ed25519 key needs its own selector")
         dkim = DkimSettings(selector=dk["selector"], domain=dk["domain"], private_key=key,
                             ed25519_selector=dk.get("ed25519_selector") if ed_key else None, ed25519_key=ed_key)
-    reps = tuple(b.rep(i, r) for i, r in enumerate(data.get("reps") or []))
+    closures = b.convert(("closures",), parse_closures, data.get("closures") or [])
+    reps = tuple(b.rep(i, r, closures or ()) for i, r in enumerate(data.get("reps") or []))
     ids = [r.id for r in reps]
     for i, rid in enumerate(ids):
         if rid in ids[:i]:
@@ -479,7 +485,7 @@ def _build(src: Source, env: Mapping[str, str], *, base: Path) -> Settings:
         reps_app=RepsAppSettings(listen=app_d.get("listen", "127.0.0.1:8081"),
                                  base_url=str(app_d.get("base_url", "http://127.0.0.1:8081")).rstrip("/")),
         webhooks=webhooks, territories=dict(territories), inbound=inbound, metrics=metrics,
-        source=src.file, warnings=tuple(b.warnings),
+        closures=closures or (), source=src.file, warnings=tuple(b.warnings),
     )
 
 
@@ -687,7 +693,7 @@ class _Builder:
             elif value is not None and not _is(value, expected):
                 self.fail((*path, key), f"must be {_type_name(expected)}, not {type(value).__name__}")
 
-    def rep(self, i: int, r: Any) -> Rep:
+    def rep(self, i: int, r: Any, closures: tuple[Closure, ...] = ()) -> Rep:
         path = ("reps", i)
         if not isinstance(r, dict):
             self.fail(path, "must be a mapping with id, name and email")
@@ -703,8 +709,12 @@ class _Builder:
         cap = r.get("capacity", 16)
         if cap < 0:
             self.fail((*path, "capacity"), "must not be negative")
+        code = r.get("calendar")
+        if code is not None and code.strip().lower() not in NONE_WORDS:
+            self.convert((*path, "calendar"), check_country, code)
         return Rep(id=str(r["id"]), name=r["name"], email=r["email"], timezone=tz, hours=hours,
-                   days=days, territory=tuple([terr] if isinstance(terr, str) else terr), capacity=cap)
+                   days=days, territory=tuple([terr] if isinstance(terr, str) else terr), capacity=cap,
+                   calendar=calendar_for(code, zone_name=tz, closures=closures))
 
     def inbound(self, d: dict[str, Any]) -> InboundSettings:
         path = ("inbound",)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args
 
+from nurture.calendars import NO_CALENDAR, BusinessCalendar, Closure
 from nurture.timeutil import Hours, Rate, Window
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -148,6 +149,13 @@ class Campaign:
     #: and the name order (nurture.i18n); ``footer:`` overrides the catalogue's texts.
     locale: str = "en"
     footer: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    #: ``calendar: JP``: the public holidays of contacts whose country is unknown (None: the
+    #: campaign time zone's country; ``"none"``: no holidays at all).
+    calendar: str | None = None
+    #: ``closures:``: dates on which this campaign sends nothing (with config.yaml's).
+    closures: tuple[Closure, ...] = ()
+    #: ``pace: reps``: hold steps that raise call-now tasks while the reps are full.
+    pace: str | None = None
     #: The YAML text as loaded (stored with each campaign version).
     source: str = field(default="", repr=False, compare=False)
     #: ``"steps[1].template"`` → (line, column) in the YAML, for precise error messages.
@@ -310,7 +318,11 @@ class Rep:
     hours: Hours | None = None
     days: frozenset[int] = frozenset(range(5))
     territory: tuple[str, ...] = ()
+    #: Calls a day: calls done plus open calls due that day stay within it (the day plan).
     capacity: int = 16
+    #: Public holidays (``calendar:``, default the time zone's country) and company closures:
+    #: days off, on which no task falls due.
+    calendar: BusinessCalendar = NO_CALENDAR
 
 
 @dataclass(frozen=True, slots=True)
