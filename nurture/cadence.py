@@ -91,7 +91,7 @@ def next_attempt_at(entry: str, *, now: datetime, contact_tz: str, rep: Rep | No
         candidate = now + parse_duration(text)
     if rep is None:
         return candidate
-    return Window(days=rep.days or _WORKDAYS, hours=rep.hours).next_open(candidate, _tz(rep.timezone))
+    return Window(days=rep.days or _WORKDAYS, hours=rep.hours).next_open(candidate, _tz(rep.timezone), rep.calendar)
 
 
 def _tz(name: str) -> Any:

@@ -17,7 +17,7 @@ from nurture.cadence import Cadence
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
 from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Priority, Rep, TaskKind
-from nurture.routing import local_day_start, on_shift, route, shift_start
+from nurture.routing import Route, day_loads, local_day_start, route, working_due
 from nurture.rules import (
     MinutesAgo,
     apply_score,
@@ -130,12 +130,8 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
              "subject": subject, "note": note}
     existing = store.open_task_for(contact.id, campaign.id)
     if existing is None:
-        reps = settings.reps
-        r = route(contact=contact, reps=reps, territories=settings.territories, kind=rule.task,
-                  # Without reps nothing is assigned, and the lookup would read every task.
-                  due=rule.due, now=now, last_rep=store.last_assigned_rep() if reps else None,
-                  assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
-        context = {"timeline": [entry], "route": r.reason}
+        r = _route(store, settings, contact, kind=rule.task, due=rule.due, now=now)
+        context = {"timeline": [entry], "route": r.reason, **_sla(r)}
         cadence = Cadence(attempts=rule.attempts, retry=rule.retry, unreachable=rule.unreachable,
                           timezone=contact.timezone or campaign.timezone)
         task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
@@ -145,10 +141,8 @@ def _task_for(store: Store, campaign: Campaign, settings: Settings, rule: Follow
             task_id, contact, campaign_id=campaign.id, rep_id=r.rep_id, kind=rule.task,
             priority=rule.priority, due_at=r.due_at, reason=live_text(note, now)), now=now)
         return task_id
-    due_at = now + rule.due
     rep = configured_rep(settings, existing.rep_id)
-    if rep is not None and rule.task == "call_now" and not on_shift(rep, now):
-        due_at = shift_start(rep, now) + rule.due
+    due_at = working_due(rep, now, rule.due) if rep is not None else now + rule.due
     context = dict(existing.context)
     context["timeline"] = [*context.get("timeline", []), entry]
     store.update_open_task(
@@ -188,13 +182,10 @@ def reply_task(store: Store, campaign: Campaign, settings: Settings, *, contact:
              "subject": step_subj, "reply_subject": subject, "text": text[:4000], "note": note}
     existing = store.open_task_for(contact.id, campaign.id)
     if existing is None:
-        reps = settings.reps
-        r = route(contact=contact, reps=reps, territories=settings.territories, kind=rule.task, due=rule.due,
-                  now=now, last_rep=store.last_assigned_rep() if reps else None,
-                  assigned_today=store.assigned_since({p.id: local_day_start(p, now) for p in reps}))
+        r = _route(store, settings, contact, kind=rule.task, due=rule.due, now=now)
         task_id = store.insert_task(contact_id=contact.id, campaign_id=campaign.id, rep_id=r.rep_id,
                                     kind=rule.task, priority=rule.priority, due_at=r.due_at, reason=note,
-                                    context={"timeline": [entry], "route": r.reason}, now=now)
+                                    context={"timeline": [entry], "route": r.reason, **_sla(r)}, now=now)
         store.append_event("task.created", task_payload(
             task_id, contact, campaign_id=campaign.id, rep_id=r.rep_id, kind=rule.task,
             priority=rule.priority, due_at=r.due_at, reason=note), now=now)
@@ -208,6 +199,22 @@ def reply_task(store: Store, campaign: Campaign, settings: Settings, *, contact:
         priority=_more_urgent(existing.priority, rule.priority),
         due_at=min(existing.due_at, now + rule.due), reason=note, context=context, now=now)
     return existing.id
+
+
+def _route(store: Store, settings: Settings, contact: Contact, *, kind: TaskKind, due: timedelta,
+           now: datetime) -> Route:
+    """Routing with the reps' day plans: what each has done today and has due on each day."""
+    reps = settings.reps
+    # Without reps nothing is assigned, and the lookups would read every task.
+    loads = day_loads(reps, store.task_loads([p.id for p in reps], since=min(
+        local_day_start(p, now) for p in reps)), now=now) if reps else {}
+    return route(contact=contact, reps=reps, territories=settings.territories, kind=kind, due=due, now=now,
+                 last_rep=store.last_assigned_rep() if reps else None, assigned_today={}, loads=loads)
+
+
+def _sla(r: Route) -> dict[str, str]:
+    """``sla_due`` in the task's context when a full day plan moved the due time past the SLA."""
+    return {"sla_due": r.sla_at.isoformat()} if r.sla_at is not None and r.sla_at != r.due_at else {}
 
 
 def configured_rep(settings: Settings, rep_id: str | None) -> Rep | None:

@@ -310,6 +310,17 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLoad:
+    """A task that uses a rep's capacity: open (counted on the day it is due; overdue ones
+    today) or done (on the day it was done). See :func:`nurture.routing.day_loads`."""
+
+    rep_id: str
+    due_at: datetime
+    done_at: datetime | None = None
+    priority: Priority = "normal"
+
+
+@dataclass(frozen=True, slots=True)
 class Rep:
     id: str
     name: str

@@ -125,7 +125,7 @@ async def sender(ctx: Context) -> None:
     build = renderer_build(renderer, campaigns)
 
     def tick(store: Store, now: datetime) -> object:
-        return scheduler_tick(store, campaigns, now=now)
+        return scheduler_tick(store, campaigns, now=now, reps=ctx.settings.reps, closures=ctx.settings.closures)
 
     summary = await run_sender(
         store=ctx.store, settings=ctx.settings, build=build, now=ctx.now, stop=ctx.stop,

@@ -29,8 +29,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from nurture.calendars import BusinessCalendar, Closure, calendar_for, country_of_zone
+from nurture.countries import country_code
 from nurture.errors import CampaignError, NotFound
-from nurture.models import Campaign, Condition, Contact, FollowUpRule
+from nurture.models import Campaign, Condition, Contact, FollowUpRule, Rep
+from nurture.pacing import pace
 from nurture.store import Store
 from nurture.store.contacts import ContactRow, email_key
 from nurture.store.enrollments import Advance, DueEnrollment, EnrollResult, campaign_hash, remap_step
@@ -59,15 +62,20 @@ class TickResult:
 
 
 def tick(store: Store, campaigns: Mapping[str, Campaign], *, now: datetime, limit: int = 10_000,
-         explain: bool = False) -> TickResult:
-    """Queue, skip, defer or end every enrollment due at ``now`` (at most ``limit``)."""
+         explain: bool = False, reps: Sequence[Rep] = (), closures: tuple[Closure, ...] = ()) -> TickResult:
+    """Queue, skip, defer or end every enrollment due at ``now`` (at most ``limit``).
+
+    ``closures`` (config.yaml's) close days for every campaign's mail; with ``reps``, the
+    steps of ``pace: reps`` campaigns are held while the reps are full (:mod:`nurture.pacing`)."""
     with store.transaction():
         for campaign in campaigns.values():
             store.save_campaign(campaign, source=campaign_source(campaign), now=now, reapply=False)
         due = store.due_enrollments(campaign_ids=campaigns.keys(), now=now, limit=limit)
         conditional = [d.id for d in due if _has_condition(campaigns[d.campaign_id], d.next_step)]
         clicks = store.human_clicks(conditional) if conditional else {}
-        advances = [decide(d, campaigns[d.campaign_id], clicks.get(d.id, ()), now=now) for d in due]
+        advances = [decide(d, campaigns[d.campaign_id], clicks.get(d.id, ()), now=now, closures=closures)
+                    for d in due]
+        advances, _ = pace(store, campaigns, reps, advances, now=now)
         store.apply_advances(advances, now=now)
     counts = {"queue": 0, "skip": 0, "exit": 0, "complete": 0, "defer": 0}
     completed = 0
@@ -84,7 +92,8 @@ def campaign_source(campaign: Campaign) -> str | None:
     return getattr(campaign, "source", None) or None
 
 
-def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str]], *, now: datetime) -> Advance:
+def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str]], *, now: datetime,
+           closures: tuple[Closure, ...] = ()) -> Advance:
     """The decision for one due enrollment (pure: no I/O)."""
     advance = functools.partial(Advance, enrollment_id=d.id, campaign_id=d.campaign_id, contact_id=d.contact_id)
     reason = exit_reason(d, campaign)
@@ -99,9 +108,14 @@ def decide(d: DueEnrollment, campaign: Campaign, clicks: Sequence[tuple[str, str
         # save_campaign): leave the step to a process that knows it.
         return advance("defer", step_id=d.next_step, next_at=now + STALE_RETRY,
                        reason="step unknown to this copy of the campaign")
-    opens = campaign.send_window.next_open(now, contact_zone(d.timezone, campaign.timezone))
+    tz = contact_zone(d.timezone, campaign.timezone)
+    calendar = mail_calendar(campaign, country=d.country, timezone=d.timezone, closures=closures)
+    opens = campaign.send_window.next_open(now, tz, calendar)
     if opens > now:
-        return advance("defer", step_id=step.id, next_at=opens, reason="outside the send window")
+        plain = campaign.send_window.next_open(now, tz)
+        closed = calendar.closed(plain.astimezone(tz).date()) if plain < opens else None
+        return advance("defer", step_id=step.id, next_at=opens,
+                       reason=f"holiday: {closed}" if closed else "outside the send window")
     after = campaign.next_step(step.id)
     skip = skip_reason(step.unless, step.only_if, clicks)
     if skip:
@@ -144,6 +158,25 @@ def matches(cond: Condition, clicks: Sequence[tuple[str, str]]) -> bool:
 def describe(cond: Condition) -> str:
     what = "any link" if cond.clicked == "any" else cond.clicked
     return f"{what} in {cond.step}" if cond.step else what
+
+
+def mail_calendar(campaign: Campaign, *, country: str, timezone: str | None,
+                  closures: tuple[Closure, ...] = ()) -> BusinessCalendar:
+    """The days a contact gets no mail: the public holidays of their country (as imported,
+    else their time zone's; else the campaign's ``calendar:``, else its time zone's) and the
+    closures of the campaign and of config.yaml. ``calendar: none`` switches holidays off."""
+    return _mail_calendar(campaign.calendar, campaign.timezone, (*closures, *campaign.closures), country, timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mail_calendar(own: str | None, own_zone: str, closures: tuple[Closure, ...], country: str,
+                   timezone: str | None) -> BusinessCalendar:
+    if own == "none":
+        return calendar_for("none", closures=closures)
+    code = country_code(country) if country else None
+    if code is None or len(code) != 2:
+        code = country_of_zone(timezone) or own or country_of_zone(own_zone)
+    return calendar_for(code, closures=closures)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -24,6 +24,7 @@ from nurture.store.leases import LeasesMixin
 from nurture.store.logins import LoginsMixin
 from nurture.store.metrics import MetricsMixin
 from nurture.store.outbox import OutboxMixin
+from nurture.store.pacing import PacingMixin
 from nurture.store.people import PeopleMixin
 from nurture.store.rate import RateMixin
 from nurture.store.relay import RelayMixin
@@ -33,7 +34,8 @@ from nurture.store.tracking import TrackingMixin
 
 
 class Store(RateMixin, OutboxMixin, TrackingMixin, PeopleMixin, ContactsMixin, EnrollmentsMixin, TasksMixin,
-            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, MetricsMixin, RelayMixin, StoreBase):
+            ReportsMixin, InboundMixin, LeasesMixin, LoginsMixin, MetricsMixin, RelayMixin, PacingMixin,
+            StoreBase):
     """The embedded SQLite store. See :class:`StoreBase` for opening and transactions.
 
     Every mixin is a :class:`StoreBase` (typed ``conn``, ``query``, ``transaction`` …), and a

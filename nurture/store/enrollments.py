@@ -51,6 +51,8 @@ class DueEnrollment:
     contact_status: ContactStatus
     suppressed: bool
     outcomes: frozenset[str]
+    #: The contact's country as imported (a name or ISO code; ``""`` when unknown).
+    country: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +306,7 @@ class EnrollmentsMixin(StoreBase):
                                  [ts(now), *ids, limit]).fetchall()
         return [DueEnrollment(id=r[0], campaign_id=r[1], contact_id=r[2], next_step=r[3], next_at=dt_required(r[4]),
                               timezone=r[5], contact_status=r[6], suppressed=bool(r[7]),
-                              outcomes=frozenset(r[8].split(",")) if r[8] else frozenset())
+                              outcomes=frozenset(r[8].split(",")) if r[8] else frozenset(), country=r[9] or "")
                 for r in rows]
 
     def human_clicks(self, enrollment_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
@@ -429,7 +431,8 @@ DUE_SQL = """
 SELECT e.id, e.campaign_id, e.contact_id, e.next_step, e.next_at, c.timezone, c.status,
        EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key),
        (SELECT group_concat(t.outcome) FROM tasks t
-         WHERE t.contact_id = e.contact_id AND t.campaign_id = e.campaign_id AND t.outcome IS NOT NULL)
+         WHERE t.contact_id = e.contact_id AND t.campaign_id = e.campaign_id AND t.outcome IS NOT NULL),
+       c.country
 FROM enrollments e JOIN contacts c ON c.id = e.contact_id
 WHERE e.state = 'active' AND e.next_at <= ? AND e.campaign_id IN ({marks})
 ORDER BY e.next_at

@@ -434,3 +434,22 @@ def m019_webhook_tokens(db: Database) -> None:
         CREATE INDEX webhook_tokens_seen ON webhook_tokens(seen_at);
         """
     )
+
+
+@migrations()
+def m020_pacing(db: Database) -> None:
+    """``pace: reps`` (issue 17): what the scheduler held back for the reps' capacity, per
+    campaign, as of its last tick (``nurture stats``, the manager view)."""
+    db.executescript(
+        """
+        CREATE TABLE pacing (
+            campaign_id TEXT PRIMARY KEY,
+            held INTEGER NOT NULL DEFAULT 0,        -- enrollments waiting for capacity now
+            released INTEGER NOT NULL DEFAULT 0,    -- paced sends let through, all time
+            free_slots INTEGER NOT NULL DEFAULT 0,  -- the reps' room on their next working day
+            expect REAL NOT NULL DEFAULT 0,         -- call-now tasks expected per mail
+            held_since REAL,                        -- when the current hold began (NULL: none)
+            updated_at REAL NOT NULL
+        );
+        """
+    )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from nurture.errors import NotFound
-from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, TaskKind
+from nurture.models import PRIORITIES, Outcome, Priority, SendStatus, Task, TaskKind, TaskLoad
 from nurture.store.base import StoreBase, dt, dt_required, inserted_id, ts
 
 _TASK_COLS = ("id, contact_id, campaign_id, rep_id, kind, priority, status, due_at, created_at, "
@@ -416,6 +416,18 @@ class TasksMixin(StoreBase):
             )
             out[rep_id] = int(row["n"]) if row else 0
         return out
+
+    def task_loads(self, rep_ids: Iterable[str], *, since: datetime) -> list[TaskLoad]:
+        """What uses the reps' capacity (the day plan): their open tasks, and the tasks they
+        finished since ``since`` (the earliest of their local midnights)."""
+        ids = list(rep_ids)
+        if not ids:
+            return []
+        rows = self.conn.execute(
+            f"SELECT rep_id, due_at, done_at, priority FROM tasks WHERE rep_id IN ({','.join('?' * len(ids))})"
+            " AND (status = 'open' OR (status = 'done' AND done_at >= ?))", [*ids, ts(since)]).fetchall()
+        return [TaskLoad(rep_id=r[0], due_at=dt_required(r[1]), done_at=dt(r[2]), priority=PRIORITIES[int(r[3])])
+                for r in rows]
 
     def last_assigned_rep(self) -> str | None:
         row = self.query_one(

@@ -1,0 +1,95 @@
+"""``pace: reps``: mail that follows the reps' day plan.
+
+A step whose links raise call-now tasks (a ``follow_up`` rule with ``task: call_now`` that
+matches a click in that step) is *paced*. Each scheduler tick, :func:`pace` lets such sends
+through only while the reps have room on their next working day for the calls they are
+expected to raise, and holds the rest (the enrollment waits :data:`RECHECK` and is asked
+again), so they are released as capacity frees: a new working day, a rep added, tasks moved.
+
+The expected call-now tasks per mail is the campaign's own rate so far (tasks over mails
+sent more than :data:`SETTLE` ago, when their clicks are in), starting from a prior of
+:data:`PRIOR_RATE`; mail sent within :data:`SETTLE` whose clicks have not yet come is counted
+against the free room at that rate. Runs on the store thread, inside the tick's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from nurture.models import Campaign, Rep
+from nurture.routing import day_loads, free_slots, local_day_start
+from nurture.store import Store
+from nurture.store.enrollments import Advance
+
+#: Call-now tasks per mail assumed before a campaign has figures of its own.
+PRIOR_RATE = 0.10
+#: The prior counts as this many mails (later mail outweighs it quickly).
+PRIOR_WEIGHT = 20
+#: Clicks (and so tasks) of a mail are taken to be in after this long.
+SETTLE = timedelta(days=1)
+#: How soon a held enrollment is asked again.
+RECHECK = timedelta(minutes=15)
+HELD = "held for the reps' capacity (pace: reps)"
+
+
+def paced_steps(campaign: Campaign) -> frozenset[str]:
+    """The steps of a ``pace: reps`` campaign whose clicks raise call-now tasks."""
+    if campaign.pace != "reps":
+        return frozenset()
+    rules = [r for r in campaign.follow_up if r.task == "call_now" and not r.when.replied]
+    return frozenset(s.id for s in campaign.steps if any(r.when.step in (None, s.id) for r in rules))
+
+
+@dataclass(frozen=True, slots=True)
+class PaceResult:
+    """What pacing did in one tick, per paced campaign: (held, released)."""
+
+    free_slots: int
+    expect: Mapping[str, float]
+    held: Mapping[str, int]
+    released: Mapping[str, int]
+
+
+def pace(store: Store, campaigns: Mapping[str, Campaign], reps: Sequence[Rep], advances: Sequence[Advance], *,
+         now: datetime) -> tuple[list[Advance], PaceResult | None]:
+    """Hold the queue decisions of paced steps that the reps' free room cannot take; record
+    the figures per campaign (``store.record_pacing``)."""
+    paced = {cid: steps for cid, c in campaigns.items() if (steps := paced_steps(c))}
+    if not paced or not reps:
+        return list(advances), None
+    since = min(local_day_start(r, now) for r in reps)
+    loads = day_loads(reps, store.task_loads([r.id for r in reps], since=since), now=now)
+    free = free_slots(reps, loads, now=now)
+    expect: dict[str, float] = {}
+    budget = float(free)
+    for cid, steps in paced.items():
+        counts = store.pace_counts(cid, sorted(steps), since=now - SETTLE)
+        settled_tasks = max(0, counts.tasks - counts.recent_tasks)
+        p = (settled_tasks + PRIOR_RATE * PRIOR_WEIGHT) / (counts.settled_sends + PRIOR_WEIGHT)
+        expect[cid] = max(p, 0.001)
+        budget -= max(0.0, p * counts.recent_sends - counts.recent_tasks)
+    held = dict.fromkeys(paced, 0)
+    released = dict.fromkeys(paced, 0)
+    out: list[Advance] = []
+    for a in advances:
+        if a.action != "queue" or a.step_id not in paced.get(a.campaign_id, frozenset()):
+            out.append(a)
+            continue
+        cost = expect[a.campaign_id]
+        if budget >= cost or math.isclose(budget, cost):
+            budget -= cost
+            released[a.campaign_id] += 1
+            out.append(a)
+        else:
+            held[a.campaign_id] += 1
+            out.append(replace(a, action="defer", due_at=None, next_step=None, next_wait=None,
+                               next_at=now + RECHECK, reason=HELD))
+    for cid in paced:
+        if not (held[cid] or released[cid]):
+            continue  # nothing of it was due: the last figures stand (held ones wait RECHECK)
+        store.record_pacing(cid, held=held[cid], released=released[cid], free_slots=free,
+                            expect=expect[cid], now=now)
+    return out, PaceResult(free_slots=free, expect=expect, held=held, released=released)
