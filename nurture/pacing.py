@@ -6,10 +6,11 @@ through only while the reps have room on their next working day for the calls th
 expected to raise, and holds the rest (the enrollment waits :data:`RECHECK` and is asked
 again), so they are released as capacity frees: a new working day, a rep added, tasks moved.
 
-The expected call-now tasks per mail is the campaign's own rate so far (tasks over mails
-sent more than :data:`SETTLE` ago, when their clicks are in), starting from a prior of
-:data:`PRIOR_RATE`; mail sent within :data:`SETTLE` whose clicks have not yet come is counted
-against the free room at that rate. Runs on the store thread, inside the tick's transaction.
+The expected call-now tasks per mail is the campaign's own rate (tasks over mails sent more
+than :data:`SETTLE` ago, when their clicks are in, starting from a prior of :data:`PRIOR_RATE`),
+or the rate over all its mail so far when that is higher; mail sent within :data:`SETTLE` is
+counted against the free room at that rate, less the tasks it already raised. Runs on the
+store thread, inside the tick's transaction.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def pace(store: Store, campaigns: Mapping[str, Campaign], reps: Sequence[Rep], a
     budget = float(free)
     for cid, steps in paced.items():
         counts = store.pace_counts(cid, sorted(steps), since=now - SETTLE)
-        settled_tasks = max(0, counts.tasks - counts.recent_tasks)
-        p = (settled_tasks + PRIOR_RATE * PRIOR_WEIGHT) / (counts.settled_sends + PRIOR_WEIGHT)
-        expect[cid] = max(p, 0.001)
+        settled = (counts.settled_tasks + PRIOR_RATE * PRIOR_WEIGHT) / (counts.settled_sends + PRIOR_WEIGHT)
+        sent = counts.settled_sends + counts.recent_sends
+        # Tasks so far over all mail is a floor: recent mail only adds clicks from here on.
+        so_far = (counts.settled_tasks + counts.recent_tasks) / sent if sent else 0.0
+        p = max(settled, so_far, 0.001)
+        expect[cid] = p
         budget -= max(0.0, p * counts.recent_sends - counts.recent_tasks)
     held = dict.fromkeys(paced, 0)
     released = dict.fromkeys(paced, 0)

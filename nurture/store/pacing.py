@@ -16,11 +16,11 @@ from nurture.store.base import StoreBase, dt, dt_required, ts
 
 @dataclass(frozen=True, slots=True)
 class PaceCounts:
-    """A campaign's paced steps: mails sent before the settle point and the call-now tasks of
-    the campaign (all time), and those of the last ``since`` stretch."""
+    """A campaign's paced steps: mails sent before ``since`` (their clicks are in) and the
+    call-now tasks they raised; mails sent since, and the tasks those raised so far."""
 
     settled_sends: int
-    tasks: int
+    settled_tasks: int
     recent_sends: int
     recent_tasks: int
 
@@ -42,7 +42,7 @@ class PacingMixin(StoreBase):
     """Counts for the scheduler's capacity gate, and its record of held mail."""
 
     def pace_counts(self, campaign_id: str, step_ids: Sequence[str], *, since: datetime) -> PaceCounts:
-        """Sent mail of ``step_ids`` before / after ``since``, and the campaign's call-now tasks."""
+        """Sent mail of ``step_ids`` before / after ``since``, and the call-now tasks of each part."""
         if not step_ids:
             return PaceCounts(0, 0, 0, 0)
         marks = ",".join("?" * len(step_ids))
@@ -51,11 +51,16 @@ class PacingMixin(StoreBase):
             " coalesce(sum(CASE WHEN sent_at >= ? THEN 1 ELSE 0 END), 0)"
             f" FROM sends WHERE campaign_id = ? AND step_id IN ({marks}) AND status = 'sent'",
             [ts(since), ts(since), campaign_id, *step_ids]).fetchone() or (0, 0)
+        # Each task counts with the mail that raised it (the contact's latest paced send).
         trow = self.conn.execute(
-            "SELECT count(*), coalesce(sum(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), 0)"
-            " FROM tasks WHERE campaign_id = ? AND kind = 'call_now'", [ts(since), campaign_id]).fetchone() or (0, 0)
+            "SELECT coalesce(sum(CASE WHEN m < ? THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN m >= ? THEN 1 ELSE 0 END), 0) FROM ("
+            "SELECT t.id, max(s.sent_at) AS m FROM tasks t JOIN sends s ON s.contact_id = t.contact_id"
+            f" AND s.campaign_id = t.campaign_id AND s.step_id IN ({marks}) AND s.status = 'sent'"
+            " WHERE t.campaign_id = ? AND t.kind = 'call_now' GROUP BY t.id) x",
+            [ts(since), ts(since), *step_ids, campaign_id]).fetchone() or (0, 0)
         return PaceCounts(settled_sends=int(row[0]), recent_sends=int(row[1]),
-                          tasks=int(trow[0]), recent_tasks=int(trow[1]))
+                          settled_tasks=int(trow[0]), recent_tasks=int(trow[1]))
 
     def record_pacing(self, campaign_id: str, *, held: int, released: int, free_slots: int, expect: float,
                       now: datetime) -> None:
