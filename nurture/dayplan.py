@@ -30,6 +30,8 @@ class DayPlan:
     today: tuple[Task, ...]
     queued: tuple[Task, ...]
     later: int
+    #: ``day`` is the rep's today (not a later working day).
+    is_today: bool = True
 
     @property
     def planned(self) -> int:
@@ -55,4 +57,5 @@ def day_plan(rep: Rep, tasks: Sequence[Task], *, done_today: int, now: datetime)
                  key=lambda t: (PRIORITIES.index(t.priority), _due(t), t.id))
     room = max(0, rep.capacity - done)
     return DayPlan(rep_id=rep.id, day=day, next_day=after, capacity=rep.capacity, done=done,
-                   today=tuple(due[:room]), queued=tuple(due[room:]), later=len(mine) - len(due))
+                   today=tuple(due[:room]), queued=tuple(due[room:]), later=len(mine) - len(due),
+                   is_today=day == local_day(rep, now))

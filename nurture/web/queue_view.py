@@ -2,8 +2,9 @@
 
 ``POST /manager/tasks/{id}/reassign`` (manager only; the CSRF token is checked by the app's
 middleware) gives an open task to another configured rep; both reps' open pages hear of it
-through the event stream. :func:`rep_load` is what the manager page shows per rep: tasks
-assigned since the rep's local midnight against their ``capacity``.
+through the event stream. :func:`rep_plans` is each rep's day plan (today's calls within
+their ``capacity``, the overflow queued for the next working day), shown on their list and,
+with :func:`rep_load`, on the manager page.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import datetime
 
 from aiohttp import web
 
+from nurture.cards import TaskCard
+from nurture.dayplan import DayPlan, day_plan
 from nurture.errors import NotFound, PermissionDenied
 from nurture.models import Rep
 from nurture.repauth import MANAGER
@@ -41,5 +44,27 @@ async def reassign_post(request: web.Request) -> web.StreamResponse:
 
 
 async def rep_load(store: AsyncStore[Store], reps: Sequence[Rep], *, now: datetime) -> Mapping[str, int]:
-    """Tasks assigned to each rep since their local midnight (their capacity counts these)."""
-    return await store.call(Store.assigned_since, {r.id: local_day_start(r, now) for r in reps})
+    """Each rep's day against their capacity: calls done today plus calls planned today."""
+    return {rid: plan.planned for rid, plan in (await rep_plans(store, reps, now=now)).items()}
+
+
+async def rep_plans(store: AsyncStore[Store], reps: Sequence[Rep], *, now: datetime) -> dict[str, DayPlan]:
+    """Each rep's day plan (:func:`nurture.dayplan.day_plan`): today's calls within capacity,
+    the overflow queued for their next working day."""
+    def plans(s: Store) -> dict[str, DayPlan]:
+        out: dict[str, DayPlan] = {}
+        for rep in reps:
+            tasks = s.list_tasks(now=now, rep_id=rep.id, limit=10_000)
+            done = sum(1 for t in s.task_loads([rep.id], since=local_day_start(rep, now)) if t.done_at)
+            out[rep.id] = day_plan(rep, tasks, done_today=done, now=now)
+        return out
+    return await store.run(plans)
+
+
+def plan_order(cards: Sequence[TaskCard], plan: DayPlan | None) -> list[TaskCard]:
+    """Today's plan first (most urgent first), then the calls queued for the next working
+    day, then the rest as they came."""
+    if plan is None:
+        return list(cards)
+    rank = {t.id: i for i, t in enumerate((*plan.today, *plan.queued))}
+    return sorted(cards, key=lambda c: rank.get(c.task.id, len(rank)))

@@ -21,6 +21,7 @@ from aiohttp import web
 from nurture.cadence import snooze_preset
 from nurture.cards import TaskCard, card_json, task_card, task_cards
 from nurture.config import Settings
+from nurture.dayplan import DayPlan
 from nurture.errors import NotFound, NurtureError, PermissionDenied
 from nurture.models import Campaign, Rep
 from nurture.outcomes import BANT_FIELDS, OutcomeError, record_outcome, visible_task
@@ -281,12 +282,23 @@ async def task_list(request: web.Request) -> web.StreamResponse:
     if request[keys.REP_ID] == MANAGER:
         raise web.HTTPSeeOther("/manager")
     cards = await _cards(request, request[keys.REP_ID])
-    return render_page(request, "tasks.html", cards=cards, rep=_rep(request))
+    rep = _rep(request)
+    plan = await _plan(request, rep)
+    return render_page(request, "tasks.html", cards=queue_view.plan_order(cards, plan), rep=rep, plan=plan)
 
 
 async def task_list_fragment(request: web.Request) -> web.StreamResponse:
     cards = await _cards(request, None if request[keys.REP_ID] == MANAGER else request[keys.REP_ID])
-    return render_page(request, "_list.html", cards=cards, reps=request.app[keys.SETTINGS].reps)
+    plan = await _plan(request, _rep(request))
+    return render_page(request, "_list.html", cards=queue_view.plan_order(cards, plan),
+                       reps=request.app[keys.SETTINGS].reps, plan=plan)
+
+
+async def _plan(request: web.Request, rep: Rep | None) -> DayPlan | None:
+    if rep is None:
+        return None
+    plans = await queue_view.rep_plans(request.app[keys.STORE], [rep], now=request.app[keys.CLOCK]())
+    return plans[rep.id]
 
 
 def _rep(request: web.Request) -> Rep | None:
@@ -369,15 +381,19 @@ async def manager_page(request: web.Request) -> web.StreamResponse:
     now = app[keys.CLOCK]()
     counts = await app[keys.STORE].call(Store.queue_counts, now=now, since=now - timedelta(hours=24))
     cards = await _cards(request, None)
+    plans = await queue_view.rep_plans(app[keys.STORE], settings.reps, now=now)
     queues = []
     for rep in settings.reps:
-        queues.append((rep, counts.get(rep.id, {}), [c for c in cards if c.task.rep_id == rep.id]))
+        queues.append((rep, counts.get(rep.id, {}),
+                       queue_view.plan_order([c for c in cards if c.task.rep_id == rep.id], plans[rep.id])))
     known = {r.id for r in settings.reps}
     # Tasks of reps removed from config.yaml would otherwise vanish from every view.
     unassigned = [c for c in cards if c.task.rep_id not in known]
-    load = await queue_view.rep_load(app[keys.STORE], settings.reps, now=now)
+    load = {rid: p.planned for rid, p in plans.items()}
+    pacing = await app[keys.STORE].call(Store.pacing_status)
     return render_page(request, "manager.html", queues=queues, unassigned=unassigned,
-                   unassigned_counts=counts.get(None, {}), load=load, reps=settings.reps)
+                       unassigned_counts=counts.get(None, {}), load=load, reps=settings.reps, plans=plans,
+                       pacing=pacing)
 
 
 # -- JSON API ---------------------------------------------------------------------------------------
