@@ -308,12 +308,14 @@ RuleFinder = Callable[..., "FollowUpRule | None"]
 
 
 def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Sequence[SimClick] = (),
-             rule_for: RuleFinder | None = None, max_ticks: int = 500) -> Timeline:
+             rule_for: RuleFinder | None = None, max_ticks: int = 500,
+             closures: tuple[Closure, ...] = ()) -> Timeline:
     """Play ``campaign`` for one contact from ``now`` on a throwaway in-memory store with the
     real scheduler; the sender is assumed to deliver each queued step at once.
 
     ``rule_for(campaign, link=, step=)`` picks the follow-up rule a click raises a task by
-    (default :func:`follow_up_rule`)."""
+    (default :func:`follow_up_rule`). ``closures`` are config.yaml's; a step that falls on a
+    public holiday of the contact's country or a closure shows as deferred, naming it."""
     for c in clicks:
         try:
             campaign.step(c.step)
@@ -322,15 +324,16 @@ def simulate(campaign: Campaign, *, contact: Contact, now: datetime, clicks: Seq
                            f'(steps: {", ".join(s.id for s in campaign.steps)})') from None
     store = Store(":memory:")
     try:
-        return _play(store, campaign, contact, now, clicks, max_ticks, rule_for or follow_up_rule)
+        return _play(store, campaign, contact, now, clicks, max_ticks, rule_for or follow_up_rule, closures)
     finally:
         store.close()
 
 
 def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, clicks: Sequence[SimClick],
-          max_ticks: int, rule_for: RuleFinder) -> Timeline:
+          max_ticks: int, rule_for: RuleFinder, closures: tuple[Closure, ...]) -> Timeline:
     fields = {k: str(getattr(contact, k) or "") for k in
-              ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory")}
+              ("first_name", "last_name", "company", "industry", "phone", "timezone", "owner", "territory",
+               "country")}
     store.upsert_contacts([ContactRow(contact.email, fields, dict(contact.attributes))], now=now)
     stored = store.get_contact_by_email(contact.email)
     if stored is None:  # the upsert just above cannot have lost it
@@ -347,7 +350,7 @@ def _play(store: Store, campaign: Campaign, contact: Contact, now: datetime, cli
         for when, send_id, c in sorted(p for p in pending if p[0] <= t):
             store.click_simulated(send_id, link=c.link, at=when)
             pending.remove((when, send_id, c))
-        result = tick(store, {campaign.id: campaign}, now=t, explain=True)
+        result = tick(store, {campaign.id: campaign}, now=t, explain=True, closures=closures)
         for a in result.decisions:
             entries.extend(_describe(store, campaign, a, t, tz, clicks, pending, rule_for))
         enr = store.get_enrollment(campaign.id, cid)

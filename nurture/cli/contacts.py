@@ -251,15 +251,22 @@ def _sim_contact(settings: Settings, campaign: Campaign, key: str | None) -> Con
 @click.option("--start", "start", metavar="TIME",
               help='When the contact is enrolled, e.g. "2026-12-04 17:30" (in the contact\'s time zone '
                    "unless it has an offset; default: now).")
+@click.option("--team", "team", type=int, metavar="N",
+              help="Instead: send the first step to N contacts at once and play the reps' days "
+                   "(config.yaml's reps, else 3 × 16): mail sent and held (pace: reps), tasks, calls, waits.")
+@click.option("--click-rate", "click_rate", type=float, default=0.15, show_default=True,
+              help="With --team: the share of contacts who click a call-now link.")
 @click.pass_context
 @handle_errors
 def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clicks: tuple[str, ...],
-             start: str | None) -> None:
+             start: str | None, team: int | None, click_rate: float) -> None:
     """Play a campaign for one contact on a simulated clock and print the timeline.
 
     Runs the real scheduler against a throwaway in-memory database (the real one is only
     read): each step with when it would go out in the contact's local time, what it would
-    skip and why, and which follow-up task a --click would raise.
+    skip and why (outside the send window, a public holiday, a closure), and which
+    follow-up task a --click would raise. With --team N: one send to N contacts and the
+    reps' day plans, day by day.
     """
     from nurture.scheduler import parse_click
     from nurture.scheduler import simulate as run_simulation
@@ -284,7 +291,11 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=contact_zone(contact.timezone, campaign.timezone))
         now = moment.astimezone(UTC)
-    tl = run_simulation(campaign, contact=contact, now=now, clicks=parsed, rule_for=match_rule)
+    if team is not None:
+        _simulate_team(settings, campaign, contacts=team, start=now, click_rate=click_rate)
+        return
+    tl = run_simulation(campaign, contact=contact, now=now, clicks=parsed, rule_for=match_rule,
+                        closures=settings.closures)
     subjects = _subjects(settings, campaign, contact, [e for e in tl.entries if e.kind == "sent"])
     console.print(f"[bold]{escape(campaign.id)}[/bold] for {escape(contact.name)} <{escape(contact.email)}>, "
                   f"times in {tl.timezone.key}")
@@ -299,6 +310,32 @@ def simulate(ctx: click.Context, campaign_id: str, contact_key: str | None, clic
         kind = f"[{style}]{entry.kind}[/{style}]" if style else entry.kind
         table.add_row(when, escape(entry.step or ""), kind, escape(text))
     console.print(table)
+
+
+def _simulate_team(settings: Settings, campaign: Campaign, *, contacts: int, start: datetime,
+                   click_rate: float) -> None:
+    from nurture.pacing import paced_steps
+    from nurture.teamsim import default_team, simulate_team
+
+    if contacts < 1:
+        raise click.BadParameter("give at least one contact", param_hint="--team")
+    reps = settings.reps or default_team()
+    links = [r.when.clicked for r in campaign.follow_up if r.task == "call_now" and not r.when.replied]
+    result = simulate_team(campaign, reps=reps, contacts=contacts, start=start, click_rate=click_rate,
+                           link=links[0] if links else "any", timezone=reps[0].timezone)
+    paced = ", ".join(sorted(paced_steps(campaign))) or "nothing"
+    console.print(f"[bold]{escape(campaign.id)}[/bold]: {campaign.steps[0].id} to {contacts} contacts, "
+                  f"{len(reps)} reps ({', '.join(f'{r.id} × {r.capacity}' for r in reps)}), "
+                  f"{click_rate:.0%} click; pace: {escape(campaign.pace or 'none')} (holds {escape(paced)})")
+    table = Table("day", "sent", "held", "tasks", "calls", box=None, pad_edge=False, header_style="dim")
+    for d in result.days:
+        table.add_row(f"{d.day:%a %d %b}", str(d.sent), str(d.held), str(d.tasks), str(d.calls))
+    console.print(table)
+    for h in result.holidays:
+        console.print(f"[yellow]skipped[/yellow] {escape(h)}")
+    console.print(f"call-now tasks: {len(result.waits)}; called past due by more than one working day: "
+                  f"{result.late}; longest wait past due: {result.max_wait:.2f} working days; "
+                  f"never called: {result.open_at_end}")
 
 
 def _subjects(settings: Settings, campaign: Campaign, contact: Contact,
@@ -348,6 +385,13 @@ def stats(ctx: click.Context, campaign_id: str | None, as_json: bool) -> None:
     from nurture.cli.tables import stats_view
 
     console.print(stats_view(report, columns=_COLUMNS))
+    for c in report["campaigns"]:
+        p = c.get("pacing")
+        if p:
+            since = f" since {p['held_since']}" if p["held_since"] else ""
+            console.print(f"{escape(c['id'])}: pace: reps: {p['held']} held{since}, {p['released']} released, "
+                          f"{p['free_slots']} calls free on the reps' next working day, "
+                          f"{p['expect'] * 100:.1f} % call-now tasks per mail")
 
 
 _COLUMNS = ("queued", "sent", "failed", "bounced", "skipped", "suppressed", "bounced_later", "complaints",
@@ -372,6 +416,7 @@ def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
     per_step = store.send_stats(campaign_id)
     states = store.enrollment_counts(campaign_id)
     came_back = store.inbound_counts(campaign_id)
+    pacing = {p.campaign_id: p for p in store.pacing_status()}
     out = []
     for cid in ids:
         stored = store.get_stored_campaign(cid)
@@ -388,8 +433,13 @@ def _stats(store: Store, campaign_id: str | None) -> dict[str, Any]:
                              for col in _COLUMNS}})
         sent = sum(x["sent"] for x in steps)
         rate = sum(x["complaints"] for x in steps) / sent if sent else 0.0
+        pace = pacing.get(cid)
         out.append({"id": cid, "version": stored.version, "enrollments": states.get(cid, {}), "steps": steps,
-                    "complaint_rate": round(rate, 5)})
+                    "complaint_rate": round(rate, 5),
+                    **({"pacing": {"held": pace.held, "released": pace.released, "free_slots": pace.free_slots,
+                                   "expect": round(pace.expect, 4),
+                                   "held_since": pace.held_since.isoformat() if pace.held_since else None}}
+                       if pace else {})})
     return {"campaigns": out, "relays": [dataclasses.asdict(r) for r in store.relay_states()]}
 
 
