@@ -349,3 +349,59 @@ def test_simulate_an_unsubscribed_contact_shows_the_exit(now):
     contact = Contact(id=7, email="gone@shop.example", timezone="Europe/London", status="unsubscribed")
     tl = simulate(campaign(), contact=contact, now=now)
     assert [(e.kind, e.text) for e in tl.entries] == [("exited", "unsubscribed")]
+
+
+# -- business calendars -------------------------------------------------------------------------
+
+def test_a_send_due_on_coming_of_age_day_in_tokyo_moves_to_the_next_working_day(store):
+    monday = utc(2027, 1, 11, 0, 30)  # 09:30 in Tokyo on 成人の日, a Monday inside the window
+    c = campaign()
+    cid = add(store, "a@shop.example", monday, timezone="Asia/Tokyo")
+    enrolled(store, c, monday, "a@shop.example")
+    r = tick(store, {c.id: c}, now=monday, explain=True)
+    assert (r.queued, r.deferred) == (0, 1)
+    assert r.decisions[0].reason == "holiday: Coming of Age Day (JP)"
+    assert store.get_enrollment(c.id, cid).next_at == utc(2027, 1, 12, 0, 0)  # Tuesday 09:00 JST
+    assert tick(store, {c.id: c}, now=utc(2027, 1, 12, 0, 0)).queued == 1
+
+
+def test_the_contacts_own_country_decides_and_calendar_none_switches_holidays_off(store):
+    monday = utc(2027, 1, 11, 15, 0)  # 10:00 in New York, 00:00 Tuesday in Tokyo
+    c = replace(campaign(), send_window=Window(days=WEEKDAYS.days))  # any hour on weekdays
+    us = add(store, "us@shop.example", monday, timezone="America/New_York")
+    jp = add(store, "jp@shop.example", monday, timezone="America/New_York", country="Japan")
+    enrolled(store, c, monday, "us@shop.example", "jp@shop.example")
+    tick(store, {c.id: c}, now=monday)
+    assert send_of(store, c, us, "case-study") is not None  # no US holiday on 11 January
+    assert send_of(store, c, jp, "case-study") is None      # Japan's, although in New York
+    off = replace(c, id="ec2", calendar="none")
+    enrolled(store, off, monday, "jp@shop.example")
+    tick(store, {off.id: off}, now=monday)
+    assert send_of(store, off, jp, "case-study") is not None
+
+
+def test_closures_of_config_and_campaign_hold_mail(store):
+    from nurture.calendars import parse_closures
+
+    day = utc(2026, 12, 29, 1, 0)  # Tuesday 10:00 in Tokyo
+    c = replace(campaign(), closures=parse_closures(["2027-08-13..2027-08-16"]))
+    cid = add(store, "a@shop.example", day, timezone="Asia/Tokyo")
+    enrolled(store, c, day, "a@shop.example")
+    r = tick(store, {c.id: c}, now=day, explain=True, closures=parse_closures(["2026-12-29..2027-01-03"]))
+    assert r.decisions[0].reason == "holiday: closure 2026-12-29..2027-01-03"
+    assert store.get_enrollment(c.id, cid).next_at == utc(2027, 1, 4, 0, 0)  # Monday 4 January, 09:00
+    august = utc(2027, 8, 13, 1, 0)
+    store.exit_enrollments(cid, campaign_id=c.id, reason="test", now=august)
+    c2 = replace(c, id="ec-aug")
+    enrolled(store, c2, august, "a@shop.example")
+    r = tick(store, {c2.id: c2}, now=august, explain=True)
+    assert r.decisions[0].reason == "holiday: closure 2027-08-13..2027-08-16"
+
+
+def test_simulate_shows_the_skipped_holiday():
+    c = campaign()
+    tl = simulate(c, contact=Contact(id=0, email="a@shop.example", timezone="Asia/Tokyo"),
+                  now=utc(2027, 1, 11, 0, 30))
+    first = tl.entries[0]
+    assert first.kind == "deferred" and "Coming of Age Day (JP)" in first.text
+    assert next(e for e in tl.entries if e.kind == "sent").at == utc(2027, 1, 12, 0, 0)

@@ -17,7 +17,8 @@ from nurture.store.base import StoreBase, dt, dt_required, ts
 @dataclass(frozen=True, slots=True)
 class PaceCounts:
     """A campaign's paced steps: mails sent before ``since`` (their clicks are in) and the
-    call-now tasks they raised; mails sent since, and the tasks those raised so far."""
+    call-now tasks they raised; mails sent since or still on their way, and the tasks those
+    raised so far."""
 
     settled_sends: int
     settled_tasks: int
@@ -46,10 +47,12 @@ class PacingMixin(StoreBase):
         if not step_ids:
             return PaceCounts(0, 0, 0, 0)
         marks = ",".join("?" * len(step_ids))
+        # Mail still on its way counts as recent: its clicks are all to come.
         row = self.conn.execute(  # an aggregate: always one row
-            "SELECT coalesce(sum(CASE WHEN sent_at < ? THEN 1 ELSE 0 END), 0),"
-            " coalesce(sum(CASE WHEN sent_at >= ? THEN 1 ELSE 0 END), 0)"
-            f" FROM sends WHERE campaign_id = ? AND step_id IN ({marks}) AND status = 'sent'",
+            "SELECT coalesce(sum(CASE WHEN status = 'sent' AND sent_at < ? THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN status = 'sent' AND sent_at >= ? THEN 1"
+            " WHEN status IN ('queued', 'sending', 'retry') THEN 1 ELSE 0 END), 0)"
+            f" FROM sends WHERE campaign_id = ? AND step_id IN ({marks})",
             [ts(since), ts(since), campaign_id, *step_ids]).fetchone() or (0, 0)
         # Each task counts with the mail that raised it (the contact's latest paced send).
         trow = self.conn.execute(
