@@ -31,8 +31,9 @@ PRIOR_RATE = 0.10
 PRIOR_WEIGHT = 20
 #: Clicks (and so tasks) of a mail are taken to be in after this long.
 SETTLE = timedelta(days=1)
-#: How soon a held enrollment is asked again.
-RECHECK = timedelta(minutes=15)
+#: How soon a held enrollment is asked again (within a day room frees as the rate estimate
+#: falls or tasks move; a new working day frees it all).
+RECHECK = timedelta(minutes=30)
 HELD = "held for the reps' capacity (pace: reps)"
 
 
@@ -59,7 +60,8 @@ def pace(store: Store, campaigns: Mapping[str, Campaign], reps: Sequence[Rep], a
     """Hold the queue decisions of paced steps that the reps' free room cannot take; record
     the figures per campaign (``store.record_pacing``)."""
     paced = {cid: steps for cid, c in campaigns.items() if (steps := paced_steps(c))}
-    if not paced or not reps:
+    if not paced or not reps or not any(a.action == "queue" and a.step_id in paced.get(a.campaign_id, ())
+                                        for a in advances):
         return list(advances), None
     since = min(local_day_start(r, now) for r in reps)
     loads = day_loads(reps, store.task_loads([r.id for r in reps], since=since), now=now)

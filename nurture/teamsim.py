@@ -177,7 +177,7 @@ def _play(store: Store, campaign: Campaign, campaigns: dict[str, Campaign], sett
             sim_day.calls += 1
             finished = t
         sim_day.held = _held(store, campaign.id)
-        if sent_total + _ended(store, campaign.id) >= contacts and not clicks and _open_tasks(store, t) == 0:
+        if not clicks and sent_total + _ended(store, campaign.id) >= contacts and _open_tasks(store, t) == 0:
             break
         t += tick_every
     waits = _waits(store, reps, t)
@@ -197,7 +197,7 @@ def _ended(store: Store, campaign_id: str) -> int:
 
 
 def _open_tasks(store: Store, now: datetime) -> int:
-    return len(store.list_tasks(now=now, status="open", limit=1_000_000))
+    return sum(n.get("open", 0) for n in store.queue_counts(now=now, since=now).values())
 
 
 def _waits(store: Store, reps: Sequence[Rep], now: datetime) -> list[float]:
