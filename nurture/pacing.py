@@ -26,7 +26,7 @@ from nurture.store import Store
 from nurture.store.enrollments import Advance
 
 #: Call-now tasks per mail assumed before a campaign has figures of its own.
-PRIOR_RATE = 0.10
+PRIOR_RATE = 0.20
 #: The prior counts as this many mails (later mail outweighs it quickly).
 PRIOR_WEIGHT = 20
 #: Clicks (and so tasks) of a mail are taken to be in after this long.

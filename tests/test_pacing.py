@@ -42,21 +42,21 @@ def test_held_while_the_reps_are_full_and_released_as_capacity_frees(store):
     c = campaign()
     people(store, c, 100)
     r = tick(store, {c.id: c}, now=MONDAY, reps=REPS, explain=True)
-    # 3 reps × 2 calls free today at 10 % call-now tasks per mail (the prior): 60 mails go.
-    assert (r.queued, r.deferred) == (60, 40)
+    # 3 reps × 2 calls free today at 20 % call-now tasks per mail (the prior): 30 mails go.
+    assert (r.queued, r.deferred) == (30, 70)
     held = [a for a in r.decisions if a.action == "defer"]
     assert {a.reason for a in held} == {HELD} and {a.next_at for a in held} == {MONDAY + RECHECK}
     status = store.pacing_status()[0]
-    assert (status.campaign_id, status.held, status.released, status.free_slots) == ("ec", 40, 60, 6)
+    assert (status.campaign_id, status.held, status.released, status.free_slots) == ("ec", 70, 30, 6)
     assert status.held_since == MONDAY
-    # Those 60 mails may still raise 6 calls: nothing more goes out today.
+    # Those 30 mails may still raise 6 calls: nothing more goes out today.
     assert tick(store, {c.id: c}, now=MONDAY + RECHECK, reps=REPS).queued == 0
     for s in store.claim_sends(owner="t", now=MONDAY, lease=timedelta(minutes=5), limit=100):
         store.mark_sent(s.id, now=MONDAY)
     # Tuesday: a day later the mail raised no task at all, so the rate falls and the rest goes.
     tuesday = MONDAY + timedelta(days=1, minutes=30)
     r = tick(store, {c.id: c}, now=tuesday, reps=REPS)
-    assert (r.queued, r.deferred) == (40, 0)
+    assert (r.queued, r.deferred) == (70, 0)
     status = store.pacing_status()[0]
     assert (status.held, status.released, status.held_since) == (0, 100, None)
 
