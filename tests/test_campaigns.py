@@ -517,3 +517,25 @@ def test_another_language_with_its_own_footer_is_a_campaign():
     c = parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
     assert c.locale == "de" and c.footer["unsubscribe"].startswith("Nicht")
     assert not list(validator().iter_errors(doc))
+
+
+def test_calendar_closures_and_pace():
+    import datetime as _dt
+
+    doc = minimal()
+    doc.update(calendar="jp", closures=["2026-12-29..2027-01-03", _dt.date(2027, 5, 6)], pace="reps")
+    c = parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x")
+    assert (c.calendar, c.pace) == ("JP", "reps")
+    assert [str(x) for x in c.closures] == ["2026-12-29..2027-01-03", "2027-05-06"]
+    doc.update(calendar="none")
+    assert parse_campaign(yaml.safe_dump(doc), file="x.yaml", expected_id="x").calendar == "none"
+    # The schema checks shapes; only the loader knows countries and calendar dates.
+    for key, value, message, shape in (("calendar", "Atlantis", "not a country with a holiday calendar", True),
+                                       ("closures", ["2027-02-30"], "no such date", True),
+                                       ("closures", "2027-01-01", "must be a list", False),
+                                       ("pace", "fast", "is not a pace", False)):
+        bad = minimal()
+        bad[key] = value
+        with pytest.raises(CampaignErrors, match=message):
+            parse_campaign(yaml.safe_dump(bad), file="x.yaml", expected_id="x")
+        assert (not list(validator().iter_errors(bad))) == shape

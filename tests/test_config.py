@@ -244,3 +244,28 @@ def test_dkim_with_an_optional_ed25519_key(tmp_path):
         load_settings(write(tmp_path, base + "  ed25519_key_file: ed.pem\n"), env={})
     with pytest.raises(ConfigError, match="dkim.ed25519_key_file: file not found"):
         load_settings(write(tmp_path, base + "  ed25519_selector: e1\n  ed25519_key_file: nope.pem\n"), env={})
+
+
+def test_closures_and_rep_calendars(tmp_path):
+    from datetime import date
+
+    p = write(tmp_path, "closures: [2026-12-29..2027-01-03, 2027-08-13..2027-08-16, 2027-05-06]\n"
+                        "reps:\n"
+                        "  - {id: a, name: A, email: a@x.example, timezone: Asia/Tokyo}\n"
+                        "  - {id: b, name: B, email: b@x.example, timezone: Asia/Tokyo, calendar: US}\n"
+                        "  - {id: c, name: C, email: c@x.example, calendar: none}\n")
+    s = load_settings(p, env={})
+    assert [str(c) for c in s.closures] == ["2026-12-29..2027-01-03", "2027-08-13..2027-08-16", "2027-05-06"]
+    a, b, c = s.reps
+    assert a.calendar.country == "JP" and b.calendar.country == "US" and c.calendar.country is None
+    assert a.calendar.closed(date(2027, 1, 11)) == "Coming of Age Day (JP)"
+    assert c.calendar.closed(date(2027, 1, 1)) == "closure 2026-12-29..2027-01-03"  # closures apply to every rep
+
+
+def test_bad_closure_and_calendar_are_named(tmp_path):
+    p = write(tmp_path, "closures: [2027-01-03..2026-12-29]\n")
+    with pytest.raises(ConfigError, match="closures: .*ends before it starts"):
+        load_settings(p, env={})
+    p = write(tmp_path, "reps:\n  - {id: a, name: A, email: a@x.example, calendar: Atlantis}\n")
+    with pytest.raises(ConfigError, match=r"reps\[0\].calendar: .*not a country with a holiday calendar"):
+        load_settings(p, env={})

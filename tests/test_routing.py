@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -144,3 +145,34 @@ def test_routing_invariants(team, naive_now, kind, due_minutes):
     if chosen.capacity and any(chosen.days):
         assert on_shift(chosen, r.due_at - timedelta(seconds=1)) or on_shift(chosen, r.due_at)
         assert all(shift_start(p, now) >= now for p in reps)
+
+
+# -- the day plan and business calendars --------------------------------------------------------
+
+def test_a_full_day_queues_the_call_for_the_next_working_day_with_room():
+    from nurture.models import TaskLoad
+    from nurture.routing import day_loads
+
+    rows = [TaskLoad("clark", due_at=NOW - timedelta(days=3)), TaskLoad("clark", due_at=NOW, done_at=NOW)]
+    loads = day_loads(REPS, rows, now=NOW)
+    assert loads["clark"] == {NOW.date(): 2}  # an overdue open call counts today, with today's done one
+    r = route(contact=contact(owner="clark"), reps=REPS, territories={}, kind="call", due=timedelta(hours=1),
+              assigned_today={}, last_rep=None, now=NOW, loads=loads)
+    # Clark (capacity 2) is full today: Wednesday 09:00 London.
+    assert r.due_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    assert r.sla_at == NOW + timedelta(hours=1) and "is full, queued for Wed 25 Nov" in r.reason
+    now_task = route(contact=contact(owner="clark"), reps=REPS, territories={}, kind="call_now",
+                     due=timedelta(hours=1), assigned_today={}, last_rep=None, now=NOW, loads=loads)
+    assert now_task.due_at == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # an hour into Wednesday's plan
+
+
+def test_no_task_falls_due_on_a_reps_holiday_and_the_sla_counts_working_time():
+    from nurture.calendars import calendar_for
+    from nurture.routing import working_due
+
+    aoki = replace(AOKI, calendar=calendar_for("JP"))
+    friday = datetime(2027, 1, 8, 8, 30, tzinfo=UTC)  # 17:30 in Tokyo; Monday the 11th is 成人の日
+    r = go(contact(owner="aoki"), kind="call", now=friday, reps=(aoki,))
+    assert r.due_at == datetime(2027, 1, 12, 0, 30, tzinfo=UTC)  # 30 min on Friday + 30 min on Tuesday
+    assert working_due(aoki, friday, timedelta(days=1)) == datetime(2027, 1, 12, 8, 30, tzinfo=UTC)
+    assert not on_shift(aoki, datetime(2027, 1, 11, 1, 0, tzinfo=UTC))

@@ -157,3 +157,19 @@ def test_webhook_fan_out_moves_a_cursor_per_url(store):
     store.mark_delivery(event_id=e1, url="http://a/hook", status="delivered", attempts=1, next_at=NOW)
     assert store.next_delivery_at() == NOW
     assert len(store.due_deliveries(now=NOW)) == 2
+
+
+def test_task_loads_are_open_tasks_and_those_done_since(store):
+    cs = [add_contact(store, f"l{i}@x.example") for i in range(4)]
+    open_one = task(store, cs[0], priority="high")
+    done_early = task(store, cs[1])
+    done_late = task(store, cs[2])
+    task(store, cs[3], rep="aoki")
+    store.complete_task(done_early, outcome="connected", notes=None, now=NOW - timedelta(days=1))
+    store.complete_task(done_late, outcome="connected", notes=None, now=NOW + timedelta(minutes=5))
+    loads = store.task_loads(["baker"], since=NOW)
+    assert sorted(((t.due_at, t.done_at, t.priority) for t in loads), key=lambda x: x[2]) == [
+        (NOW + timedelta(hours=1), None, "high"),
+        (NOW + timedelta(hours=1), NOW + timedelta(minutes=5), "normal")]
+    assert store.task_loads([], since=NOW) == []
+    assert open_one
