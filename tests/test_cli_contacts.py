@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,33 @@ def test_simulate_from_a_chosen_start_in_local_time(env):
     r = env("simulate", "drip", "--start", "2026-12-05T15:00+00:00")
     assert "Sat 05 Dec 2026 10:00 EST" in r.output
     env("simulate", "drip", "--start", "someday", code=2)
+
+
+def test_simulate_names_the_holidays_and_closures_it_skips(env):
+    cfg = env.tmp / "config.yaml"
+    cfg.write_text(cfg.read_text() + "closures: [2026-12-24..2026-12-25]\n")
+    # Thanksgiving in New York (the sample's time zone), then a company closure.
+    r = env("simulate", "drip", "--start", "2026-11-26 10:00")
+    assert "holiday: Thanksgiving Day (US)" in r.output and "waits until Fri 27 Nov 09:00 EST" in r.output
+    r = env("simulate", "drip", "--start", "2026-12-24 10:00")
+    assert "holiday: closure 2026-12-24..2026-12-25" in r.output and "Mon 28 Dec 09:00" in r.output
+
+
+def test_simulate_team_and_stats_show_pacing(env):
+    paced = CAMPAIGN.replace("follow_up:", "pace: reps\nfollow_up:", 1)
+    (env.tmp / "campaigns" / "drip.yaml").write_text(paced)
+    r = env("simulate", "drip", "--team", "300", "--start", "2026-12-07 09:00")
+    # The rule names no step, so every step's clicks raise call-now tasks and all are paced.
+    assert "pace: reps (holds bye, hello, pricing)" in r.output
+    # 09:00 in New York is 23:00 in Tokyo, where the default team works: Tuesday is the first day.
+    assert re.search(r"Tue 08 Dec\s+\d+\s+[1-9]\d*", r.output)
+    assert "called past due by more than one working day: 0" in r.output
+    env("contacts", "import", str(write_csv(env.tmp / "c.csv", ["s@shop.example,S,,,,"])))
+    env("enroll", "drip", "--all")
+    store = open_store(str(env.tmp / "n.db"))
+    store.record_pacing("drip", held=12, released=30, free_slots=0, expect=0.2, now=datetime(2026, 12, 7, tzinfo=UTC))
+    store.close()
+    out = env("stats", "drip").output
+    assert "pace: reps: 12 held since 2026-12-07T00:00:00+00:00, 30 released, 0 calls free" in out
+    p = json.loads(env("stats", "drip", "--json").stdout)["campaigns"][0]["pacing"]
+    assert (p["held"], p["released"], p["expect"]) == (12, 30, 0.2)

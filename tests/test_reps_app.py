@@ -352,3 +352,36 @@ async def test_report_page_shows_rendered_subjects(env, settings):
         assert "How Tsuki Mart cut checkout drop-off" in page and "{{" not in page
     finally:
         await c.close()
+
+
+async def test_the_day_plan_queues_the_overflow_for_the_next_working_day_by_priority(env):
+    from support import add_contact
+
+    def overload(s):
+        ids = []
+        for i in range(17):  # with the seeded one: 18 calls due today for a capacity of 16
+            cid = add_contact(s, f"extra{i}@x.example", first_name=f"Extra{i}")
+            ids.append(s.insert_task(contact_id=cid, campaign_id="ec-payments", rep_id="baker", kind="call",
+                                     priority="low" if i < 2 else "high", due_at=NOW - timedelta(hours=1),
+                                     reason="r", context={}, now=NOW))
+        s.record_pacing("ec-payments", held=1520, released=480, free_slots=0, expect=0.14, now=NOW)
+        return ids
+
+    ids = await env["store"].run(overload)
+    c = await env["client"]()
+    await login(c, env["tokens"]["baker"])
+    page = await (await c.get("/tasks")).text()
+    assert re.search(r'class="plan-count">16 / 16<', page)
+    assert "2 queued for Wed 25 Nov" in page
+    queued = re.findall(r'class="task p-low queued" data-task="(\d+)"', page)
+    assert sorted(int(q) for q in queued) == sorted(ids[:2])  # the low ones wait, not marked overdue
+    assert page.index(f'data-task="{ids[2]}"') < page.index(f'data-task="{ids[0]}"')  # today's plan first
+    fragment = await (await c.get("/tasks/fragment")).text()
+    assert fragment.count("queued for Wed 25 Nov") == 2
+    m = await env["client"]()
+    await login(m, env["manager"])
+    manager = await (await m.get("/manager")).text()
+    row = re.search(r'data-rep="baker">(.*?)</tr>', manager, re.S).group(1)
+    assert re.search(r'class="load late">16 / 16', row) and "2 for Wed 25" in row
+    pacing = re.search(r'data-campaign="ec-payments">(.*?)</tr>', manager, re.S).group(1)
+    assert "1520" in pacing and "480" in pacing and "14.0 %" in pacing
