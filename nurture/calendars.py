@@ -16,8 +16,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import holidays
+if TYPE_CHECKING:
+    from holidays import HolidayBase
 
 __all__ = ["NO_CALENDAR", "BusinessCalendar", "Closure", "calendar_for", "check_country", "country_of_zone",
            "parse_closure", "parse_closures"]
@@ -67,15 +69,10 @@ def parse_closures(items: Iterable[object]) -> tuple[Closure, ...]:
 def check_country(code: str) -> str:
     """The upper-cased code when the ``holidays`` package knows the country, else ValueError."""
     key = str(code).strip().upper()
-    if key not in _supported():
+    if not key.isalpha() or _holidays(key, 2026) is None:
         raise ValueError(f'"{code}" is not a country with a holiday calendar '
                          "(use an ISO 3166 code such as JP, US, DE, or none)")
     return key
-
-
-@functools.lru_cache(maxsize=1)
-def _supported() -> frozenset[str]:
-    return frozenset(holidays.list_supported_countries())
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,18 +89,21 @@ def _zone_countries() -> dict[str, str]:
 
 def country_of_zone(name: str | None) -> str | None:
     """The country an IANA time zone belongs to (``Asia/Tokyo`` → ``JP``), or None (``UTC``,
-    ``Etc/GMT+9``, an unknown name, or a country the ``holidays`` package lacks)."""
+    ``Etc/GMT+9``, an unknown name)."""
     if not name:
         return None
-    code = _zone_countries().get(str(name))
-    if code is None or code not in _supported():
-        return None
-    return code
+    return _zone_countries().get(str(name))
 
 
 @functools.lru_cache(maxsize=512)
-def _holidays(country: str, year: int) -> holidays.HolidayBase:
-    return holidays.country_holidays(country, years=year)
+def _holidays(country: str, year: int) -> HolidayBase | None:
+    """The country's holidays of ``year``; None for a country the package does not know."""
+    import holidays  # the package is large: loaded when a calendar is first asked
+
+    try:
+        return holidays.country_holidays(country, years=year)
+    except (NotImplementedError, KeyError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,8 @@ class BusinessCalendar:
             if day in c:
                 return f"closure {c}"
         if self.country:
-            name = _holidays(self.country, day.year).get(day)
+            days = _holidays(self.country, day.year)
+            name = days.get(day) if days is not None else None
             if name:
                 return f"{name} ({self.country})"
         return None
@@ -153,6 +154,4 @@ def calendar_for(country: str | None, *, zone_name: str | None = None,
     if country is not None and str(country).strip().lower() in NONE_WORDS:
         return BusinessCalendar(None, closures)
     code = str(country).strip().upper() if country else country_of_zone(zone_name)
-    if code and code not in _supported():
-        code = None
-    return BusinessCalendar(code, closures)
+    return BusinessCalendar(code or None, closures)
