@@ -9,15 +9,15 @@ are :mod:`nurture.rules`; outcomes are :mod:`nurture.outcomes`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from nurture.cadence import Cadence
 from nurture.config import Settings
 from nurture.errors import NurtureError, TemplateError
 from nurture.models import PRIORITIES, TASK_KINDS, Campaign, Condition, Contact, FollowUpRule, Priority, Rep, TaskKind
-from nurture.routing import Route, day_loads, local_day_start, route, working_due
+from nurture.routing import Route, loads_from_counts, local_day_start, route, working_due
 from nurture.rules import (
     MinutesAgo,
     apply_score,
@@ -206,10 +206,15 @@ def _route(store: Store, settings: Settings, contact: Contact, *, kind: TaskKind
     """Routing with the reps' day plans: what each has done today and has due on each day."""
     reps = settings.reps
     # Without reps nothing is assigned, and the lookups would read every task.
-    loads = day_loads(reps, store.task_loads([p.id for p in reps], since=min(
-        local_day_start(p, now) for p in reps)), now=now) if reps else {}
+    loads = rep_day_loads(store, reps, now=now) if reps else {}
     return route(contact=contact, reps=reps, territories=settings.territories, kind=kind, due=due, now=now,
                  last_rep=store.last_assigned_rep() if reps else None, assigned_today={}, loads=loads)
+
+
+def rep_day_loads(store: Store, reps: Sequence[Rep], *, now: datetime) -> dict[str, dict[date, int]]:
+    """Each rep's day plan load per local date (calls done + open calls due), from the store."""
+    counts = store.task_day_counts({p.id: local_day_start(p, now) for p in reps})
+    return loads_from_counts(reps, {rid: (c.open, c.done) for rid, c in counts.items()}, now=now)
 
 
 def _sla(r: Route) -> dict[str, str]:

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from nurture.followup import rep_day_loads
 from nurture.models import Campaign, Rep
-from nurture.routing import day_loads, free_slots, local_day_start
+from nurture.routing import free_slots
 from nurture.store import Store
 from nurture.store.enrollments import Advance
 
@@ -63,8 +64,7 @@ def pace(store: Store, campaigns: Mapping[str, Campaign], reps: Sequence[Rep], a
     if not paced or not reps or not any(a.action == "queue" and a.step_id in paced.get(a.campaign_id, ())
                                         for a in advances):
         return list(advances), None
-    since = min(local_day_start(r, now) for r in reps)
-    loads = day_loads(reps, store.task_loads([r.id for r in reps], since=since), now=now)
+    loads = rep_day_loads(store, reps, now=now)
     free = free_slots(reps, loads, now=now)
     expect: dict[str, float] = {}
     budget = float(free)

@@ -87,6 +87,22 @@ def day_loads(reps: Sequence[Rep], rows: Sequence[TaskLoad], *, now: datetime) -
     return out
 
 
+def loads_from_counts(reps: Sequence[Rep], counts: Mapping[str, tuple[Mapping[int, int], Mapping[int, int]]], *,
+                      now: datetime) -> dict[str, dict[date, int]]:
+    """:func:`day_loads` from per-rep (open, done) counts by day number since each rep's local
+    midnight (``Store.task_day_counts``): day 0 is the rep's today."""
+    out: dict[str, dict[date, int]] = {}
+    for rep in reps:
+        today = local_day(rep, now)
+        days: dict[date, int] = {}
+        for part in counts.get(rep.id, ({}, {})):
+            for n, k in part.items():
+                day = today + timedelta(days=max(0, n))
+                days[day] = days.get(day, 0) + k
+        out[rep.id] = days
+    return out
+
+
 def room(rep: Rep, day: date, loads: DayLoads) -> int:
     """Calls the rep can still take on local ``day``."""
     return max(0, rep.capacity - loads.get(rep.id, {}).get(day, 0))

@@ -173,3 +173,17 @@ def test_task_loads_are_open_tasks_and_those_done_since(store):
         (NOW + timedelta(hours=1), NOW + timedelta(minutes=5), "normal")]
     assert store.task_loads([], since=NOW) == []
     assert open_one
+
+
+def test_task_day_counts_bucket_open_tasks_by_due_day_and_done_ones_by_day_done(store):
+    cs = [add_contact(store, f"d{i}@x.example") for i in range(5)]
+    midnight = NOW - timedelta(hours=3)
+    task(store, cs[0], due=-timedelta(days=2))            # overdue: today
+    task(store, cs[1], due=timedelta(hours=1))            # today
+    task(store, cs[2], due=timedelta(days=1, hours=1))    # tomorrow
+    done = task(store, cs[3])
+    store.complete_task(done, outcome="connected", notes=None, now=NOW)
+    task(store, cs[4], rep="aoki")
+    counts = store.task_day_counts({"baker": midnight, "nobody": midnight})
+    assert dict(counts["baker"].open) == {0: 2, 1: 1} and dict(counts["baker"].done) == {0: 1}
+    assert not counts["nobody"].open and not counts["nobody"].done

@@ -103,6 +103,15 @@ def task_cadence(row_cadence: str | None) -> dict[str, Any]:
     return dict(json.loads(row_cadence or "{}"))
 
 
+@dataclass(frozen=True, slots=True)
+class RepDays:
+    """One rep's tasks per day number (0: today, from their local midnight): open ones by the
+    day due (overdue on 0), done ones by the day done."""
+
+    open: Mapping[int, int]
+    done: Mapping[int, int]
+
+
 class TasksMixin(StoreBase):
     """Tasks, scores, rep tokens/sessions and webhook deliveries."""
 
@@ -428,6 +437,24 @@ class TasksMixin(StoreBase):
             " AND (status = 'open' OR (status = 'done' AND done_at >= ?))", [*ids, ts(since)]).fetchall()
         return [TaskLoad(rep_id=r[0], due_at=dt_required(r[1]), done_at=dt(r[2]), priority=PRIORITIES[int(r[3])])
                 for r in rows]
+
+    def task_day_counts(self, starts: Mapping[str, datetime]) -> dict[str, RepDays]:
+        """Per rep, what fills their days (the day plan), counted in whole days from that rep's
+        ``starts`` moment (their local midnight: day 0 is today): open tasks by the day they
+        are due (overdue ones on day 0), tasks done since by the day they were done. Two
+        aggregates per rep through ``tasks_rep``, however many tasks are open."""
+        out: dict[str, RepDays] = {}
+        for rep_id, start in starts.items():
+            s0 = int(start.timestamp())
+            # Whole seconds and integer division: the same day number on SQLite and PostgreSQL.
+            open_ = self.conn.execute(
+                "SELECT (CAST(CASE WHEN due_at < ? THEN ? ELSE due_at END AS BIGINT) - ?) / 86400, count(*)"
+                " FROM tasks WHERE rep_id = ? AND status = 'open' GROUP BY 1", (s0, s0, s0, rep_id)).fetchall()
+            done = self.conn.execute(
+                "SELECT (CAST(done_at AS BIGINT) - ?) / 86400, count(*) FROM tasks"
+                " WHERE rep_id = ? AND status = 'done' AND done_at >= ? GROUP BY 1", (s0, rep_id, s0)).fetchall()
+            out[rep_id] = RepDays(open={int(d): int(n) for d, n in open_}, done={int(d): int(n) for d, n in done})
+        return out
 
     def last_assigned_rep(self) -> str | None:
         row = self.query_one(

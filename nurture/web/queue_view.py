@@ -55,7 +55,7 @@ async def rep_plans(store: AsyncStore[Store], reps: Sequence[Rep], *, now: datet
         out: dict[str, DayPlan] = {}
         for rep in reps:
             tasks = s.list_tasks(now=now, rep_id=rep.id, limit=10_000)
-            done = sum(1 for t in s.task_loads([rep.id], since=local_day_start(rep, now)) if t.done_at)
+            done = s.task_day_counts({rep.id: local_day_start(rep, now)})[rep.id].done.get(0, 0)
             out[rep.id] = day_plan(rep, tasks, done_today=done, now=now)
         return out
     return await store.run(plans)
