@@ -709,7 +709,7 @@ class _LinkIds:
     """Link ids for the render thread: from memory, or (first use of a link) from the store
     thread, waited for. Links never change, so the memory cannot go stale."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: AsyncStore[Store]) -> None:
         self.store = store
         self.known: dict[tuple[str, str, str, str, bool], int] = {}
 

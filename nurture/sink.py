@@ -152,7 +152,8 @@ class _LimitedSMTP(SMTP):
         if relay.open_now >= relay.max_connections:
             self.refused = True
             relay.refused_connections += 1
-            transport.write(b"421 4.7.0 nurture-relay Error: too many connections from 127.0.0.1\r\n")  # type: ignore[attr-defined]
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(b"421 4.7.0 nurture-relay Error: too many connections from 127.0.0.1\r\n")
             transport.close()
             return
         relay.open_now += 1
