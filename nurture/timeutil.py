@@ -136,7 +136,7 @@ def zone(name: str) -> ZoneInfo:
     """A ZoneInfo for an IANA name, or ValueError naming it."""
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long for a file
         raise ValueError(f'"{name}" is not a time zone (use an IANA name such as Asia/Tokyo)') from None
 
 

@@ -139,7 +139,7 @@ def test_routing_invariants(team, naive_now, kind, due_minutes):
     free = [p for p in reps if on_shift(p, now) and assigned[p.id] < p.capacity]
     if free:
         assert chosen in free
-        if on_shift(chosen, now + due - timedelta(seconds=1)) and now + due - now < timedelta(hours=1):
+        if on_shift(chosen, now + due) and now + due - now < timedelta(hours=1):
             assert r.due_at == now + due
     # Due inside (or at the very end of) a working stretch of the chosen rep: the SLA counts working time.
     if chosen.capacity and any(chosen.days):

@@ -58,3 +58,13 @@ def test_bad_zone_and_weekday():
         zone("Mars/Olympus")
     with pytest.raises(ValueError, match="not a weekday"):
         parse_weekdays(["mon", "funday"])
+
+
+def test_a_time_zone_name_too_long_for_a_file_is_a_value_error():
+    # Found by the hostile-CSV property test: tzdata looks the name up as a file path.
+    import pytest
+
+    from nurture.timeutil import zone
+
+    with pytest.raises(ValueError, match="is not a time zone"):
+        zone("x" * 3000)
