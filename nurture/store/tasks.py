@@ -214,36 +214,35 @@ class TasksMixin(StoreBase):
                        now: datetime) -> int:
         """One unanswered call: count it, log it, and bring the task back at ``next_at``
         (hidden from the list until then, like a snooze). Returns the attempts so far."""
-        row = self.query_one(
-            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
-        if row is None:
-            raise NotFound(f"no task with id {task_id}")
-        n = int(row["attempts"] or 0) + 1
-        log = [*json.loads(row["attempt_log"] or "[]"),
-               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes,
-                "next_at": next_at.isoformat()}]
+        n, log = self._attempt_logged(task_id, outcome=outcome, notes=notes, next_at=next_at, now=now)
         self.conn.execute(
             """UPDATE tasks SET attempts = ?, attempt_log = ?, outcome = ?, notes = coalesce(?, notes),
                                 snooze_until = ?, due_at = ?, escalated_at = NULL, updated_at = ?
                WHERE id = ?""",
-            (n, json.dumps(log), outcome, notes, ts(next_at), ts(next_at), ts(now), task_id),
+            (n, log, outcome, notes, ts(next_at), ts(next_at), ts(now), task_id),
         )
         self.task_changed(task_id, now=now)
         return n
 
     def log_final_attempt(self, task_id: int, *, outcome: str, notes: str | None, now: datetime) -> int:
         """The last unanswered call of the cadence: logged and counted (the caller closes the task)."""
-        row = self.query_one(
-            "SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
+        n, log = self._attempt_logged(task_id, outcome=outcome, notes=notes, next_at=None, now=now)
+        self.conn.execute(
+            "UPDATE tasks SET attempts = ?, attempt_log = ?, updated_at = ? WHERE id = ?",
+            (n, log, ts(now), task_id))
+        return n
+
+    def _attempt_logged(self, task_id: int, *, outcome: str, notes: str | None, next_at: datetime | None,
+                        now: datetime) -> tuple[int, str]:
+        """The task's attempt count with one more call, and its log (JSON) with that call added."""
+        row = self.query_one("SELECT attempts, attempt_log FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise NotFound(f"no task with id {task_id}")
         n = int(row["attempts"] or 0) + 1
         log = [*json.loads(row["attempt_log"] or "[]"),
-               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes, "next_at": None}]
-        self.conn.execute(
-            "UPDATE tasks SET attempts = ?, attempt_log = ?, updated_at = ? WHERE id = ?",
-            (n, json.dumps(log), ts(now), task_id))
-        return n
+               {"n": n, "at": now.isoformat(), "outcome": outcome, "notes": notes,
+                "next_at": next_at.isoformat() if next_at is not None else None}]
+        return n, json.dumps(log)
 
     def restart_enrollment_at(self, *, campaign_id: str, contact_id: int, step_id: str,
                               now: datetime) -> bool:
