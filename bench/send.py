@@ -2,7 +2,7 @@
 SMTP) against a loopback sink, beside a bare aiosmtplib loop sending pre-built bytes to the
 same sink in the same run.
 
-    python bench/send.py [--n 4000] [--pool 8] [--delay-n 800] [--dkim]
+    python bench/send.py [--n 4000] [--pool 8] [--delay-n 800] [--dkim] [--render-processes N]
 
 Mode 1 (fast sink): ratio = nurture / bare (target >= 0.5).
 Mode 2 (sink answers DATA after 50 ms): nurture / (pool / 0.05 s) (target >= 0.8).
@@ -28,15 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 from nurture.campaigns import load_campaigns  # noqa: E402
 from nurture.config import settings_from_dict  # noqa: E402
+from nurture.parts import render_processes  # noqa: E402
 from nurture.render import Renderer  # noqa: E402
+from nurture.render_pool import RenderPool  # noqa: E402
 from nurture.scheduler import enroll, tick  # noqa: E402
 from nurture.sender import SenderOptions, renderer_build, run_sender  # noqa: E402
 from nurture.store import open_async_store, open_store  # noqa: E402
 from nurture.store.contacts import ContactRow  # noqa: E402
 
 CAMPAIGN = "industry-news"
-#: --sign-inline: DKIM on the render thread instead of in a signing process (for comparison).
-INLINE_SIGNING = "--sign-inline" in sys.argv
 #: A Tuesday 10:00 in London: inside the campaign's send window.
 QUEUED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -97,17 +97,20 @@ def queue_sends(db: str, n: int, campaigns: dict) -> None:
     store.close()
 
 
-async def nurture_run(db: str, settings, campaigns: dict) -> tuple[float, int]:
+async def nurture_run(db: str, settings, campaigns: dict, processes: int) -> tuple[float, int, float]:
+    """As the sender part runs it: in render processes when ``processes`` > 0 (started before
+    the clock runs, as ``nurture run`` starts them with the sender), else on the render thread."""
     astore = open_async_store(db)
-    processes = 1 if settings.dkim and not INLINE_SIGNING else 0  # as nurture.parts
-    renderer = Renderer.from_settings(settings, sign_processes=processes)
-    build = renderer_build(renderer, campaigns)
-    renderer.start_signing()
+    pool = RenderPool(settings=settings, campaigns=campaigns, processes=processes) if processes else None
+    build = pool or renderer_build(Renderer.from_settings(settings), campaigns)
+    if pool is not None:
+        pool.start()
     t0, c0 = time.perf_counter(), time.process_time()
     summary = await run_sender(store=astore, settings=settings, build=build, stop=asyncio.Event(), once=True,
                                options=SenderOptions(batch=128))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    renderer.close()
+    if pool is not None:
+        pool.close()
     await astore.aclose()
     assert summary.sent > 0 and not summary.retried and not summary.failed, summary
     return elapsed, summary.sent, cpu
@@ -169,7 +172,7 @@ async def bare_run(port: int, pool: int, messages: list[bytes]) -> float:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def mode(n: int, pool: int, delay: float, campaigns: dict, dkim: bool = False) -> dict[str, float]:
+def mode(n: int, pool: int, delay: float, campaigns: dict, processes: int, dkim: bool = False) -> dict[str, float]:
     sink = SinkProcess(delay)
     sign_ms = 0.0
     try:
@@ -186,7 +189,7 @@ def mode(n: int, pool: int, delay: float, campaigns: dict, dkim: bool = False) -
                 assert messages[0].startswith(b"DKIM-Signature:")
                 sign_ms = sign_cpu_ms(settings, messages[: min(n, 1000)])
             bare, bare_cpu = asyncio.run(bare_run(sink.port, pool, messages))
-            elapsed, sent, cpu = asyncio.run(nurture_run(db, settings, campaigns))
+            elapsed, sent, cpu = asyncio.run(nurture_run(db, settings, campaigns, processes))
             assert sent == n, (sent, n)
     finally:
         sink.close()
@@ -201,11 +204,14 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=8, help="SMTP connections")
     p.add_argument("--delay-n", type=int, default=800, help="messages in the 50 ms mode")
     p.add_argument("--dkim", action="store_true", help="also run the fast-sink mode with DKIM signing")
-    p.add_argument("--sign-inline", action="store_true", help="with --dkim: sign on the render thread")
+    p.add_argument("--render-processes", type=int, default=None,
+                   help="render processes (default: as the sender part chooses for this machine; 0: render thread)")
     args = p.parse_args()
     campaigns = {c.id: c for c in load_campaigns(ROOT / "campaigns")}
+    procs = render_processes(args.render_processes)
+    print(f"rendering in {procs} render process(es)" if procs else "rendering on the sender's render thread")
 
-    fast = mode(args.n, args.pool, 0.0, campaigns)
+    fast = mode(args.n, args.pool, 0.0, campaigns, procs)
     ratio = fast["nurture_per_s"] / fast["bare_per_s"]
     print(f"fast sink, pool {args.pool}, {args.n} messages:")
     print(f"  bare aiosmtplib, pre-built bytes : {fast['bare_per_s']:8.0f} msg/s")
@@ -215,7 +221,7 @@ def main() -> None:
     print(f"  CPU per message, bare / nurture  : {fast['bare_cpu_ms']:8.3f} / {fast['cpu_ms']:.3f} ms")
 
     if args.dkim:
-        signed = mode(args.n, args.pool, 0.0, campaigns, dkim=True)
+        signed = mode(args.n, args.pool, 0.0, campaigns, procs, dkim=True)
         print(f"fast sink with DKIM (RSA 2048, relaxed/relaxed), pool {args.pool}, {args.n} messages:")
         print(f"  bare aiosmtplib, signed bytes    : {signed['bare_per_s']:8.0f} msg/s")
         print(f"  nurture end to end               : {signed['nurture_per_s']:8.0f} msg/s")
@@ -225,7 +231,7 @@ def main() -> None:
         print(f"  render + MIME + sign             : {signed['render_ms']:8.3f} ms/message")
         print(f"  CPU per message, bare / nurture  : {signed['bare_cpu_ms']:8.3f} / {signed['cpu_ms']:.3f} ms")
 
-    slow = mode(args.delay_n, args.pool, 0.05, campaigns)
+    slow = mode(args.delay_n, args.pool, 0.05, campaigns, procs)
     bound = args.pool / 0.05
     print(f"sink answering after 50 ms, pool {args.pool}, {args.delay_n} messages:")
     print(f"  bound pool/latency               : {bound:8.0f} msg/s")

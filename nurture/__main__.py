@@ -2,4 +2,6 @@
 
 from nurture.cli import main
 
-main()
+# Guarded: worker processes (nurture.render_pool) import the main module again.
+if __name__ == "__main__":
+    main()

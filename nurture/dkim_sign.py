@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import multiprocessing
 import re
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,7 +34,9 @@ SIGNED_HEADERS: tuple[str, ...] = (
 OVERSIGNED: frozenset[str] = frozenset({"from", "subject", "list-unsubscribe", "list-unsubscribe-post"})
 
 _WSP = re.compile(rb"[ \t]+")
-_TRAILING_WSP = re.compile(rb"[ \t]+\r\n")
+#: Without tabs, only runs of spaces change (a single space stays one): a regex that
+#: matches spaces only is ~7x faster than one with a character class.
+_SPACES = re.compile(rb"  +")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 
 
@@ -69,8 +68,12 @@ def canonical_body(body: bytes) -> bytes:
     """``relaxed`` body canonicalisation (RFC 6376 §3.4.4) of CRLF text."""
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
-    body = _WSP.sub(b" ", body)
-    body = _TRAILING_WSP.sub(b"\r\n", body)
+    if b"\t" in body:
+        body = _WSP.sub(b" ", body)
+    elif b"  " in body:
+        body = _SPACES.sub(b" ", body)
+    # Every run of whitespace is one space now, so trailing whitespace is one space.
+    body = body.replace(b" \r\n", b"\r\n")
     body = body.rstrip(b"\r\n")
     return body + b"\r\n" if body else b""
 
@@ -161,44 +164,3 @@ def _fold_list(names: list[str]) -> str:
 
 def _fold_b64(b64: str) -> str:
     return "\r\n\t ".join(b64[i:i + 70] for i in range(0, len(b64), 70))
-
-
-class SigningPool:
-    """Signs in a separate process: OpenSSL's RSA runs with the GIL held, so signing on a
-    thread of the sending process takes the event loop's interpreter for 0.5 ms a message.
-    ``submit`` returns a future of the signed bytes; the worker loads the keys once."""
-
-    def __init__(self, *, domain: str, keys: Sequence[tuple[str, bytes]], processes: int = 1) -> None:
-        self.domain = domain
-        self.keys = tuple(keys)
-        self.processes = max(1, processes)
-        self._executor: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, message: bytes) -> Future[bytes]:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker, initargs=(self.domain, self.keys))
-            executor = self._executor
-        return executor.submit(_sign_in_worker, message)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
-
-
-_WORKER: DkimSigner | None = None
-
-
-def _init_worker(domain: str, keys: tuple[tuple[str, bytes], ...]) -> None:
-    global _WORKER
-    _WORKER = DkimSigner(domain=domain, keys=[load_key(selector, pem) for selector, pem in keys])
-
-
-def _sign_in_worker(message: bytes) -> bytes:
-    assert _WORKER is not None, "the signing process was not initialised"
-    return _WORKER.sign(message)

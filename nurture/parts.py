@@ -41,8 +41,9 @@ from nurture.inbound.smtp import start_listener
 from nurture.models import Campaign
 from nurture.periodic import periodic
 from nurture.render import Renderer
+from nurture.render_pool import RenderPool
 from nurture.scheduler import tick as scheduler_tick
-from nurture.sender import SenderOptions, SendSummary, renderer_build, run_sender
+from nurture.sender import Build, SenderOptions, SendSummary, renderer_build, run_sender
 from nurture.settle import settle_clicks
 from nurture.signing import Signer
 from nurture.smtp_pool import SmtpConnection
@@ -85,6 +86,9 @@ class Options:
     reuse_port: bool = False
     access_log: bool = False
     sender: SenderOptions = SenderOptions()
+    #: Processes that render, build MIME and sign for the sender (0: its render thread);
+    #: None: one when the machine has a second core (see :func:`render_processes`).
+    render_processes: int | None = None
     #: ``nurture send --once``: the sender queues and sends what is due, then returns.
     once: bool = False
 
@@ -115,23 +119,39 @@ Part = Callable[[Context], Awaitable[None]]
 
 # -- the parts ------------------------------------------------------------------------------------
 
+def render_processes(configured: int | None = None) -> int:
+    """How many processes render for the sender: ``configured``, else one when this process
+    may use a second core (the sending interpreter keeps its own for SMTP), else none."""
+    if configured is not None:
+        return max(0, configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if cores > 1 else 0
+
+
 async def sender(ctx: Context) -> None:
     """The scheduler and the sender: queue due steps, deliver them over SMTP."""
     campaigns = ctx.campaigns
-    # DKIM's RSA holds the GIL: with a second core, sign in a process of its own.
-    signers = 1 if ctx.settings.dkim is not None and (os.cpu_count() or 1) > 1 else 0
-    renderer = Renderer.from_settings(ctx.settings, sign_processes=signers)
-    await asyncio.to_thread(renderer.start_signing)
-    build = renderer_build(renderer, campaigns)
+    processes = render_processes(ctx.options.render_processes)
+    build: Build | RenderPool
+    if processes:
+        pool = RenderPool(settings=ctx.settings, campaigns=campaigns, processes=processes)
+        await asyncio.to_thread(pool.start)
+        build = pool
+    else:
+        pool = None
+        build = renderer_build(Renderer.from_settings(ctx.settings), campaigns)
 
     def tick(store: Store, now: datetime) -> object:
         return scheduler_tick(store, campaigns, now=now, reps=ctx.settings.reps, closures=ctx.settings.closures)
 
-    summary = await run_sender(
-        store=ctx.store, settings=ctx.settings, build=build, now=ctx.now, stop=ctx.stop,
-        once=ctx.options.once, progress=ctx.sender_progress, tick=tick, options=ctx.options.sender,
-        campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None})
-    renderer.close()
+    try:
+        summary = await run_sender(
+            store=ctx.store, settings=ctx.settings, build=build, now=ctx.now, stop=ctx.stop,
+            once=ctx.options.once, progress=ctx.sender_progress, tick=tick, options=ctx.options.sender,
+            campaign_rates={c.id: c.rate for c in campaigns.values() if c.rate is not None})
+    finally:
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
     if ctx.sender_done is not None:
         ctx.sender_done(summary)
 

@@ -24,7 +24,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
@@ -34,7 +33,7 @@ import css_inline
 import html2text
 from markupsafe import escape
 
-from nurture.dkim_sign import DkimSigner, SigningPool, load_key
+from nurture.dkim_sign import DkimSigner, load_key
 from nurture.errors import ConfigError, TemplateError
 from nurture.i18n import Locale, locale_for, person_name, unsubscribe_html
 from nurture.models import Campaign, Contact, Step
@@ -97,14 +96,12 @@ class RenderedMessage:
     raw: bytes = field(repr=False)
     #: The envelope sender (VERP ``bounces+<token>@…``) when ``inbound.return_path`` is set.
     return_path: str | None = None
-    #: The DKIM-signed bytes, when a signing process makes them (``raw`` is then unsigned).
-    signed: Future[bytes] | None = field(default=None, repr=False, compare=False)
     #: The rendered preheader (inbox preview text), "" without one.
     preheader: str = ""
 
     def to_bytes(self) -> bytes:
         """The message as sent: CRLF line ends, every line shorter than 998 octets."""
-        return self.raw if self.signed is None else self.signed.result()
+        return self.raw
 
     @property
     def has_unsubscribe_link(self) -> bool:
@@ -127,7 +124,7 @@ class Renderer:
     def __init__(self, *, templates_dir: str | os.PathLike[str], signer: Signer, base_url: str,
                  sender: SenderIdentity, open_tracking: bool = True,
                  dkim: DkimSettings | None = None, return_path: str | None = None,
-                 reply_domain: str | None = None, sign_processes: int = 0) -> None:
+                 reply_domain: str | None = None) -> None:
         self.templates_dir = str(templates_dir)
         self.signer = signer
         self.base_url = base_url.rstrip("/")
@@ -144,15 +141,11 @@ class Renderer:
         self._cache: dict[tuple[str, str], _Entry] = {}
         self.stats = {"hits": 0, "misses": 0, "uncached": 0}
         self._dkim_signer: DkimSigner | None = None
-        self.sign_processes = sign_processes
-        self._pool: SigningPool | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, signer: Signer | None = None, *,
-                      sign_processes: int = 0) -> Renderer:
-        """A renderer for ``settings`` (templates dir, tracking base URL and keys, sender, DKIM).
-        ``sign_processes`` > 0 signs DKIM in that many separate processes (the sender's choice)."""
-        return cls(sign_processes=sign_processes, templates_dir=settings.templates_dir,
+    def from_settings(cls, settings: Settings, signer: Signer | None = None) -> Renderer:
+        """A renderer for ``settings`` (templates dir, tracking base URL and keys, sender, DKIM)."""
+        return cls(templates_dir=settings.templates_dir,
                    signer=signer or Signer.from_settings(settings.tracking),
                    base_url=settings.tracking.base_url, sender=settings.sender,
                    open_tracking=settings.tracking.open_tracking, dkim=settings.dkim,
@@ -259,17 +252,13 @@ class Renderer:
                     ("Feedback-ID", f"{_fid(campaign.id)}:{_fid(step.id)}:{_fid(domain)}"),
                     ("X-Nurture-Campaign", campaign.id), ("X-Nurture-Step", step.id)]
         raw = build_message(headers=headers, text=text, html=html, seed=mid)
-        signed = None
         if self.dkim is not None:
-            if self.sign_processes:
-                signed = self._signing_pool().submit(raw)  # signed meanwhile, in another process
-            else:
-                raw = self.sign_dkim(raw)
+            raw = self.sign_dkim(raw)
         verp = tagged_address(self.signer, "bounce", send_id, address=self.return_path) if self.return_path else None
         return RenderedMessage(subject=subject, html=html, text=text, message_id=mid, to=to,
                                from_address=from_address, links=tuple(links),
                                headers=tuple(headers), unsubscribe_url=unsub, raw=raw, return_path=verp,
-                               signed=signed, preheader=preheader)
+                               preheader=preheader)
 
     def _footer(self, campaign: Campaign, step: Step, loc: Locale, ctx: Mapping[str, Any],
                 unsub: str) -> Namespace:
@@ -294,29 +283,6 @@ class Renderer:
             if filled != str(real[key]):
                 return real
         return marked
-
-    def _signing_pool(self) -> SigningPool:
-        with self._lock:
-            if self._pool is None:
-                assert self.dkim is not None
-                keys = [(self.dkim.selector, self.dkim.private_key)]
-                if self.dkim.ed25519_key is not None and self.dkim.ed25519_selector:
-                    keys.append((self.dkim.ed25519_selector, self.dkim.ed25519_key))
-                for selector, pem in keys:
-                    load_key(selector, pem)  # a bad key is a ConfigError here, not in the process
-                self._pool = SigningPool(domain=self.dkim.domain, keys=keys, processes=self.sign_processes)
-            return self._pool
-
-    def start_signing(self) -> None:
-        """Start the signing process now, so the first message does not wait for it."""
-        if self.dkim is not None and self.sign_processes:
-            self._signing_pool().submit(b"From: x@nurture.invalid\r\n\r\nwarm up\r\n").result()
-
-    def close(self) -> None:
-        """Stop the signing process, if one was started."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
 
     def _message_id_key(self, data: bytes) -> bytes:
         return self.signer.keyed_digest("message-id", data)

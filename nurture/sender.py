@@ -1,9 +1,11 @@
 """The sender: claims due outbox rows, renders them, delivers them over a pool of reused SMTP
 connections under one global rate limit, and records what happened.
 
-One batch at a time is claimed (with a lease), rendered on the sender's render thread (the
-store's writer thread only reads and writes, so click commits never wait behind templates,
-MIME or DKIM) and given its Message-ID in one hop to the store thread before any attempt;
+One batch at a time is claimed (with a lease), rendered off the store's writer thread (in the
+worker processes of a :class:`~nurture.render_pool.RenderPool`, or on the sender's render
+thread; click commits never wait behind templates, MIME or DKIM) and given its Message-ID in
+one hop to the store thread before any attempt; the chunks of a batch are rendered ahead
+while earlier ones are delivered;
 ``pool_size`` workers each own one SMTP connection and mark every result before taking the
 next message, so at most ``pool_size`` mails are ever delivered but not yet marked. That
 bounds what a kill -9 can double, and those carry the same Message-ID. How many connections
@@ -22,7 +24,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +39,7 @@ from nurture.metrics import THROTTLE_EVENTS
 from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.relay import RelayGovernor, RelayView
+from nurture.render_pool import LinkKey, RenderPool
 from nurture.smtp_pool import ConnectRefused, SmtpConnection, is_rate_refusal
 from nurture.store import AsyncStore, Store
 from nurture.store.relay import RelayState, relay_name
@@ -125,7 +128,7 @@ class SendSummary:
 
 @dataclass(frozen=True, slots=True)
 class Built:
-    """A rendered message and its bytes, made on the render thread."""
+    """A rendered message and its bytes, made on the render thread or in a render process."""
 
     msg: Outgoing
     data: bytes
@@ -178,7 +181,7 @@ async def run_sender(
     *,
     store: AsyncStore[Store],
     settings: Settings,
-    build: Build,
+    build: Build | RenderPool,
     now: Callable[[], datetime] = utcnow,
     stop: asyncio.Event,
     once: bool,
@@ -205,9 +208,9 @@ async def run_sender(
 
 
 class _Run:
-    def __init__(self, *, store: AsyncStore[Store], settings: Settings, build: Build, now: Callable[[], datetime],
-                 stop: asyncio.Event, once: bool, progress: Callable[[SendSummary], None] | None,
-                 tick: Tick | None, options: SenderOptions,
+    def __init__(self, *, store: AsyncStore[Store], settings: Settings, build: Build | RenderPool,
+                 now: Callable[[], datetime], stop: asyncio.Event, once: bool,
+                 progress: Callable[[SendSummary], None] | None, tick: Tick | None, options: SenderOptions,
                  limiter: RateLimiter, owner: str, campaign_rates: Mapping[str, Rate] | None) -> None:
         self.store, self.settings, self.build, self.now = store, settings, build, now
         self.stop, self.once, self.progress, self.tick = stop, once, progress, tick
@@ -373,18 +376,8 @@ class _Run:
             seen = self.stored_relay
             if seen is not None and seen.updated_at > self.relay_saved:
                 self.relay.adopt(seen)  # another sender on this relay learned something since
-            # Render in small hops so the workers' marks never wait long behind a whole batch.
-            for i in range(0, len(todo), RENDER_CHUNK):
-                if self.stop.is_set():  # give the rest back now rather than at lease expiry
-                    rest = [s.id for s in todo[i:]]
-                    self.summary.released += await self.store.call(Store.release_sends, rest, owner=self.owner)
-                    break
-                chunk = todo[i:i + RENDER_CHUNK]
-                for job in await self._render(chunk, contacts, now):
-                    if job.send.campaign_id in self.campaign_limiters:
-                        self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
-                    else:
-                        self.queue.put_nowait(job)
+            await self._render_all([todo[i:i + RENDER_CHUNK] for i in range(0, len(todo), RENDER_CHUNK)],
+                                   contacts, now)
             if claimed:
                 continue
             if rate_wait > 0:  # rows are due but the shared bucket is empty
@@ -456,16 +449,49 @@ class _Run:
                 self.summary.skipped += 1
         return len(sends), todo, store.outbox_contacts(s.contact_id for s in todo), now, wait
 
-    async def _render(self, todo: list[Send], contacts: dict[int, Contact], now: datetime) -> list[_Job]:
-        """Render on the render thread (CPU: templates, MIME, DKIM), then store the Message-IDs
-        and mark what cannot be rendered in one hop to the store thread, so every Message-ID
-        is durable before the first attempt and the writer thread only reads and writes."""
+    async def _render_all(self, chunks: list[list[Send]], contacts: dict[int, Contact], now: datetime) -> None:
+        """Render a claimed batch in small chunks, all submitted at once so rendering runs
+        ahead of the workers; each chunk's Message-IDs are stored (and what cannot be rendered
+        marked) in one hop to the store thread, then its jobs are queued, so every Message-ID is
+        durable before the first attempt and the workers' marks never wait behind a whole batch."""
+        tasks = [asyncio.ensure_future(self._render(chunk, contacts, now)) for chunk in chunks]
+        try:
+            for i, task in enumerate(tasks):
+                if self.stop.is_set():  # give the rest back now rather than at lease expiry
+                    rest = [s.id for chunk in chunks[i:] for s in chunk]
+                    self.summary.released += await self.store.call(Store.release_sends, rest, owner=self.owner)
+                    return
+                built = await task
+                for job in await self.store.run(functools.partial(self._record, built=built, now=now)):
+                    if job.send.campaign_id in self.campaign_limiters:
+                        self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
+                    else:
+                        self.queue.put_nowait(job)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _render(self, todo: list[Send], contacts: dict[int, Contact],
+                      now: datetime) -> list[tuple[Send, Built | Exception]]:
+        """One chunk: in the render pool's processes, else on the render thread (templates,
+        MIME and DKIM are CPU work that must not hold up the store's writer thread)."""
+        if isinstance(self.build, RenderPool):
+            made = await self.build.build(todo, contacts, now=now, resolve=self._store_links)
+            return [(s, m if isinstance(m, Exception) else Built(m, m.data)) for s, m in made]
         loop = asyncio.get_running_loop()
-        built = await loop.run_in_executor(self.render_thread, self._build_all, todo, contacts, now, loop)
-        return await self.store.run(lambda st: self._record(st, built, now))
+        return await loop.run_in_executor(self.render_thread, self._build_all, todo, contacts, now, loop)
+
+    async def _store_links(self, keys: Sequence[LinkKey]) -> dict[LinkKey, int]:
+        """The ids of links a render process met first (created in one transaction)."""
+        def store(st: Store) -> dict[LinkKey, int]:
+            with st.transaction():
+                return {k: st.link_id(*k) for k in keys}
+        return await self.store.run(store)
 
     def _build_all(self, todo: list[Send], contacts: dict[int, Contact], now: datetime,
                    loop: asyncio.AbstractEventLoop) -> list[tuple[Send, Built | Exception]]:
+        assert not isinstance(self.build, RenderPool)
         made: list[tuple[Send, Outgoing | Exception]] = []
         for s in todo:
             try:
@@ -473,7 +499,6 @@ class _Run:
                                            link_ids=self.links.for_send(s, loop))))
             except (NurtureError, KeyError, ValueError) as e:
                 made.append((s, e))
-        # Only now the bytes: a signing process works on the whole chunk while it renders.
         out: list[tuple[Send, Built | Exception]] = []
         for s, msg in made:
             if isinstance(msg, Exception):
@@ -485,7 +510,7 @@ class _Run:
                 out.append((s, e))
         return out
 
-    def _record(self, store: Store, built: list[tuple[Send, Built | Exception]], now: datetime) -> list[_Job]:
+    def _record(self, store: Store, *, built: list[tuple[Send, Built | Exception]], now: datetime) -> list[_Job]:
         jobs: list[_Job] = []
         with store.transaction():
             for s, made in built:
