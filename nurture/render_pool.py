@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import select
 import threading
+import time
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -172,7 +175,7 @@ class RenderPool:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.processes, mp_context=_context(),
-                    initializer=_init_worker, initargs=(self.settings, self.campaigns))
+                    initializer=_init_worker, initargs=(self.settings, self.campaigns, os.getpid()))
             return self._executor
 
     def _discard(self) -> None:
@@ -237,9 +240,35 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(settings: Settings, campaigns: Mapping[str, Campaign]) -> None:
+def _init_worker(settings: Settings, campaigns: Mapping[str, Campaign], sender: int) -> None:
     global _WORKER
     _WORKER = _Worker(settings, campaigns)
+    threading.Thread(target=_exit_with, args=(sender,), name="nurture-sender-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker when the sender process ``pid`` has ended, however it ended.
+
+    Nothing else would end it after a kill -9: a pool worker holds both ends of its own call
+    queue, so it never reads end-of-file, and the forkserver stays while a worker does."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3: look once a second
+        while _alive(pid):
+            time.sleep(1.0)
+    else:
+        select.select([fd], [], [])  # a pidfd turns readable when its process ends
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ready() -> bool:

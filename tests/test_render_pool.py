@@ -10,9 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from email import message_from_bytes
+from pathlib import Path
 
 import dkim
 import pytest
@@ -173,3 +176,43 @@ async def test_the_sender_delivers_what_the_workers_render_once_each(smtp_sink, 
         assert links and min(tokens) >= 1
     finally:
         await astore.aclose()
+
+
+CHILD = """
+import sys, time
+from nurture.campaigns import load_campaigns
+from nurture.config import settings_from_dict
+from nurture.render_pool import RenderPool
+
+root = sys.argv[1]
+settings = settings_from_dict({"database": sys.argv[2], "campaigns_dir": root + "/campaigns",
+                               "templates_dir": root + "/templates"}, env={"NURTURE_SECRET": "s"})
+pool = RenderPool(settings=settings, campaigns={c.id: c for c in load_campaigns(root + "/campaigns")})
+pool.start()
+print(*pool._executor._processes, flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_workers_end_when_the_sender_is_killed(tmp_path):
+    """kill -9 of the sender leaves no render process behind (nor its forkserver)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT), str(tmp_path / "db.sqlite")],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        pids = [int(p) for p in child.stdout.readline().split()]  # type: ignore[union-attr]
+        assert pids and not any(_gone(p) for p in pids)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 10
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in pids)
