@@ -447,6 +447,7 @@ def _display_name(from_address: str) -> str:
     return name or addr or from_address
 
 
+@functools.lru_cache(maxsize=64)
 def _domain(from_address: str) -> str:
     addr = parseaddr(from_address)[1] or from_address
     return addr.rpartition("@")[2].strip(" >").lower() or "nurture.invalid"

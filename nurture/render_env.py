@@ -127,6 +127,8 @@ class Templates:
     def line(self, campaign: Campaign, step: Step, source: str, field_path: str, ctx: Mapping[str, Any]) -> str:
         """A one-line template of the campaign file (subject, preheader, footer text) rendered
         unescaped; errors are :class:`SubjectError` pointing at ``field_path`` in the file."""
+        if "{" not in source and "\n" not in source and "\r" not in source:
+            return source  # plain text on one line (most footer lines): Jinja would give it back as is
         try:
             tpl = self._subjects.get(source)
             if tpl is None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nurture.config import SmtpSettings
 from nurture.errors import SendError
@@ -19,6 +21,7 @@ from nurture.smtp_pool import (
     SmtpConnection,
     enhanced_code,
     is_rate_refusal,
+    message_size,
     reply_error,
 )
 
@@ -261,3 +264,12 @@ async def test_unusable_addresses_fail_before_any_connection(smtp_sink: RunningS
     assert not e.transient and e.message.startswith("unusable address")
     assert e.recipient == (recipient if blamed else None)
     assert conn.opened == 0 and smtp_sink.sink.messages == []
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r\n", b"\n", b"\r", b".", b"\xe3\x81\x82"]), max_size=40))
+def test_the_declared_size_is_what_data_transmits(pieces: list[bytes]) -> None:
+    # RFC 1870 SIZE counts the message as sent: what aiosmtplib's DATA puts on the wire.
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    data = b"".join(pieces)
+    assert message_size(data) == len(normalize_message_line_endings(data))
