@@ -288,7 +288,7 @@ class _Run:
             await asyncio.gather(*(c.quit() for c in self.pool), return_exceptions=True)
             self.summary.connections = sum(c.opened for c in self.pool)
             await self._unregister()
-            self._report()
+            self._report(final=True)
         if self.crash is not None:
             raise self.crash
         return self.summary
@@ -571,7 +571,9 @@ class _Run:
                 self.busy -= 1
 
     async def _next_job(self, conn: SmtpConnection) -> _Job | None:
-        if conn.is_open:
+        if not self.queue.empty():
+            job = self.queue.get_nowait()
+        elif conn.is_open:
             try:
                 job = await asyncio.wait_for(self.queue.get(), timeout=self.opt.idle_quit)
             except TimeoutError:
@@ -683,7 +685,9 @@ class _Run:
             self.summary.failed += 1
         self.summary._note(f"send {s.id} to {job.recipient}: {e.message}")
 
-    def _report(self) -> None:
+    def _report(self, *, final: bool = False) -> None:
+        if self.progress is None and not final:
+            return
         self.summary.relay = self.relay.view()
         if self.progress is not None:
             self.progress(self.summary)
