@@ -12,10 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import pytest
 from support import ChildOutput
 
 from nurture.campaigns import find_campaign
-from nurture.parts import RUN, Context, Options, run_parts
+from nurture.parts import RUN, Context, Options, render_processes, run_parts
 from nurture.scheduler import enroll
 from nurture.sender import SenderOptions
 from nurture.store import open_async_store
@@ -255,3 +256,11 @@ def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(tmp_path)
     assert out.exit_code == 1
     assert "cannot open the database" in out.output and "does not exist" in out.output
     assert "Traceback" not in out.output
+
+
+def test_the_sender_renders_in_a_process_of_its_own_with_a_second_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert render_processes() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # pinned to one core
+    assert render_processes() == 0
+    assert render_processes(2) == 2 and render_processes(0) == 0 and render_processes(-1) == 0
