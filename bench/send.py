@@ -2,7 +2,7 @@
 SMTP) against a loopback sink, beside a bare aiosmtplib loop sending pre-built bytes to the
 same sink in the same run.
 
-    python bench/send.py [--n 4000] [--pool 8] [--delay-n 800] [--dkim] [--render-processes N]
+    python bench/send.py [--n 4000] [--pool 8] [--delay-n 800] [--dkim] [--engine] [--render-processes N]
 
 Mode 1 (fast sink): ratio = nurture / bare (target >= 0.5).
 Mode 2 (sink answers DATA after 50 ms): nurture / (pool / 0.05 s) (target >= 0.8).
@@ -31,7 +31,7 @@ from nurture.campaigns import load_campaigns  # noqa: E402
 from nurture.config import settings_from_dict  # noqa: E402
 from nurture.parts import render_processes  # noqa: E402
 from nurture.render import Renderer  # noqa: E402
-from nurture.render_pool import RenderPool  # noqa: E402
+from nurture.render_pool import Made, RenderPool  # noqa: E402
 from nurture.scheduler import enroll, tick  # noqa: E402
 from nurture.sender import SenderOptions, renderer_build, run_sender  # noqa: E402
 from nurture.store import open_async_store, open_store  # noqa: E402
@@ -98,12 +98,20 @@ def queue_sends(db: str, n: int, campaigns: dict) -> None:
     store.close()
 
 
-async def nurture_run(db: str, settings, campaigns: dict, processes: int) -> tuple[float, int, float]:
+async def nurture_run(db: str, settings, campaigns: dict, processes: int,
+                      prebuilt_bytes: list[bytes] | None = None) -> tuple[float, int, float]:
     """As the sender part runs it: in render processes when ``processes`` > 0 (started before
-    the clock runs, as ``nurture run`` starts them with the sender), else on the render thread."""
+    the clock runs, as ``nurture run`` starts them with the sender), else on the render thread.
+    With ``prebuilt_bytes`` the rendering is taken out: a stub build hands over those bytes."""
     astore = open_async_store(db)
     pool = RenderPool(settings=settings, campaigns=campaigns, processes=processes) if processes else None
     build = pool or renderer_build(Renderer.from_settings(settings), campaigns)
+    if prebuilt_bytes is not None:
+        pool = None
+
+        def build(send, contact, *, link_ids, now, message_id):  # noqa: ARG001 - the Build signature
+            return Made(message_id=f"<bench.{send.id}@acme.example>", to=contact.email,
+                        data=prebuilt_bytes[send.id % len(prebuilt_bytes)])
     if pool is not None:
         pool.start()
     t0, c0, w0 = time.perf_counter(), time.process_time(), _workers_cpu(pool)
@@ -187,7 +195,8 @@ async def bare_run(port: int, pool: int, messages: list[bytes]) -> float:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def mode(n: int, pool: int, delay: float, campaigns: dict, processes: int, dkim: bool = False) -> dict[str, float]:
+def mode(n: int, pool: int, delay: float, campaigns: dict, processes: int, dkim: bool = False,
+         engine: bool = False) -> dict[str, float]:
     sink = SinkProcess(delay)
     sign_ms = 0.0
     try:
@@ -204,7 +213,8 @@ def mode(n: int, pool: int, delay: float, campaigns: dict, processes: int, dkim:
                 assert messages[0].startswith(b"DKIM-Signature:")
                 sign_ms = sign_cpu_ms(settings, messages[: min(n, 1000)])
             bare, bare_cpu = asyncio.run(bare_run(sink.port, pool, messages))
-            elapsed, sent, cpu = asyncio.run(nurture_run(db, settings, campaigns, processes))
+            elapsed, sent, cpu = asyncio.run(nurture_run(db, settings, campaigns, processes,
+                                                         messages if engine else None))
             assert sent == n, (sent, n)
     finally:
         sink.close()
@@ -219,6 +229,8 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=8, help="SMTP connections")
     p.add_argument("--delay-n", type=int, default=800, help="messages in the 50 ms mode")
     p.add_argument("--dkim", action="store_true", help="also run the fast-sink mode with DKIM signing")
+    p.add_argument("--engine", action="store_true",
+                   help="also the fast sink with the rendering taken out (the sending engine alone)")
     p.add_argument("--render-processes", type=int, default=None,
                    help="render processes (default: as the sender part chooses for this machine; 0: render thread)")
     args = p.parse_args()
@@ -246,6 +258,13 @@ def main() -> None:
         print(f"  DKIM signing CPU                 : {signed['sign_ms']:8.3f} ms/message   (target < 1)")
         print(f"  render + MIME + sign             : {signed['render_ms']:8.3f} ms/message")
         print(f"  CPU per message, bare / nurture  : {signed['bare_cpu_ms']:8.3f} / {signed['cpu_ms']:.3f} ms")
+
+    if args.engine:
+        bare_engine = mode(args.n, args.pool, 0.0, campaigns, procs, engine=True)
+        print(f"sending engine alone (pre-built bytes through the real sender), pool {args.pool}, {args.n} messages:")
+        print(f"  bare aiosmtplib                  : {bare_engine['bare_per_s']:8.0f} msg/s")
+        print(f"  nurture's sender, no rendering   : {bare_engine['nurture_per_s']:8.0f} msg/s")
+        print(f"  ratio                            : {bare_engine['nurture_per_s'] / bare_engine['bare_per_s']:8.2f}")
 
     slow = mode(args.delay_n, args.pool, 0.05, campaigns, procs)
     bound = args.pool / 0.05
