@@ -35,6 +35,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
 from nurture.errors import NurtureError
+from nurture.liveness import ProcessId, process_alive, this_process
 from nurture.models import Campaign, Contact, Send
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,7 +176,7 @@ class RenderPool:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.processes, mp_context=_context(),
-                    initializer=_init_worker, initargs=(self.settings, self.campaigns, os.getpid()))
+                    initializer=_init_worker, initargs=(self.settings, self.campaigns, this_process()))
             return self._executor
 
     def _discard(self) -> None:
@@ -240,35 +241,25 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(settings: Settings, campaigns: Mapping[str, Campaign], sender: int) -> None:
+def _init_worker(settings: Settings, campaigns: Mapping[str, Campaign], sender: ProcessId) -> None:
     global _WORKER
     _WORKER = _Worker(settings, campaigns)
     threading.Thread(target=_exit_with, args=(sender,), name="nurture-sender-watch", daemon=True).start()
 
 
-def _exit_with(pid: int) -> None:
-    """End this worker when the sender process ``pid`` has ended, however it ended.
+def _exit_with(sender: ProcessId) -> None:
+    """End this worker when the sender process has ended, however it ended.
 
     Nothing else would end it after a kill -9: a pool worker holds both ends of its own call
     queue, so it never reads end-of-file, and the forkserver stays while a worker does."""
     try:
-        fd = os.pidfd_open(pid)
+        fd = os.pidfd_open(sender.pid)
     except (AttributeError, OSError):  # not Linux, or a kernel before 5.3: look once a second
-        while _alive(pid):
+        while process_alive(sender):
             time.sleep(1.0)
     else:
         select.select([fd], [], [])  # a pidfd turns readable when its process ends
     os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ready() -> bool:

@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from email import message_from_bytes
-from pathlib import Path
 
 import dkim
 import pytest
 
 from nurture.campaigns import load_campaign, sample_contact
+from nurture.liveness import ProcessId, process_alive
 from nurture.models import Campaign, Contact, Send
 from nurture.render import Renderer
 from nurture.render_pool import LinkKey, Made, RenderFailed, RenderPool
@@ -195,11 +195,7 @@ time.sleep(120)
 
 
 def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    return not process_alive(ProcessId(machine="", pid=pid, started=None))
 
 
 def test_workers_end_when_the_sender_is_killed(tmp_path):
