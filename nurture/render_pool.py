@@ -34,6 +34,7 @@ from datetime import datetime
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
+from nurture.dkim_sign import load_key
 from nurture.errors import NurtureError
 from nurture.liveness import ProcessId, process_alive, this_process
 from nurture.models import Campaign, Contact, Send
@@ -120,7 +121,13 @@ class RenderPool:
         self._known: dict[tuple[str, str], dict[LinkKey, int]] = {}
 
     def start(self) -> None:
-        """Start the worker processes and wait until each has loaded nurture."""
+        """Start the worker processes and wait until each has loaded nurture. An unusable DKIM
+        key is a :class:`~nurture.errors.ConfigError` here, in the sender's process."""
+        dkim = self.settings.dkim
+        if dkim is not None:
+            load_key(dkim.selector, dkim.private_key)
+            if dkim.ed25519_key is not None and dkim.ed25519_selector:
+                load_key(dkim.ed25519_selector, dkim.ed25519_key)
         executor = self._pool()
         for f in [executor.submit(_ready) for _ in range(self.processes)]:
             f.result()
@@ -164,11 +171,13 @@ class RenderPool:
         for step in {(s.campaign_id, s.step_id) for s in sends}:
             known.update(self._known.get(step, {}))
         loop = asyncio.get_running_loop()
+        executor = self._pool()
         try:
-            return await loop.run_in_executor(self._pool(), _build_in_worker, pairs, now, known)
+            return await loop.run_in_executor(executor, _build_in_worker, pairs, now, known)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): start new ones and try this chunk once more.
-            self._discard()
+            # Other chunks in flight see the same broken pool; only the first replaces it.
+            self._discard(executor)
             return await loop.run_in_executor(self._pool(), _build_in_worker, pairs, now, known)
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -179,10 +188,10 @@ class RenderPool:
                     initializer=_init_worker, initargs=(self.settings, self.campaigns, this_process()))
             return self._executor
 
-    def _discard(self) -> None:
+    def _discard(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._executor is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
 
 

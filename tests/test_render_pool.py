@@ -20,6 +20,7 @@ import dkim
 import pytest
 
 from nurture.campaigns import load_campaign, sample_contact
+from nurture.errors import ConfigError
 from nurture.liveness import ProcessId, process_alive
 from nurture.models import Campaign, Contact, Send
 from nurture.render import Renderer
@@ -128,18 +129,34 @@ async def test_what_cannot_be_rendered_comes_back_named(make_settings, campaign,
     assert isinstance(made[gone], RenderFailed) and "no-such-campaign" in str(made[gone])
 
 
+def test_an_unusable_dkim_key_is_a_config_error_before_any_worker_starts(make_settings, campaign, tmp_path):
+    key = tmp_path / "dkim.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    settings = make_settings(dkim={"selector": "sel", "domain": "acme.example", "private_key_file": str(key)})
+    pool = RenderPool(settings=settings, campaigns={campaign.id: campaign})
+    with pytest.raises(ConfigError, match="DKIM private key"):
+        pool.start()
+    assert pool._executor is None
+    pool.close()
+
+
 async def test_a_killed_worker_is_replaced(settings, campaign, pool_for):
     pool = pool_for(settings, {campaign.id: campaign})
-    sends, contacts = sends_for(campaign, 4)
+    sends, contacts = sends_for(campaign, 402)
     links = Links()
     await pool.build(sends[:2], contacts, now=NOW, resolve=links)
     executor = pool._executor
     assert executor is not None
-    for pid in list(executor._processes):  # the out-of-memory killer's way
+    # Two chunks in flight when the worker dies (the out-of-memory killer's way): both see the
+    # broken pool, one replaces it, and both are rendered by the new one.
+    first = asyncio.create_task(pool.build(sends[2:202], contacts, now=NOW, resolve=links))
+    second = asyncio.create_task(pool.build(sends[202:], contacts, now=NOW, resolve=links))
+    await asyncio.sleep(0.05)
+    for pid in list(executor._processes):
         os.kill(pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
-    made = await pool.build(sends[2:], contacts, now=NOW, resolve=links)
-    assert all(isinstance(m, Made) for _, m in made) and pool._executor is not executor
+    both = await asyncio.gather(first, second)
+    assert [len(made) for made in both] == [200, 200]
+    assert all(isinstance(m, Made) for made in both for _, m in made) and pool._executor is not executor
 
 
 def queue(store: Store, campaign: Campaign, n: int) -> int:
