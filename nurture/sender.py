@@ -245,6 +245,8 @@ class _Run:
         self.last_recover = 0.0
         #: Rows delivered or claimed whose mark could not be written (disk full): released at the end.
         self.unmarked: list[int] = []
+        #: Rows claimed and not yet queued (being rendered): released at the end if still here.
+        self.unqueued: set[int] = set()
 
     def _governor(self, state: RelayState | None) -> RelayGovernor:
         smtp = self.settings.smtp
@@ -273,6 +275,8 @@ class _Run:
                 self.queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             leftover += self.unmarked
+            leftover += sorted(self.unqueued)  # a render that failed or was stopped half-way
+            self.unqueued.clear()
             leftover += self._drain()  # put back by a worker while stopping
             await self._save_relay(force=True)
             self.render_thread.shutdown(wait=False)
@@ -454,15 +458,19 @@ class _Run:
         ahead of the workers; each chunk's Message-IDs are stored (and what cannot be rendered
         marked) in one hop to the store thread, then its jobs are queued, so every Message-ID is
         durable before the first attempt and the workers' marks never wait behind a whole batch."""
+        self.unqueued.update(s.id for chunk in chunks for s in chunk)
         tasks = [asyncio.ensure_future(self._render(chunk, contacts, now)) for chunk in chunks]
         try:
             for i, task in enumerate(tasks):
                 if self.stop.is_set():  # give the rest back now rather than at lease expiry
                     rest = [s.id for chunk in chunks[i:] for s in chunk]
                     self.summary.released += await self.store.call(Store.release_sends, rest, owner=self.owner)
+                    self.unqueued.difference_update(rest)
                     return
                 built = await task
-                for job in await self.store.run(functools.partial(self._record, built=built, now=now)):
+                jobs = await self.store.run(functools.partial(self._record, built=built, now=now))
+                self.unqueued.difference_update(s.id for s in chunks[i])
+                for job in jobs:
                     if job.send.campaign_id in self.campaign_limiters:
                         self.pending.setdefault(job.send.campaign_id, collections.deque()).append(job)
                     else:

@@ -625,3 +625,26 @@ async def test_click_commits_stay_fast_while_a_large_send_renders(smtp_sink, smt
     rows = await astore.run(lambda s: s.query("SELECT count(*) AS n FROM clicks"))
     assert rows[0]["n"] == len(latencies)
     await astore.aclose()
+
+
+async def test_a_builder_that_breaks_gives_every_claimed_row_back(smtp_sink, smtp_settings, db_path, now):
+    """A bug while rendering stops the run with its error, and no claimed row stays leased."""
+    astore = open_async_store(db_path)
+    await astore.run(lambda s: seed(s, n=40, now=now))
+    built = 0
+
+    def breaking(send, contact, **kw):
+        nonlocal built
+        built += 1
+        if built == 20:  # the third chunk of the claim; two more are waiting behind it
+            raise RuntimeError("a bug in a builder")
+        return stub_build(send, contact, **kw)
+
+    with pytest.raises(RuntimeError, match="a bug in a builder"):
+        await run_sender(store=astore, settings=smtp_settings(smtp_sink.port), build=breaking, stop=asyncio.Event(),
+                         once=True, options=FAST)
+    counts = await astore.run(lambda s: {r["status"]: r["n"] for r in s.query(
+        "SELECT status, count(*) AS n FROM sends GROUP BY status")})
+    assert "sending" not in counts and sum(counts.values()) == 40, counts
+    assert counts.get("sent", 0) <= 16 and counts.get("sent", 0) == len(smtp_sink.sink.messages)
+    await astore.aclose()
