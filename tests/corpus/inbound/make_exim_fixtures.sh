@@ -23,29 +23,10 @@ if [ -z "$EXIM" ]; then
 fi
 EXIM_USER=$(getent passwd Debian-exim > /dev/null && echo Debian-exim || echo exim)
 
-python3 "$HERE/mta_helper.py" serve "$OUT/captured" > "$OUT/helper.log" 2>&1 &
-HELPER=$!
+. "$HERE/fixture_lib.sh"
+MTA_LOGS="$OUT/log"
+start_far_side
 trap 'kill $HELPER 2>/dev/null || true; rm -rf "$OUT"' EXIT
-sleep 2
-
-tok() { python3 "$HERE/mta_helper.py" tokens | awk -v id="$1" '$1 == id {print $2}'; }
-
-message() {  # message SEND_ID TO SUBJECT
-    printf 'From: Acme Payments <hello@acme.test>\nTo: %s\nSubject: %s\nDate: %s\nMessage-ID: <%s.fixture@acme.test>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nHello from the fixture generator (send %s).\n' \
-        "$2" "$3" "$(date -R)" "$1" "$1"
-}
-
-wait_for() {  # wait_for N: until N reports were captured (at most 90 s)
-    i=0
-    while [ "$(ls "$OUT/captured" 2>/dev/null | wc -l)" -lt "$1" ] && [ $i -lt 90 ]; do sleep 1; i=$((i + 1)); done
-}
-
-keep() {  # keep NAME: the newest captured report becomes tests/corpus/inbound/NAME.eml
-    f=$(ls "$OUT/captured" | sort | tail -1)
-    [ -n "$f" ] || { echo "no report captured for $1; Exim's log:" >&2; cat "$OUT"/log/* >&2; exit 1; }
-    mv "$OUT/captured/$f" "$HERE/$1.eml"
-    echo "wrote $1.eml"
-}
 
 mkdir -p "$OUT/spool" "$OUT/log"
 chown "$EXIM_USER:" "$OUT/spool" "$OUT/log"
