@@ -33,8 +33,8 @@ import css_inline
 import html2text
 from markupsafe import escape
 
-from nurture.dkim_sign import DkimSigner, load_key
-from nurture.errors import ConfigError, TemplateError
+from nurture.dkim_sign import DkimKey, DkimSigner, load_key
+from nurture.errors import ConfigError, NotFound, TemplateError
 from nurture.i18n import Locale, locale_for, person_name, unsubscribe_html
 from nurture.models import Campaign, Contact, Step
 from nurture.render_env import MissingTemplate, Namespace, SubjectError, Templates
@@ -294,10 +294,7 @@ class Renderer:
         if signer is None:
             if self.dkim is None:
                 raise ConfigError("DKIM is not configured", field="dkim")
-            keys = [load_key(self.dkim.selector, self.dkim.private_key)]
-            if self.dkim.ed25519_key is not None and self.dkim.ed25519_selector:
-                keys.append(load_key(self.dkim.ed25519_selector, self.dkim.ed25519_key))
-            signer = self._dkim_signer = DkimSigner(domain=self.dkim.domain, keys=keys)
+            signer = self._dkim_signer = DkimSigner(domain=self.dkim.domain, keys=dkim_keys(self.dkim))
         return signer.sign(message)
 
     def display(self, name_or_path: str) -> str:
@@ -421,6 +418,26 @@ def template_vars(campaign: Campaign, contact: Contact) -> tuple[dict[str, Any],
     for reserved in ("contact", "campaign", "step", "sender", "unsubscribe_url"):
         top.pop(reserved, None)
     return cvars, top
+
+
+def dkim_keys(dkim: DkimSettings) -> list[DkimKey]:
+    """The configured signing keys, RSA first, then Ed25519 when one is set; an unusable key
+    is a :class:`ConfigError`."""
+    keys = [load_key(dkim.selector, dkim.private_key)]
+    if dkim.ed25519_key is not None and dkim.ed25519_selector:
+        keys.append(load_key(dkim.ed25519_selector, dkim.ed25519_key))
+    return keys
+
+
+def campaign_step(campaigns: Mapping[str, Campaign], campaign_id: str, step_id: str) -> tuple[Campaign, Step]:
+    """The campaign and step a send was queued for; :class:`NotFound` when either is gone."""
+    campaign = campaigns.get(campaign_id)
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id!r} is not in the campaigns folder")
+    try:
+        return campaign, campaign.step(step_id)
+    except KeyError:
+        raise NotFound(f"campaign {campaign_id!r} has no step {step_id!r}") from None
 
 
 def memory_link_ids() -> LinkIds:

@@ -34,10 +34,10 @@ from datetime import datetime
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
-from nurture.dkim_sign import load_key
 from nurture.errors import NurtureError
 from nurture.liveness import ProcessId, process_alive, this_process
 from nurture.models import Campaign, Contact, Send
+from nurture.render import campaign_step, dkim_keys
 
 if TYPE_CHECKING:  # pragma: no cover
     from nurture.config import Settings
@@ -123,11 +123,8 @@ class RenderPool:
     def start(self) -> None:
         """Start the worker processes and wait until each has loaded nurture. An unusable DKIM
         key is a :class:`~nurture.errors.ConfigError` here, in the sender's process."""
-        dkim = self.settings.dkim
-        if dkim is not None:
-            load_key(dkim.selector, dkim.private_key)
-            if dkim.ed25519_key is not None and dkim.ed25519_selector:
-                load_key(dkim.ed25519_selector, dkim.ed25519_key)
+        if self.settings.dkim is not None:
+            dkim_keys(self.settings.dkim)
         executor = self._pool()
         for f in [executor.submit(_ready) for _ in range(self.processes)]:
             f.result()
@@ -220,13 +217,6 @@ class _Worker:
         return [self._one(send, contact, now) for send, contact in pairs]
 
     def _one(self, send: Send, contact: Contact, now: datetime) -> _Result:
-        campaign = self.campaigns.get(send.campaign_id)
-        if campaign is None:
-            return _Failed(f"campaign {send.campaign_id!r} is not in the campaigns folder")
-        try:
-            step = campaign.step(send.step_id)
-        except KeyError:
-            return _Failed(f"campaign {send.campaign_id!r} has no step {send.step_id!r}")
         missing: list[LinkKey] = []
 
         def link_ids(name: str, url: str, honeypot: bool) -> int:
@@ -238,6 +228,7 @@ class _Worker:
             return found
 
         try:
+            campaign, step = campaign_step(self.campaigns, send.campaign_id, send.step_id)
             msg = self.renderer.render(campaign=campaign, step=step, contact=contact, send_id=send.id,
                                        link_ids=link_ids, now=now, message_id=send.message_id)
             if missing:

@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nurture.config import Settings
 from nurture.diskfull import is_disk_full, unwritable
-from nurture.errors import NotFound, NurtureError, SendError
+from nurture.errors import NurtureError, SendError
 from nurture.liveness import LeaseHolder, is_gone, this_process
 from nurture.metrics import THROTTLE_EVENTS
 from nurture.models import Campaign, Contact, Send
 from nurture.ratelimit import RateLimiter
 from nurture.relay import RelayGovernor, RelayView
+from nurture.render import campaign_step
 from nurture.render_pool import LinkKey, RenderPool
 from nurture.smtp_pool import ConnectRefused, SmtpConnection, is_rate_refusal
 from nurture.store import AsyncStore, Store
@@ -767,13 +768,7 @@ def renderer_build(renderer: Renderer, campaigns: Mapping[str, Campaign]) -> Bui
 
     def build(send: Send, contact: Contact, *, link_ids: LinkIds, now: datetime,
               message_id: str | None) -> Outgoing:
-        campaign = campaigns.get(send.campaign_id)
-        if campaign is None:
-            raise NotFound(f"campaign {send.campaign_id!r} is not in the campaigns folder")
-        try:
-            step = campaign.step(send.step_id)
-        except KeyError:
-            raise NotFound(f"campaign {send.campaign_id!r} has no step {send.step_id!r}") from None
+        campaign, step = campaign_step(campaigns, send.campaign_id, send.step_id)
         return renderer.render(campaign=campaign, step=step, contact=contact, send_id=send.id,
                                link_ids=link_ids, now=now, message_id=message_id)
 
