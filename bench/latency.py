@@ -51,6 +51,11 @@ UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML,
       "Version/17.5 Safari/605.1.15")
 
 
+def click_headers(i: int) -> dict[str, str]:
+    """A person's click: a browser's User-Agent, from an address of its own behind the proxy."""
+    return {"User-Agent": UA, "X-Forwarded-For": f"10.{i // 62500 % 250}.{i // 250 % 250}.{i % 250 + 1}"}
+
+
 def write_config(d: Path, *, settle: float) -> Path:
     track, reps = free_port(), free_port()
     cfg = d / "config.yaml"
@@ -142,7 +147,7 @@ async def measure(*, tracker: str, reps: str, token: str, targets: list[tuple[in
                     return
                 fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
                 waiting[contact_id] = fut
-                headers = {"User-Agent": UA, "X-Forwarded-For": f"10.{i // 62500 % 250}.{i // 250 % 250}.{i % 250 + 1}"}
+                headers = click_headers(i)
                 t0 = time.perf_counter()
                 async with http.get(f"{tracker}/c/{click_token}", headers=headers, allow_redirects=False) as r:
                     await r.read()
@@ -202,7 +207,7 @@ async def measure_browser(*, tracker: str, reps: str, token: str, targets: list[
         for i, (contact_id, click_token) in enumerate(targets):
             fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             waiting[contact_id] = fut
-            headers = {"User-Agent": UA, "X-Forwarded-For": f"10.{i // 62500 % 250}.{i // 250 % 250}.{i % 250 + 1}"}
+            headers = click_headers(i)
             t0 = time.time()
             async with http.get(f"{tracker}/c/{click_token}", headers=headers, allow_redirects=False) as r:
                 await r.read()
